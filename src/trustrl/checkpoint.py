@@ -1,0 +1,201 @@
+"""Checkpoints: safetensors weights plus a JSON record, written so a crash never leaves half of one.
+
+Layout inside ``<run_dir>/checkpoints/``::
+
+    last.json                       the record: config, normalisation statistics, step,
+                                    library versions, and the weights file's name and SHA-256
+    last-000102400.safetensors      policy.* and critic.* tensors
+
+Writing goes weights first (temp file + rename), then the JSON (temp file +
+rename) -- the JSON rename is the commit point -- then the previous weights
+file is removed. At any instant ``<tag>.json`` names a complete weights file
+whose hash it knows, so a torn write or a tampered file is detected on load.
+No pickle anywhere: loading a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from trustrl.errors import CheckpointError
+
+FORMAT_VERSION = 1
+TAGS = ("best", "last")
+
+
+@dataclass
+class Checkpoint:
+    """What a saved checkpoint holds, ready to rebuild the policy and its normaliser."""
+
+    path: Path  # the JSON record
+    config: dict[str, Any]
+    spaces: dict[str, Any]
+    obs_norm: dict[str, Any]
+    reward_norm: dict[str, Any]
+    step: int
+    update: int
+    policy_state: dict[str, torch.Tensor]
+    critic_state: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+
+
+def save(
+    directory: Path,
+    tag: str,
+    policy: torch.nn.Module,
+    critic: torch.nn.Module,
+    *,
+    config: dict[str, Any],
+    spaces: dict[str, Any],
+    obs_norm: dict[str, Any],
+    reward_norm: dict[str, Any],
+    step: int,
+    update: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Atomically write checkpoint ``tag`` in ``directory``; returns the JSON record's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    record_path = directory / f"{tag}.json"
+    previous = _previous_weights(record_path)
+
+    tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    tensors.update({f"critic.{k}": v.detach().cpu().contiguous() for k, v in critic.state_dict().items()})
+    weights_name = f"{tag}-{step:09d}.safetensors"
+    weights_path = directory / weights_name
+    tmp = _temp_path(directory, weights_name)
+    save_file(tensors, str(tmp), metadata={"format": "trustrl", "tag": tag})
+    digest = _sha256(tmp)
+    os.replace(tmp, weights_path)
+
+    record = {
+        "format": "trustrl-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "tag": tag,
+        "step": int(step),
+        "update": int(update),
+        "weights": weights_name,
+        "weights_sha256": digest,
+        "config": config,
+        "spaces": spaces,
+        "obs_norm": obs_norm,
+        "reward_norm": reward_norm,
+        "versions": versions(),
+        "extra": extra or {},
+    }
+    _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
+    if previous and previous != weights_name:
+        (directory / previous).unlink(missing_ok=True)
+    return record_path
+
+
+def load(path: str | Path, tag: str = "last") -> Checkpoint:
+    """Load a checkpoint from a run directory, a checkpoints directory, or a ``<tag>.json`` path."""
+    record_path = resolve(path, tag)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {record_path} is corrupt: not a readable JSON record ({exc})") from None
+    required = ("format", "weights", "weights_sha256", "config", "spaces", "obs_norm", "step")
+    if not isinstance(record, dict) or record.get("format") != "trustrl-checkpoint" or any(k not in record for k in required):
+        raise CheckpointError(f"checkpoint {record_path} is not a trustrl checkpoint record (fields missing)")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {record_path} has format version {record['format_version']}; upgrade trustrl")
+    weights_path = record_path.parent / str(record["weights"])
+    if Path(record["weights"]).name != record["weights"] or not weights_path.is_file():
+        raise CheckpointError(f"checkpoint {record_path}: weights file {record['weights']!r} is missing")
+    if _sha256(weights_path) != record["weights_sha256"]:
+        raise CheckpointError(
+            f"checkpoint {record_path}: weights file {weights_path.name} does not match its recorded "
+            "SHA-256 (corrupt or modified)"
+        )
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {weights_path} cannot be read as safetensors ({exc})") from None
+    policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
+    critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    return Checkpoint(
+        path=record_path,
+        config=record["config"],
+        spaces=record["spaces"],
+        obs_norm=record["obs_norm"],
+        reward_norm=record.get("reward_norm", {}),
+        step=int(record["step"]),
+        update=int(record.get("update", 0)),
+        policy_state=policy_state,
+        critic_state=critic_state,
+        extra=record.get("extra", {}),
+    )
+
+
+def resolve(path: str | Path, tag: str = "last") -> Path:
+    """Find ``<tag>.json`` given a run directory, its ``checkpoints/`` folder, or the file itself."""
+    if tag not in TAGS:
+        raise CheckpointError(f"unknown checkpoint {tag!r}; choose from {', '.join(TAGS)}")
+    path = Path(path)
+    if path.suffix == ".json":
+        candidates = [path]
+    else:
+        candidates = [path / "checkpoints" / f"{tag}.json", path / f"{tag}.json"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if not path.exists():
+        raise CheckpointError(f"no run or checkpoint at {path}")
+    raise CheckpointError(f"no {tag!r} checkpoint in {path} (looked for {', '.join(str(c) for c in candidates)})")
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    import trustrl
+
+    return {
+        "trustrl": trustrl.__version__,
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _previous_weights(record_path: Path) -> str | None:
+    try:
+        return json.loads(record_path.read_text()).get("weights")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _temp_path(directory: Path, name: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = _temp_path(path.parent, path.name)
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

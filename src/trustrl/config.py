@@ -1,0 +1,409 @@
+"""Run configuration: dataclasses with a docstring per field, TOML presets, validation.
+
+A config is five sections -- ``env``, ``policy``, ``critic``, ``algo``, ``run`` --
+each a dataclass. Presets are TOML files with the same sections; ``--set
+section.key=value`` overrides one field. Every value is checked once, here, so
+the rest of the library can trust it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from trustrl.errors import ConfigError
+
+ACTIVATIONS = ("tanh", "relu")
+INITS = ("orthogonal", "kaiming", "xavier")
+
+
+@dataclass
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """Any registered gymnasium id (MuJoCo ids need the mujoco package, installed by default)."""
+    n_envs: int = 8
+    """Copies stepped together; one batch is ``run.n_steps * n_envs`` transitions."""
+    vectorization: str = "sync"
+    """``sync`` steps the copies in this process; ``async`` gives each its own process."""
+    norm_obs: bool = True
+    """Normalise observations with one running mean/variance shared by all copies."""
+    norm_reward: bool = False
+    """Scale rewards by the running std of the discounted return (not its mean)."""
+    clip_obs: float = 10.0
+    """Normalised observations are clipped to [-clip_obs, clip_obs]."""
+    clip_reward: float = 10.0
+    """Scaled rewards are clipped to [-clip_reward, clip_reward]."""
+    max_episode_steps: int | None = None
+    """Override the env's own time limit; None keeps the registered one."""
+    kwargs: dict = field(default_factory=dict)
+    """Extra keyword arguments for ``gymnasium.make`` (e.g. ``{ctrl_cost_weight = 0.001}``)."""
+
+    def validate(self) -> None:
+        check_env_id(self.id)
+        _positive("env.n_envs", self.n_envs)
+        _choice("env.vectorization", self.vectorization, ("sync", "async"))
+        _positive("env.clip_obs", self.clip_obs)
+        _positive("env.clip_reward", self.clip_reward)
+        if self.max_episode_steps is not None:
+            _positive("env.max_episode_steps", self.max_episode_steps)
+
+
+@dataclass
+class PolicyConfig:
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the policy MLP."""
+    activation: str = "tanh"
+    """``tanh`` or ``relu``."""
+    init: str = "orthogonal"
+    """Hidden-layer init: ``orthogonal`` (gain sqrt 2), ``kaiming`` (fan-in) or ``xavier``."""
+    out_gain: float = 0.01
+    """Gain of the output layer: small, so the first policy is near-uniform / zero-mean."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Gaussian policy (Box actions)."""
+    log_std_min: float = -20.0
+    """Lower clamp on the log-std, so the policy never collapses to a point."""
+    log_std_max: float = 2.0
+    """Upper clamp on the log-std."""
+
+    def validate(self) -> None:
+        _hidden("policy.hidden", self.hidden)
+        _choice("policy.activation", self.activation, ACTIVATIONS)
+        _choice("policy.init", self.init, INITS)
+        _positive("policy.out_gain", self.out_gain)
+        if not self.log_std_min < self.log_std_max:
+            raise ConfigError(
+                f"policy.log_std_min ({self.log_std_min}) must be below "
+                f"policy.log_std_max ({self.log_std_max})"
+            )
+        if not self.log_std_min <= self.log_std_init <= self.log_std_max:
+            raise ConfigError("policy.log_std_init must lie within [log_std_min, log_std_max]")
+
+
+@dataclass
+class CriticConfig:
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the value MLP (a separate network from the policy)."""
+    activation: str = "tanh"
+    """``tanh`` or ``relu``."""
+    init: str = "orthogonal"
+    """Hidden-layer init, as for the policy."""
+    fit: str = "adam"
+    """How the value net is fitted to the returns: ``adam`` (minibatch epochs) or ``lbfgs``."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    epochs: int = 10
+    """Adam: passes over the batch per update (``n_critic_updates``)."""
+    minibatch: int = 64
+    """Adam: minibatch size."""
+    l2: float = 0.0
+    """L2 penalty on the value-net weights (both fitters)."""
+    lbfgs_iters: int = 25
+    """L-BFGS: maximum iterations per update."""
+
+    def validate(self) -> None:
+        _hidden("critic.hidden", self.hidden)
+        _choice("critic.activation", self.activation, ACTIVATIONS)
+        _choice("critic.init", self.init, INITS)
+        _choice("critic.fit", self.fit, ("adam", "lbfgs"))
+        _positive("critic.lr", self.lr)
+        _positive("critic.epochs", self.epochs)
+        _positive("critic.minibatch", self.minibatch)
+        _non_negative("critic.l2", self.l2)
+        _positive("critic.lbfgs_iters", self.lbfgs_iters)
+
+
+@dataclass
+class AlgoConfig:
+    """Fields every algorithm shares: how advantages are estimated."""
+
+    name: str = "trpo"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    gae_lambda: float = 0.95
+    """GAE lambda in [0, 1]: 0 is one-step TD, 1 is Monte-Carlo minus the baseline."""
+    normalize_advantage: bool = True
+    """Standardise advantages over the batch before the policy update."""
+    entropy_coef: float = 0.0
+    """Weight of the mean policy entropy added to the objective."""
+
+    def validate(self) -> None:
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"algo.gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        _non_negative("algo.entropy_coef", self.entropy_coef)
+
+
+@dataclass
+class TRPOConfig(AlgoConfig):
+    max_kl: float = 0.01
+    """Trust-region radius delta: the mean KL(old || new) a step may reach."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the search direction."""
+    cg_tol: float = 1e-10
+    """Conjugate gradient stops early when the squared residual norm falls below this."""
+    damping: float = 0.1
+    """Added to the Fisher matrix (F + damping I) so CG stays well conditioned."""
+    backtrack_shrink: float = 0.8
+    """Line search: each rejected step is multiplied by this factor."""
+    backtrack_iters: int = 10
+    """Line search: steps tried before the update is rejected."""
+    fvp_fraction: float = 1.0
+    """Fraction of the batch used for Fisher-vector products (the TRPO paper uses 0.1)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _positive("algo.max_kl", self.max_kl)
+        _positive("algo.cg_iters", self.cg_iters)
+        _positive("algo.cg_tol", self.cg_tol)
+        _non_negative("algo.damping", self.damping)
+        if not 0.0 < self.backtrack_shrink < 1.0:
+            raise ConfigError(f"algo.backtrack_shrink must be in (0, 1), got {self.backtrack_shrink}")
+        _positive("algo.backtrack_iters", self.backtrack_iters)
+        if not 0.0 < self.fvp_fraction <= 1.0:
+            raise ConfigError(f"algo.fvp_fraction must be in (0, 1], got {self.fvp_fraction}")
+
+
+#: Algorithm name -> its config dataclass. Algorithms register here (and in ``trustrl.algos``).
+ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {"trpo": TRPOConfig}
+
+
+@dataclass
+class RunConfig:
+    total_steps: int = 100_000
+    """Environment steps to train for (summed over all copies)."""
+    n_steps: int = 256
+    """Steps per copy per batch."""
+    seed: int = 0
+    """Seeds the envs, torch and numpy: same seed and config give the same metrics on CPU."""
+    torch_threads: int = 1
+    """Intra-op threads for torch; small MLPs run fastest on one."""
+    checkpoint_every: int = 10
+    """Write the ``last`` checkpoint every this many updates (and at the end)."""
+    best_window: int = 20
+    """``best`` is saved when the mean of this many recent episode returns beats the best so far."""
+    device: str = "cpu"
+    """Torch device for the networks."""
+
+    def validate(self) -> None:
+        _positive("run.total_steps", self.total_steps)
+        _positive("run.n_steps", self.n_steps)
+        if self.seed < 0:
+            raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
+        _positive("run.torch_threads", self.torch_threads)
+        _positive("run.checkpoint_every", self.checkpoint_every)
+        _positive("run.best_window", self.best_window)
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    """Label of the run (the preset name unless changed)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    algo: AlgoConfig = field(default_factory=TRPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: steps per copy times copies."""
+        return self.run.n_steps * self.env.n_envs
+
+    def validate(self) -> "Config":
+        for section in (self.env, self.policy, self.critic, self.algo, self.run):
+            section.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+SECTIONS = {
+    "env": EnvConfig,
+    "policy": PolicyConfig,
+    "critic": CriticConfig,
+    "run": RunConfig,
+}
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build and validate a Config; unknown sections or keys are errors, not ignored."""
+    data = dict(data)
+    unknown = set(data) - {"name", "algo", *SECTIONS}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {_quoted(unknown)}; sections are {', '.join(['name', 'algo', *SECTIONS])}")
+    cfg = Config(name=str(data.get("name", "custom")))
+    for section, cls in SECTIONS.items():
+        setattr(cfg, section, _build(cls, data.get(section, {}), section, source))
+    algo = dict(data.get("algo", {}))
+    algo_name = algo.get("name", "trpo")
+    if algo_name not in ALGO_CONFIGS:
+        raise ConfigError(f"{source}: unknown algorithm {algo_name!r}; choose from {', '.join(sorted(ALGO_CONFIGS))}")
+    cfg.algo = _build(ALGO_CONFIGS[algo_name], algo, "algo", source)
+    return cfg.validate()
+
+
+def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Resolve a preset name or a TOML path, apply ``section.key=value`` overrides, validate."""
+    data, source = _read_spec(spec)
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(data, source)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("trustrl.presets").iterdir() if p.name.endswith(".toml"))
+
+
+def _read_spec(spec: str) -> tuple[dict[str, Any], str]:
+    path = Path(spec)
+    if spec.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"config file {spec!r} does not exist")
+        try:
+            return tomllib.loads(path.read_text()), str(path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{spec}: not valid TOML ({exc})") from None
+    names = preset_names()
+    if spec not in names:
+        hint = difflib.get_close_matches(spec, names, n=3)
+        also = f"; did you mean {', '.join(hint)}?" if hint else ""
+        raise ConfigError(f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; or pass a .toml file)")
+    text = resources.files("trustrl.presets").joinpath(f"{spec}.toml").read_text()
+    return tomllib.loads(text), f"preset {spec}"
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    parts = key.strip().split(".")
+    if len(parts) == 1 and parts[0] == "name":
+        data["name"] = raw
+        return
+    if len(parts) != 2:
+        raise ConfigError(f"--set key must be section.key (e.g. algo.max_kl), got {key!r}")
+    section, name = parts
+    data.setdefault(section, {})[name] = _parse_value(raw)
+
+
+def _parse_value(raw: str) -> Any:
+    """TOML syntax for a value (``0.02``, ``true``, ``[64, 64]``); anything else is a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _build(cls: type, values: dict[str, Any], section: str, source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{section}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            hint = difflib.get_close_matches(key, fields, n=1)
+            also = f"; did you mean {section}.{hint[0]}?" if hint else ""
+            raise ConfigError(f"{source}: unknown key {section}.{key}{also}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check a value against its field's type, accepting ints for floats and lists for tuples."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, source)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(v, args[0], key, source) for v in value)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a table, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} must be finite, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def check_env_id(env_id: str) -> None:
+    """Fail early, with suggestions, on an id gymnasium does not know."""
+    import gymnasium as gym
+
+    if env_id in gym.registry:
+        return
+    hint = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    also = f"; did you mean {', '.join(hint)}?" if hint else ""
+    raise ConfigError(f"unknown environment id {env_id!r}{also}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+
+
+def _non_negative(key: str, value: float) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _hidden(key: str, sizes: tuple[int, ...]) -> None:
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ConfigError(f"{key} must be a non-empty list of positive widths, got {list(sizes)}")
+
+
+def _quoted(names: set[str]) -> str:
+    return ", ".join(repr(n) for n in sorted(names))
+
+
+def _drop_none(value: Any) -> Any:
+    """TOML has no null: leave unset optional fields out (they fall back to their default)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple):
+        return list(value)
+    return value

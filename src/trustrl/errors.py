@@ -1,0 +1,13 @@
+"""The one exception type users see: a clear message, exit code 2 from the CLI."""
+
+
+class TrustrlError(Exception):
+    """Bad input (config, env id, run directory, checkpoint) named in one message."""
+
+
+class ConfigError(TrustrlError):
+    """A config value, key or preset that does not exist or is out of range."""
+
+
+class CheckpointError(TrustrlError):
+    """A checkpoint that is missing, corrupt, tampered with, or for another env."""

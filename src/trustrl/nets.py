@@ -1,0 +1,175 @@
+"""Policies, their action distributions, and the value network.
+
+The distributions are small tensor classes rather than ``torch.distributions``:
+the trust-region math needs the closed-form KL, summed over action
+dimensions (so ``max_kl`` means the same thing whatever the action size), and
+indexing a batch of distributions for the Fisher-vector sub-sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from trustrl.config import CriticConfig, PolicyConfig
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class DiagGaussian:
+    """Independent Gaussians per action dimension; every quantity summed over dimensions."""
+
+    def __init__(self, mean: Tensor, log_std: Tensor):
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+
+    @property
+    def std(self) -> Tensor:
+        return self.log_std.exp()
+
+    def sample(self) -> Tensor:
+        return self.mean + self.std * torch.randn_like(self.mean)
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        z = (actions - self.mean) / self.std
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return (self.log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+    def kl(self, other: "DiagGaussian") -> Tensor:
+        """KL(self || other) = sum_i log(s2/s1) + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2."""
+        var_ratio = (2 * (self.log_std - other.log_std)).exp()
+        mean_term = ((self.mean - other.mean) / other.std).pow(2)
+        return (other.log_std - self.log_std + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
+
+    def __getitem__(self, idx) -> "DiagGaussian":
+        return DiagGaussian(self.mean[idx], self.log_std[idx])
+
+    def detach(self) -> "DiagGaussian":
+        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+
+    def params(self) -> dict[str, Tensor]:
+        return {"mean": self.mean, "log_std": self.log_std}
+
+
+class Categorical:
+    """A batch of categorical distributions over ``n`` actions, from unnormalised logits."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits - logits.logsumexp(-1, keepdim=True)
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.exp()
+
+    def sample(self) -> Tensor:
+        return torch.multinomial(self.probs.reshape(-1, self.logits.shape[-1]), 1).reshape(self.logits.shape[:-1])
+
+    def mode(self) -> Tensor:
+        return self.logits.argmax(-1)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        logits = self.logits.expand(*actions.shape, self.logits.shape[-1])  # broadcast over sample dims
+        return logits.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * self.logits).sum(-1)
+
+    def kl(self, other: "Categorical") -> Tensor:
+        """KL(self || other) = sum_a p(a) (log p(a) - log q(a))."""
+        return (self.probs * (self.logits - other.logits)).sum(-1)
+
+    def __getitem__(self, idx) -> "Categorical":
+        return Categorical(self.logits[idx])
+
+    def detach(self) -> "Categorical":
+        return Categorical(self.logits.detach())
+
+    def params(self) -> dict[str, Tensor]:
+        return {"logits": self.logits}
+
+
+Distribution = DiagGaussian | Categorical
+
+
+def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them; the last layer is linear.
+
+    The output layer is initialised with a small gain so the first policy is
+    close to uniform (Categorical) or zero-mean (Gaussian), and the first
+    value estimate close to zero.
+    """
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = nn.Linear(n_in, n_out)
+        last = i == len(sizes) - 2
+        if last:
+            nn.init.orthogonal_(linear.weight, gain=out_gain)
+        elif init == "orthogonal":
+            nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+        elif init == "kaiming":
+            nn.init.kaiming_normal_(linear.weight, mode="fan_in", nonlinearity=activation)
+        else:
+            nn.init.xavier_normal_(linear.weight, gain=nn.init.calculate_gain(activation))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(nn.Module):
+    """State-dependent mean from an MLP; state-independent log-std, clamped to a range."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: PolicyConfig):
+        super().__init__()
+        self.mean_net = mlp([obs_dim, *cfg.hidden, act_dim], cfg.activation, cfg.init, cfg.out_gain)
+        self.log_std = nn.Parameter(torch.full((act_dim,), cfg.log_std_init))
+        self.log_std_min = cfg.log_std_min
+        self.log_std_max = cfg.log_std_max
+
+    def forward(self, obs: Tensor) -> DiagGaussian:
+        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        return DiagGaussian(self.mean_net(obs), log_std)
+
+
+class CategoricalPolicy(nn.Module):
+    def __init__(self, obs_dim: int, n_actions: int, cfg: PolicyConfig):
+        super().__init__()
+        self.logits_net = mlp([obs_dim, *cfg.hidden, n_actions], cfg.activation, cfg.init, cfg.out_gain)
+
+    def forward(self, obs: Tensor) -> Categorical:
+        return Categorical(self.logits_net(obs))
+
+
+Policy = GaussianPolicy | CategoricalPolicy
+
+
+class ValueNet(nn.Module):
+    """V(s): an MLP to one output, returned with shape ``(...,)``."""
+
+    def __init__(self, obs_dim: int, cfg: CriticConfig):
+        super().__init__()
+        self.net = mlp([obs_dim, *cfg.hidden, 1], cfg.activation, cfg.init, out_gain=1.0)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig) -> Policy:
+    obs_dim = int(obs_space.shape[0])
+    if isinstance(act_space, gym.spaces.Discrete):
+        return CategoricalPolicy(obs_dim, int(act_space.n), cfg)
+    return GaussianPolicy(obs_dim, int(act_space.shape[0]), cfg)
+
+
+def make_critic(obs_space: gym.Space, cfg: CriticConfig) -> ValueNet:
+    return ValueNet(int(obs_space.shape[0]), cfg)

@@ -1,0 +1,168 @@
+"""The training loop: collect -> advantages -> update -> log -> checkpoint, for every algorithm.
+
+It owns nothing algorithm-specific: an algorithm is an object with
+``update(batch) -> metrics`` (see :mod:`trustrl.algos`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trustrl import checkpoint
+from trustrl.algos import make_algorithm
+from trustrl.config import Config
+from trustrl.envs import describe_spaces, make_vec_env
+from trustrl.errors import TrustrlError
+from trustrl.metrics import MetricsLogger
+from trustrl.nets import make_critic, make_policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.rollout import Batch, Sampler, attach_values, gae
+
+#: Files and folders a run writes; their presence means "this directory holds a run".
+RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    updates: int
+    seconds: float
+    best_return: float  # best rolling mean of recent episode returns (nan if never measured)
+    last_return: float  # rolling mean at the end
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs in one directory; with ``overwrite``, clear only what a run writes."""
+    present = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
+    if present and not overwrite:
+        raise TrustrlError(
+            f"run directory {run_dir} already holds a run ({', '.join(present)}); "
+            "pass --overwrite to replace it or choose another --run-dir"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrustrlError(f"run directory {run_dir} exists and is not a directory")
+    for name in present:
+        target = run_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def compute_advantages(batch: Batch, critic: torch.nn.Module, gamma: float, lam: float, normalize: bool) -> None:
+    """Fill ``batch.values/next_values/advantages/returns`` with the current critic."""
+    attach_values(batch, critic)
+    advantages, returns = gae(
+        batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated, gamma, lam
+    )
+    if normalize and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    batch.advantages, batch.returns = advantages, returns
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> TrainResult:
+    run_dir = Path(run_dir)
+    cfg.validate()
+    torch.set_num_threads(cfg.run.torch_threads)
+    torch.manual_seed(cfg.run.seed)
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+
+    envs = make_vec_env(cfg.env)  # fails on a bad env before anything is written
+    prepare_run_dir(run_dir, overwrite)
+    (run_dir / "config.toml").write_text(cfg.to_toml())
+    (run_dir / "command.txt").write_text(" ".join(command if command is not None else sys.argv) + "\n")
+
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    policy = make_policy(obs_space, act_space, cfg.policy).to(cfg.run.device)
+    critic = make_critic(obs_space, cfg.critic).to(cfg.run.device)
+    algo = make_algorithm(cfg, policy, critic, generator)
+    obs_norm = ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs)
+    reward_scaler = RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward)
+    sampler = Sampler(envs, policy, obs_norm, reward_scaler, cfg.run.seed, cfg.run.device)
+    spaces = describe_spaces(obs_space, act_space)
+
+    def save(tag: str, update: int) -> None:
+        checkpoint.save(
+            run_dir / "checkpoints",
+            tag,
+            policy,
+            critic,
+            config=cfg.to_dict(),
+            spaces=spaces,
+            obs_norm=obs_norm.state(),
+            reward_norm=reward_scaler.state(),
+            step=sampler.total_steps,
+            update=update,
+            extra={"recent_return_mean": _mean(recent)},
+        )
+
+    n_updates = max(1, cfg.run.total_steps // cfg.batch_size)  # never more steps than asked for
+    recent: deque[float] = deque(maxlen=cfg.run.best_window)
+    recent_lengths: deque[int] = deque(maxlen=cfg.run.best_window)
+    best = -math.inf
+    logger = MetricsLogger(run_dir, n_updates * cfg.batch_size, progress=progress)
+    start = time.perf_counter()
+    try:
+        for update in range(1, n_updates + 1):
+            t0 = time.perf_counter()
+            batch = sampler.collect(cfg.run.n_steps)
+            t1 = time.perf_counter()
+            recent.extend(batch.episode_returns)
+            recent_lengths.extend(batch.episode_lengths)
+            # ``best`` holds the policy that just collected the episodes behind the score.
+            if len(recent) == recent.maxlen and _mean(recent) > best:
+                best = _mean(recent)
+                save("best", update - 1)
+            t2 = time.perf_counter()
+            compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
+            t3 = time.perf_counter()
+            stats = algo.update(batch)
+            t4 = time.perf_counter()
+            timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
+            if update % cfg.run.checkpoint_every == 0 or update == n_updates:
+                save("last", update)
+            t5 = time.perf_counter()
+            metrics = {
+                "update": update,
+                "episode_return_mean": _mean(recent),
+                "episode_length_mean": _mean(recent_lengths),
+                "episodes": len(batch.episode_returns),
+                **stats,
+            }
+            logger.log(
+                sampler.total_steps,
+                metrics,
+                {
+                    "steps_per_s": cfg.batch_size / (t5 - t0),
+                    "elapsed_s": t5 - start,
+                    "sample_s": t1 - t0,
+                    "advantage_s": t3 - t2,
+                    "update_s": t4 - t3,
+                    "checkpoint_s": (t2 - t1) + (t5 - t4),
+                    **timing,
+                },
+            )
+    finally:
+        logger.close()
+        envs.close()
+    best_return = best if math.isfinite(best) else float("nan")
+    return TrainResult(run_dir, sampler.total_steps, n_updates, time.perf_counter() - start, best_return, _mean(recent))
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

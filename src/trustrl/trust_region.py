@@ -1,0 +1,133 @@
+"""The trust-region toolbox: conjugate gradient, Fisher-vector products, line search.
+
+Pure functions over flat parameter vectors and closures, shared by NPG and
+TRPO (Schulman et al. 2015, appendix C). Nothing here knows about policies
+beyond "a list of parameters" and "a function returning a scalar".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+
+@dataclass
+class CGResult:
+    x: Tensor
+    iterations: int
+    residual_norm_sq: float
+
+
+def conjugate_gradient(
+    Avp: Callable[[Tensor], Tensor], b: Tensor, max_iters: int = 10, residual_tol: float = 1e-10
+) -> CGResult:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A``, from ``x = 0``.
+
+    Only matrix-vector products ``Avp(v) = A v`` are needed, so ``A`` (the
+    Fisher matrix) is never formed. Stops after ``max_iters`` or when the
+    squared residual norm drops below ``residual_tol``.
+    """
+    x = torch.zeros_like(b)
+    r = b.clone()  # residual b - A x with x = 0
+    p = r.clone()
+    rr = r @ r
+    iterations = 0
+    while iterations < max_iters and rr > residual_tol:
+        Ap = Avp(p)
+        alpha = rr / (p @ Ap)
+        x += alpha * p
+        r -= alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+        iterations += 1
+    return CGResult(x, iterations, float(rr))
+
+
+def flat_grad(output: Tensor, params: Sequence[nn.Parameter], **kwargs) -> Tensor:
+    """d output / d params as one flat vector (zeros for parameters it does not touch)."""
+    grads = torch.autograd.grad(output, params, allow_unused=True, **kwargs)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+
+def fisher_vector_product(
+    mean_kl: Tensor, params: Sequence[nn.Parameter], damping: float
+) -> Callable[[Tensor], Tensor]:
+    """``v -> (H + damping I) v`` with ``H`` the Hessian of ``mean_kl`` at the current parameters.
+
+    At the old policy, the Hessian of KL(pi_old || pi_theta) is the Fisher
+    information matrix. The KL gradient graph is built once (``create_graph``)
+    and reused by every product: each call is one extra backward pass.
+    ``mean_kl`` must be evaluated with the old distribution detached.
+    """
+    params = list(params)
+    kl_grad = flat_grad(mean_kl, params, create_graph=True)
+
+    def fvp(v: Tensor) -> Tensor:
+        hv = flat_grad(kl_grad @ v, params, retain_graph=True)
+        return hv + damping * v
+
+    return fvp
+
+
+@dataclass
+class LineSearchResult:
+    accepted: bool
+    step_fraction: float  # fraction of the full step taken (0 when rejected)
+    n_backtracks: int  # steps tried beyond the first
+    improvement: float  # surrogate(new) - surrogate(old); 0 when rejected
+    kl: float  # mean KL(old || new) at the accepted step; 0 when rejected
+
+
+@torch.no_grad()
+def line_search(
+    params: Sequence[nn.Parameter],
+    full_step: Tensor,
+    surrogate: Callable[[], Tensor],
+    mean_kl: Callable[[], Tensor],
+    max_kl: float,
+    shrink: float = 0.8,
+    max_steps: int = 10,
+) -> LineSearchResult:
+    """Backtracking line search along ``full_step`` (Schulman et al. 2015, appendix C).
+
+    Tries ``theta + shrink**k * full_step`` for k = 0, 1, ..., and keeps the
+    first with mean KL <= ``max_kl`` and a positive surrogate improvement.
+    If none qualifies the parameters are restored exactly (bit for bit).
+    """
+    params = list(params)
+    old = parameters_to_vector(params).clone()
+    base = float(surrogate())
+    fraction = 1.0
+    for k in range(max_steps):
+        vector_to_parameters(old + fraction * full_step, params)
+        kl = float(mean_kl())
+        improvement = float(surrogate()) - base
+        if kl <= max_kl and improvement > 0:
+            return LineSearchResult(True, fraction, k, improvement, kl)
+        fraction *= shrink
+    vector_to_parameters(old, params)
+    return LineSearchResult(False, 0.0, max_steps - 1, 0.0, 0.0)
+
+
+def natural_gradient(
+    loss_grad: Tensor,
+    mean_kl: Tensor,
+    params: Sequence[nn.Parameter],
+    damping: float,
+    cg_iters: int,
+    cg_tol: float,
+) -> tuple[Tensor, Tensor, CGResult]:
+    """The natural-gradient direction ``s ~= F^-1 g`` and its curvature ``s^T F s``.
+
+    NPG and TRPO share this step; they differ only in how far they move along
+    ``s``: NPG by a fixed rule, TRPO by a line search inside the trust region.
+    """
+    fvp = fisher_vector_product(mean_kl, params, damping)
+    cg = conjugate_gradient(fvp, loss_grad, cg_iters, cg_tol)
+    curvature = cg.x @ fvp(cg.x)
+    return cg.x, curvature, cg

@@ -1,0 +1,111 @@
+"""The command line end to end: train a few updates, eval, and every bad input exits 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trustrl.cli import main
+
+SHORT = ["--total-steps", "2048", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "c1"
+    assert main(["train", "cartpole-trpo", "--seed", "1", "--run-dir", str(run), *SHORT]) == 0
+    return run
+
+
+def test_train_writes_config_command_metrics_and_checkpoints(cartpole_run):
+    names = {p.name for p in cartpole_run.iterdir()}
+    assert {"config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints"} <= names
+    assert "--seed 1" in (cartpole_run / "command.txt").read_text()
+    assert "seed = 1" in (cartpole_run / "config.toml").read_text()
+    header = (cartpole_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("step", "episode_return_mean", "kl", "entropy", "surrogate_improvement",
+                   "line_search_accepted", "line_search_backtracks", "value_loss", "explained_variance"):
+        assert column in header
+    assert "steps_per_s" in (cartpole_run / "timing.csv").read_text().splitlines()[0]
+    assert (cartpole_run / "checkpoints" / "last.json").is_file()
+    assert list((cartpole_run / "tensorboard").iterdir())
+
+
+def test_eval_prints_one_json_line(cartpole_run, capsys):
+    assert main(["eval", str(cartpole_run), "--episodes", "3", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["episodes"] == 3 and len(result["returns"]) == 3
+    assert result["mean_return"] == pytest.approx(sum(result["returns"]) / 3)
+    assert {"std_return", "min_return", "max_return", "mean_length"} <= set(result)
+
+
+def test_deterministic_eval_is_repeatable(cartpole_run, capsys):
+    main(["eval", str(cartpole_run), "--episodes", "2", "--json"])
+    main(["eval", str(cartpole_run), "--episodes", "2", "--json"])
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(first)["returns"] == json.loads(second)["returns"]
+
+
+def test_existing_run_dir_is_refused_and_left_untouched(cartpole_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in cartpole_run.rglob("*")}
+    assert main(["train", "cartpole-trpo", "--run-dir", str(cartpole_run), *SHORT]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in cartpole_run.rglob("*")} == before
+
+
+def test_overwrite_replaces_a_run(tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "cartpole-trpo", "--run-dir", str(run), *SHORT]) == 0
+    assert main(["train", "cartpole-trpo", "--run-dir", str(run), "--overwrite", "--seed", "3", *SHORT]) == 0
+    assert "seed = 3" in (run / "config.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "no-such-preset"], "unknown preset 'no-such-preset'"),
+        (["train", "cartpole-trpo", "--set", "env.id=NoSuchEnv-v0"], "unknown environment id 'NoSuchEnv-v0'"),
+        (["train", "cartpole-trpo", "--set", "critic.lr=-1"], "critic.lr must be > 0"),
+        (["train", "cartpole-trpo", "--set", "algo.max_kl=0"], "algo.max_kl must be > 0"),
+        (["train", "cartpole-trpo", "--set", "algo.gamma=1.01"], "algo.gamma must be in (0, 1]"),
+        (["train", "cartpole-trpo", "--set", "algo.nosuch=1"], "unknown key algo.nosuch"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_and_writes_nothing(tmp_path, capsys, args, message):
+    run = tmp_path / "never"
+    assert main([*args, "--run-dir", str(run), *SHORT]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not run.exists()
+
+
+def test_eval_of_a_missing_run(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    assert "no run or checkpoint" in capsys.readouterr().err
+
+
+def test_eval_in_an_env_with_other_spaces_is_refused(cartpole_run, capsys):
+    assert main(["eval", str(cartpole_run), "--env", "Acrobot-v1"]) == 2
+    assert "was trained on spaces" in capsys.readouterr().err
+
+
+def test_eval_of_a_tampered_checkpoint(cartpole_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cartpole_run, copy)
+    weights = next((copy / "checkpoints").glob("last-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert main(["eval", str(copy)]) == 2
+    assert "SHA-256" in capsys.readouterr().err
+
+
+def test_console_script_entry_point(cartpole_run):
+    exe = Path(sys.executable).parent / "trustrl"
+    out = subprocess.run([str(exe), "eval", str(cartpole_run), "--episodes", "1", "--json"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["episodes"] == 1

@@ -1,0 +1,122 @@
+"""CG, Fisher-vector products and the line search against independent references."""
+
+import math
+
+import pytest
+import torch
+from torch.func import functional_call
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from trustrl.config import PolicyConfig
+from trustrl.nets import CategoricalPolicy, GaussianPolicy
+from trustrl.trust_region import conjugate_gradient, fisher_vector_product, line_search
+
+
+@pytest.mark.parametrize("n", [3, 10, 40])
+def test_conjugate_gradient_matches_direct_solve(n):
+    g = torch.Generator().manual_seed(n)
+    m = torch.randn(n, n, generator=g, dtype=torch.float64)
+    a = m @ m.T + 0.5 * torch.eye(n, dtype=torch.float64)  # SPD
+    b = torch.randn(n, generator=g, dtype=torch.float64)
+    result = conjugate_gradient(lambda v: a @ v, b, max_iters=10 * n, residual_tol=1e-20)
+    torch.testing.assert_close(result.x, torch.linalg.solve(a, b), rtol=1e-7, atol=1e-8)
+
+
+def test_conjugate_gradient_starts_at_zero_and_stops_at_max_iters():
+    a = torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64))
+    b = torch.ones(5, dtype=torch.float64)
+    one = conjugate_gradient(lambda v: a @ v, b, max_iters=1)
+    # one CG step from x=0 is the steepest-descent step along b
+    alpha = (b @ b) / (b @ a @ b)
+    torch.testing.assert_close(one.x, alpha * b)
+    assert one.iterations == 1
+
+
+def _mean_kl_hessian(policy, obs, damping):
+    """Explicit Hessian of the mean KL(old || theta) at theta = old, via torch.autograd.functional."""
+    names = [n for n, _ in policy.named_parameters()]
+    shapes = [p.shape for _, p in policy.named_parameters()]
+    theta0 = parameters_to_vector(policy.parameters()).detach()
+    with torch.no_grad():
+        old = policy(obs)
+
+    def kl_of(flat):
+        params, i = {}, 0
+        for name, shape in zip(names, shapes):
+            k = math.prod(shape)
+            params[name] = flat[i : i + k].reshape(shape)
+            i += k
+        return old.kl(functional_call(policy, params, (obs,))).mean()
+
+    h = torch.autograd.functional.hessian(kl_of, theta0)
+    return h + damping * torch.eye(len(theta0), dtype=h.dtype)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_fisher_vector_product_matches_explicit_hessian(kind):
+    torch.manual_seed(0)
+    cfg = PolicyConfig(hidden=(5,), out_gain=1.0, log_std_init=-0.3)
+    policy = (GaussianPolicy(3, 2, cfg) if kind == "gaussian" else CategoricalPolicy(3, 4, cfg)).double()
+    obs = torch.randn(16, 3, dtype=torch.float64)
+    damping = 0.1
+    hessian = _mean_kl_hessian(policy, obs, damping)
+    with torch.no_grad():
+        old = policy(obs)
+    fvp = fisher_vector_product(old.kl(policy(obs)).mean(), list(policy.parameters()), damping)
+    for seed in range(3):
+        v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        torch.testing.assert_close(fvp(v), hessian @ v, rtol=1e-8, atol=1e-10)
+
+
+def _quadratic_problem():
+    """Surrogate = -(x - 1)^2 summed (max at x = 1); 'KL' = mean squared distance from x0."""
+    x = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    x0 = x.detach().clone()
+    surrogate = lambda: -(x - 1.0).pow(2).sum()  # noqa: E731
+    kl = lambda: 0.5 * (x - x0).pow(2).sum()  # noqa: E731
+    return x, surrogate, kl
+
+
+def test_line_search_shrinks_a_step_that_violates_the_kl_bound():
+    x, surrogate, kl = _quadratic_problem()
+    full_step = torch.ones(4, dtype=torch.float64)  # KL of the full step is 2.0
+    result = line_search([x], full_step, surrogate, kl, max_kl=0.5, shrink=0.5, max_steps=10)
+    assert result.accepted and result.step_fraction == 0.5 and result.n_backtracks == 1
+    assert result.kl <= 0.5 and result.improvement > 0
+    torch.testing.assert_close(x.detach(), torch.full((4,), 0.5, dtype=torch.float64))
+
+
+def test_line_search_shrinks_a_step_that_worsens_the_surrogate():
+    x, surrogate, kl = _quadratic_problem()
+    full_step = torch.full((4,), 2.5, dtype=torch.float64)  # overshoots: surrogate worse at 2.5 and 2.0
+    result = line_search([x], full_step, surrogate, kl, max_kl=100.0, shrink=0.8, max_steps=10)
+    assert result.accepted and result.n_backtracks == 2  # 2.5 -> 2.0 (equal, not better) -> 1.6 accepted
+    assert result.improvement > 0
+
+
+def test_rejected_line_search_restores_parameters_bit_for_bit():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, PolicyConfig(hidden=(8,)))
+    params = list(policy.parameters())
+    before = [p.detach().clone() for p in params]
+    obs = torch.randn(32, 3)
+    with torch.no_grad():
+        old = policy(obs)
+    step = 1e-3 * torch.randn(sum(p.numel() for p in params))
+    result = line_search(
+        params,
+        step,
+        surrogate=lambda: -old.kl(policy(obs)).mean(),  # every move makes it worse
+        mean_kl=lambda: old.kl(policy(obs)).mean(),
+        max_kl=1.0,
+        max_steps=5,
+    )
+    assert not result.accepted and result.step_fraction == 0.0
+    for p, b in zip(params, before):
+        assert torch.equal(p, b)
+
+
+def test_line_search_takes_the_full_step_when_it_is_good():
+    x, surrogate, kl = _quadratic_problem()
+    result = line_search([x], torch.full((4,), 0.5, dtype=torch.float64), surrogate, kl, max_kl=1.0)
+    assert result.accepted and result.step_fraction == 1.0 and result.n_backtracks == 0
