@@ -37,3 +37,11 @@ def test_loaded_policy_acts_deterministically_with_frozen_statistics(tmp_path):
     with torch.no_grad():
         dist = loaded.policy(torch.from_numpy(loaded.obs_norm(obs, update=False)))
     np.testing.assert_allclose(dist.mean.numpy()[0], loaded.act(obs[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_async_workers_give_the_same_run_as_sync(tmp_path):
+    """One process per env copy changes where the simulation runs, not a single number."""
+    sync = _train(tmp_path / "sync", "pendulum-trpo", 3, 4096)
+    cfg = config.load("pendulum-trpo", ["run.seed=3", "run.total_steps=4096", 'env.vectorization="async"'])
+    train(cfg, tmp_path / "async", progress=False)
+    assert (tmp_path / "async" / "metrics.csv").read_text() == sync

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from trustrl.config import CriticConfig, PolicyConfig
 
@@ -99,31 +101,85 @@ class Categorical:
 Distribution = DiagGaussian | Categorical
 
 
-def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> nn.Sequential:
-    """Linear layers of ``sizes`` with ``activation`` between them; the last layer is linear.
+class MLP(nn.Module):
+    """Linear layers with an activation between them; the last layer is linear.
 
-    The output layer is initialised with a small gain so the first policy is
-    close to uniform (Categorical) or zero-mean (Gaussian), and the first
-    value estimate close to zero.
+    ``forward`` calls ``F.linear`` on the layers' parameters directly instead of
+    going through ``nn.Sequential``: the sampler calls it once per env step on a
+    handful of observations, where module-call overhead is most of the cost.
     """
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = nn.Linear(n_in, n_out)
-        last = i == len(sizes) - 2
-        if last:
-            nn.init.orthogonal_(linear.weight, gain=out_gain)
-        elif init == "orthogonal":
-            nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
-        elif init == "kaiming":
-            nn.init.kaiming_normal_(linear.weight, mode="fan_in", nonlinearity=activation)
-        else:
-            nn.init.xavier_normal_(linear.weight, gain=nn.init.calculate_gain(activation))
-        nn.init.zeros_(linear.bias)
-        layers.append(linear)
-        if not last:
-            layers.append(act())
-    return nn.Sequential(*layers)
+
+    def __init__(self, sizes: list[int], activation: str, init: str, out_gain: float):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.activation = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        for i, linear in enumerate(self.layers):
+            if i == len(self.layers) - 1:
+                # Small output gain: the first policy is near uniform / zero-mean.
+                nn.init.orthogonal_(linear.weight, gain=out_gain)
+            elif init == "orthogonal":
+                nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+            elif init == "kaiming":
+                nn.init.kaiming_normal_(linear.weight, mode="fan_in", nonlinearity=activation)
+            else:
+                nn.init.xavier_normal_(linear.weight, gain=nn.init.calculate_gain(activation))
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, last.weight, last.bias)
+
+
+def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> MLP:
+    return MLP(sizes, activation, init, out_gain)
+
+
+class NumpyActor:
+    """A numpy snapshot of a policy that samples actions for one env step at a time.
+
+    The sampler asks for an action every step for a few observations; at that
+    size torch's per-op dispatch costs ~4x the arithmetic, so acting runs on
+    numpy copies of the weights (taken once per batch, when the policy is
+    fixed). The math is the policy's own: tests check means, logits and
+    samples against the torch module.
+    """
+
+    def __init__(self, policy: "Policy", rng: np.random.Generator):
+        net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
+        self.layers = [
+            (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())
+            for layer in net.layers
+        ]
+        self.relu = net.activation is torch.relu
+        self.rng = rng
+        self.std = None
+        if isinstance(policy, GaussianPolicy):
+            log_std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max)
+            self.std = log_std.exp().cpu().numpy()
+
+    def forward(self, obs: np.ndarray) -> np.ndarray:
+        """Gaussian mean or categorical logits for a batch ``(B, obs_dim)`` of float32 observations."""
+        x = obs
+        *hidden, (w_out, b_out) = self.layers
+        for w, b in hidden:
+            x = x @ w
+            x += b
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        out = x @ w_out
+        out += b_out
+        return out
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = self.forward(obs)
+        if self.std is not None:
+            return out + self.std * self.rng.standard_normal(out.shape, dtype=np.float32)
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
+        return np.argmax(out - np.log(-np.log(self.rng.random(out.shape))), axis=-1)
 
 
 class GaussianPolicy(nn.Module):

@@ -29,7 +29,12 @@ class RunningMeanStd:
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of shape ``(B, *shape)`` into the statistic."""
         batch = np.asarray(batch, np.float64)
-        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        b_count = batch.shape[0]
+        # np.add.reduce rather than .mean()/.var(): this runs every env step, and
+        # the wrappers' Python overhead outweighs the arithmetic on a few numbers.
+        b_mean = np.add.reduce(batch, 0) / b_count
+        centred = batch - b_mean
+        b_var = np.add.reduce(centred * centred, 0) / b_count
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * (b_count / total)
@@ -75,7 +80,7 @@ class ObsNormalizer:
         if update and not self.frozen:
             self.rms.update(obs)
         scaled = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return _clip(scaled, self.clip).astype(np.float32)
 
     def state(self) -> dict:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}
@@ -110,7 +115,7 @@ class RewardScaler:
             self.rms.update(self.returns)
             self.returns[dones] = 0.0
         scaled = rewards / np.sqrt(self.rms.var + self.eps)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return _clip(scaled, self.clip).astype(np.float32)
 
     def state(self) -> dict:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}
@@ -119,3 +124,10 @@ class RewardScaler:
         self.enabled = bool(state["enabled"])
         self.clip = float(state["clip"])
         self.rms = RunningMeanStd.from_state(state)
+
+
+def _clip(x: np.ndarray, bound: float) -> np.ndarray:
+    """In-place clip to [-bound, bound] with the raw ufuncs (np.clip's wrapper is slow per step)."""
+    np.minimum(x, bound, out=x)
+    np.maximum(x, -bound, out=x)
+    return x

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trustrl.nets import Policy, ValueNet
+from trustrl.nets import NumpyActor, Policy, ValueNet
 from trustrl.normalization import ObsNormalizer, RewardScaler
 
 
@@ -29,7 +29,7 @@ class Batch:
 
     obs: Tensor  # (T, N, obs_dim), normalised as the policy saw them
     actions: Tensor  # (T, N, act_dim) float or (T, N) long
-    log_probs: Tensor  # (T, N) log pi_old(a|s)
+    log_probs: Tensor  # (T, N) log pi_old(a|s), computed in one pass after collection
     rewards: Tensor  # (T, N), scaled if reward normalisation is on
     terminated: Tensor  # (T, N) bool: the episode ended in a terminal state (no bootstrap)
     truncated: Tensor  # (T, N) bool: cut by a time limit (bootstrap from final_obs)
@@ -77,6 +77,7 @@ class Sampler:
         self.act_shape = () if self.discrete else act_space.shape
         raw_obs, _ = envs.reset(seed=seed)
         envs.action_space.seed(seed)
+        self.rng = np.random.default_rng(seed)  # action noise
         self.obs = obs_norm(raw_obs)
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, np.int64)
@@ -88,19 +89,16 @@ class Sampler:
         obs_dim = self.obs.shape[-1]
         obs_buf = np.empty((T, N, obs_dim), np.float32)
         act_buf = np.empty((T, N, *self.act_shape), np.int64 if self.discrete else np.float32)
-        logp_buf = np.empty((T, N), np.float32)
         rew_buf = np.empty((T, N), np.float32)
         term_buf = np.empty((T, N), bool)
         trunc_buf = np.empty((T, N), bool)
         final_obs, final_index = [], []
         ep_returns, ep_lengths = [], []
+        actor = NumpyActor(self.policy, self.rng)
 
         for t in range(T):
             obs_buf[t] = self.obs
-            dist = self.policy(torch.from_numpy(self.obs).to(self.device))
-            action = dist.sample()
-            logp_buf[t] = dist.log_prob(action).cpu().numpy()
-            action_np = action.cpu().numpy()
+            action_np = actor(self.obs)
             act_buf[t] = action_np
             raw_obs, reward, terminated, truncated, info = self.envs.step(action_np)
             done = terminated | truncated
@@ -126,10 +124,13 @@ class Sampler:
         else:
             final = np.empty((0, obs_dim), np.float32)
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        obs, actions = to(obs_buf), to(act_buf)
+        # One batched pass instead of T small ones: the policy has not changed since it acted.
+        log_probs = self.policy(obs.reshape(T * N, -1)).log_prob(actions.reshape(T * N, *self.act_shape))
         return Batch(
-            obs=to(obs_buf),
-            actions=to(act_buf),
-            log_probs=to(logp_buf),
+            obs=obs,
+            actions=actions,
+            log_probs=log_probs.reshape(T, N),
             rewards=to(rew_buf),
             terminated=to(term_buf),
             truncated=to(trunc_buf),

@@ -1,0 +1,328 @@
+"""Training throughput side by side: the raw simulator, trustrl, and sb3-contrib's TRPO.
+
+    .venv/bin/python benchmarks/throughput.py                 # after `make bench`
+    .venv/bin/python benchmarks/throughput.py --json --rounds 3 --steps 40960
+
+Each measurement runs in a fresh subprocess (clean peak memory, no shared
+state), and the kinds alternate -- raw, trustrl, peer, raw, trustrl, peer, ... --
+so drift of the machine's speed affects them alike. Reported figures are
+medians over rounds.
+
+- raw:      the vector env trustrl trains on, stepping random actions (the ceiling);
+            ``raw_gym`` is gymnasium's own SyncVectorEnv in the same configuration.
+- trustrl:  ``trustrl.trainer.train`` on the preset for ``--steps`` env steps.
+- peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
+            network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
+            damping, target KL, line search, observation normalisation).
+
+``--scaling`` adds a table of TRPO update time against batch size and width.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KINDS = ("raw", "raw_gym", "trustrl", "peer")
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker_raw(preset: str, steps: int, gym_vector: bool) -> dict:
+    import gymnasium as gym
+    import numpy as np
+
+    from trustrl import config
+    from trustrl.envs import make_vec_env
+
+    cfg = config.load(preset)
+    if gym_vector:
+        envs = gym.make_vec(
+            cfg.env.id,
+            num_envs=cfg.env.n_envs,
+            vectorization_mode=cfg.env.vectorization,
+            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+        )
+    else:
+        envs = make_vec_env(cfg.env)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    n_vec_steps = steps // cfg.env.n_envs
+    actions = [envs.action_space.sample() for _ in range(n_vec_steps)]
+    start = time.perf_counter()
+    for a in actions:
+        envs.step(a)
+    seconds = time.perf_counter() - start
+    envs.close()
+    return {"sps": n_vec_steps * cfg.env.n_envs / seconds, "seconds": seconds, "max_rss_mb": _max_rss_mb()}
+
+
+def worker_trustrl(preset: str, steps: int) -> dict:
+    import csv
+
+    from trustrl import config
+    from trustrl.trainer import train
+
+    cfg = config.load(preset, [f"run.total_steps={steps}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, Path(tmp) / "run", progress=False)
+        with open(Path(tmp) / "run" / "timing.csv") as f:
+            rows = list(csv.DictReader(f))
+    split = {}
+    for key in ("sample_s", "advantage_s", "update_s", "time_critic_s", "checkpoint_s"):
+        if rows and key in rows[0]:
+            split[key] = sum(float(r[key]) for r in rows)
+    if "time_critic_s" in split:
+        split["policy_update_s"] = split["update_s"] - split["time_critic_s"]
+    loop = sum(float(r["sample_s"]) + float(r["advantage_s"]) + float(r["update_s"]) + float(r["checkpoint_s"]) for r in rows)
+    split["logging_s"] = max(0.0, result.seconds - loop)
+    return {
+        "sps": result.steps / result.seconds,
+        "seconds": result.seconds,
+        "steps": result.steps,
+        "update_s_per_batch": statistics.median(float(r["update_s"]) for r in rows[1:] or rows),
+        "split_s": split,
+        "max_rss_mb": _max_rss_mb(),
+    }
+
+
+def worker_peer(preset: str, steps: int) -> dict:
+    import torch
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from trustrl import config
+
+    cfg = config.load(preset)
+    torch.set_num_threads(cfg.run.torch_threads)  # the same thread count as trustrl
+    env = sb3_make_vec_env(cfg.env.id, n_envs=cfg.env.n_envs, seed=cfg.run.seed)
+    env = VecNormalize(
+        env, norm_obs=cfg.env.norm_obs, norm_reward=cfg.env.norm_reward,
+        clip_obs=cfg.env.clip_obs, clip_reward=cfg.env.clip_reward, gamma=cfg.algo.gamma,
+    )
+    activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+    model = TRPO(
+        "MlpPolicy",
+        env,
+        learning_rate=cfg.critic.lr,
+        n_steps=cfg.run.n_steps,
+        batch_size=cfg.critic.minibatch,
+        gamma=cfg.algo.gamma,
+        cg_max_steps=cfg.algo.cg_iters,
+        cg_damping=cfg.algo.damping,
+        line_search_shrinking_factor=cfg.algo.backtrack_shrink,
+        line_search_max_iter=cfg.algo.backtrack_iters,
+        n_critic_updates=cfg.critic.epochs,
+        gae_lambda=cfg.algo.gae_lambda,
+        normalize_advantage=cfg.algo.normalize_advantage,
+        target_kl=cfg.algo.max_kl,
+        sub_sampling_factor=1,
+        policy_kwargs=dict(
+            net_arch=dict(pi=list(cfg.policy.hidden), vf=list(cfg.critic.hidden)),
+            activation_fn=activation[cfg.policy.activation],
+            log_std_init=cfg.policy.log_std_init,
+        ),
+        seed=cfg.run.seed,
+        device="cpu",
+        verbose=0,
+    )
+    train_times: list[float] = []
+    original_train = model.train
+
+    def timed_train() -> None:
+        t = time.perf_counter()
+        original_train()
+        train_times.append(time.perf_counter() - t)
+
+    model.train = timed_train
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    seconds = time.perf_counter() - start
+    done = model.num_timesteps
+    return {
+        "sps": done / seconds,
+        "seconds": seconds,
+        "steps": done,
+        "update_s_per_batch": statistics.median(train_times[1:] or train_times),
+        "max_rss_mb": _max_rss_mb(),
+    }
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256), repeats: int = 3) -> dict:
+    """Median time of one TRPO update against batch size (at the preset's width) and width (at 2048)."""
+    import numpy as np
+    import torch
+
+    from trustrl import config
+    from trustrl.algos import make_algorithm
+    from trustrl.envs import make_vec_env
+    from trustrl.nets import make_critic, make_policy
+    from trustrl.normalization import ObsNormalizer, RewardScaler
+    from trustrl.rollout import Sampler
+    from trustrl.trainer import compute_advantages
+
+    base = config.load(preset)
+    torch.set_num_threads(base.run.torch_threads)
+
+    def time_update(batch_size: int, width: int) -> float:
+        width_list = f"[{width}, {width}]"
+        cfg = config.load(preset, [f"policy.hidden={width_list}", f"critic.hidden={width_list}"])
+        envs = make_vec_env(cfg.env)
+        obs_space, act_space = envs.single_observation_space, envs.single_action_space
+        times = []
+        for r in range(repeats):
+            torch.manual_seed(r)
+            policy, critic = make_policy(obs_space, act_space, cfg.policy), make_critic(obs_space, cfg.critic)
+            algo = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(r))
+            sampler = Sampler(envs, policy, ObsNormalizer(obs_space.shape), RewardScaler(cfg.env.n_envs, 0.99), r)
+            batch = sampler.collect(batch_size // cfg.env.n_envs)
+            compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, True)
+            start = time.perf_counter()
+            algo.update(batch)
+            times.append(time.perf_counter() - start)
+        envs.close()
+        return statistics.median(times)
+
+    width0 = base.policy.hidden[0]
+    by_batch = {b: time_update(b, width0) for b in batches}
+    by_width = {w: time_update(batches[0], w) for w in widths}
+    slope_batch = np.polyfit(np.log(list(by_batch)), np.log(list(by_batch.values())), 1)[0]
+    slope_width = np.polyfit(np.log(list(by_width)), np.log(list(by_width.values())), 1)[0]
+    return {
+        "update_s_by_batch": by_batch,
+        "update_s_by_width": by_width,
+        "slope_log_time_vs_log_batch": float(slope_batch),
+        "slope_log_time_vs_log_width": float(slope_width),
+        "width_for_batch_rows": width0,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_worker(kind: str, preset: str, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--preset", preset, "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(preset: str, steps: int, rounds: int, kinds: tuple[str, ...]) -> dict:
+    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        for kind in kinds:
+            res = run_worker(kind, preset, steps)
+            results[kind].append(res)
+            print(f"  round {r + 1}/{rounds} {kind:8s} {res['sps']:8.0f} steps/s  rss {res['max_rss_mb']:.0f} MB",
+                  file=sys.stderr, flush=True)
+    med = lambda kind, key: statistics.median(x[key] for x in results[kind])  # noqa: E731
+    summary: dict = {"preset": preset, "steps": steps, "rounds": rounds}
+    for kind in kinds:
+        summary[f"{kind}_sps"] = med(kind, "sps")
+        summary[f"{kind}_max_rss_mb"] = max(x["max_rss_mb"] for x in results[kind])
+        summary[f"{kind}_sps_all"] = [x["sps"] for x in results[kind]]
+    if "trustrl" in kinds:
+        split = {}
+        for key in results["trustrl"][0]["split_s"]:
+            split[key] = statistics.median(x["split_s"][key] for x in results["trustrl"])
+        total = sum(v for k, v in split.items() if k not in ("update_s",))
+        summary["trustrl_split_s"] = split
+        summary["trustrl_split_fraction"] = {k: v / total for k, v in split.items() if k != "update_s"}
+        summary["trustrl_update_s_per_batch"] = med("trustrl", "update_s_per_batch")
+    if "peer" in kinds and "trustrl" in kinds:
+        summary["peer_update_s_per_batch"] = med("peer", "update_s_per_batch")
+        summary["ratio_vs_peer"] = summary["trustrl_sps"] / summary["peer_sps"]
+        summary["update_ratio_peer_over_trustrl"] = summary["peer_update_s_per_batch"] / summary["trustrl_update_s_per_batch"]
+        summary["memory_ratio_trustrl_over_peer"] = summary["trustrl_max_rss_mb"] / summary["peer_max_rss_mb"]
+    if "raw" in kinds and "trustrl" in kinds:
+        summary["ratio_vs_raw"] = summary["trustrl_sps"] / summary["raw_sps"]
+    if "raw_gym" in kinds and "trustrl" in kinds:
+        summary["ratio_vs_raw_gym"] = summary["trustrl_sps"] / summary["raw_gym_sps"]
+    return summary
+
+
+def print_table(s: dict) -> None:
+    print(f"\n{s['preset']}: {s['steps']} env steps per measurement, median of {s['rounds']} alternating rounds")
+    for kind in KINDS:
+        if f"{kind}_sps" in s:
+            print(f"  {kind:8s} {s[f'{kind}_sps']:9.0f} steps/s   peak RSS {s[f'{kind}_max_rss_mb']:6.0f} MB")
+    for key in ("ratio_vs_peer", "ratio_vs_raw", "ratio_vs_raw_gym", "update_ratio_peer_over_trustrl",
+                "memory_ratio_trustrl_over_peer"):
+        if key in s:
+            print(f"  {key:32s} {s[key]:.2f}")
+    if "trustrl_update_s_per_batch" in s:
+        print(f"  update of one batch: trustrl {s['trustrl_update_s_per_batch'] * 1e3:.0f} ms", end="")
+        if "peer_update_s_per_batch" in s:
+            print(f", peer train() {s['peer_update_s_per_batch'] * 1e3:.0f} ms", end="")
+        print()
+    if "trustrl_split_fraction" in s:
+        parts = ", ".join(f"{k.removesuffix('_s').removeprefix('time_')} {v:.0%}" for k, v in s["trustrl_split_fraction"].items())
+        print(f"  trustrl time split: {parts}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="walker2d-trpo")
+    p.add_argument("--steps", type=int, default=20480, help="env steps per measurement")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cartpole-steps", type=int, default=20480, help="env steps for the CartPole-v1 row (0: skip)")
+    p.add_argument("--no-peer", action="store_true", help="skip sb3-contrib (not installed)")
+    p.add_argument("--scaling", action="store_true", help="also time updates vs batch size and width")
+    p.add_argument("--json", action="store_true", help="end with one JSON line holding every figure")
+    p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:
+        if args.worker in ("raw", "raw_gym"):
+            res = worker_raw(args.preset, args.steps, gym_vector=args.worker == "raw_gym")
+        elif args.worker == "trustrl":
+            res = worker_trustrl(args.preset, args.steps)
+        else:
+            res = worker_peer(args.preset, args.steps)
+        print(json.dumps(res))
+        return
+
+    kinds = tuple(k for k in KINDS if not (args.no_peer and k == "peer"))
+    out: dict = {}
+    walker = measure(args.preset, args.steps, args.rounds, kinds)
+    print_table(walker)
+    out.update({k: v for k, v in walker.items()})
+    if args.cartpole_steps:
+        cart = measure("cartpole-trpo", args.cartpole_steps, args.rounds, kinds)
+        print_table(cart)
+        out["cartpole"] = cart
+    if args.scaling:
+        scaling = scaling_table(args.preset)
+        out["scaling"] = scaling
+        print(f"\nTRPO update time ({args.preset}):")
+        for b, t in scaling["update_s_by_batch"].items():
+            print(f"  batch {b:6d}, width {scaling['width_for_batch_rows']}: {t * 1e3:8.1f} ms")
+        for w, t in scaling["update_s_by_width"].items():
+            print(f"  batch   2048, width {w}: {t * 1e3:8.1f} ms")
+        print(f"  slope of log time vs log batch: {scaling['slope_log_time_vs_log_batch']:.2f}; "
+              f"vs log width: {scaling['slope_log_time_vs_log_width']:.2f}")
+    if args.json:
+        print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
+
+
+if __name__ == "__main__":
+    main()
