@@ -149,7 +149,8 @@ def collect(
     try:
         if loaded is not None:
             check_compatible(loaded.checkpoint, env)
-        behaviour = _RandomBehaviour(env.action_space) if random else _PolicyBehaviour(loaded, env.action_space)
+        action_space = executed_action_space(env)
+        behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
         buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
         source = "a uniform random policy" if random else (
             f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
@@ -294,6 +295,8 @@ def _write_dataset(dataset_id, buffers, env, overwrite, description, extra, rand
                 buffers,
                 env=env,
                 eval_env=env,
+                observation_space=env.observation_space,
+                action_space=executed_action_space(env),
                 algorithm_name="random" if random else "trustrl",
                 description=description,
             )
@@ -420,10 +423,17 @@ def read_dataset(spec: str | Path) -> OfflineData:
     return OfflineData(dataset.id, str(spec), obs_space, act_space, episodes)
 
 
+def executed_action_space(env: gym.Env) -> gym.Space:
+    """The env's own action space: :func:`make_env`'s ClipAction wrapper widens a Box to (-inf, inf)."""
+    while isinstance(env, gym.wrappers.ClipAction):
+        env = env.env
+    return env.action_space
+
+
 def check_dataset_fits(data: OfflineData, env: gym.Env) -> None:
     """A dataset trains a policy only for an env with the same observation and action spaces."""
     have = describe_spaces(data.observation_space, data.action_space)
-    want = describe_spaces(env.observation_space, env.action_space)
+    want = describe_spaces(env.observation_space, executed_action_space(env))
     if have != want:
         env_id = env.spec.id if env.spec else "the config's env"
         raise TrustrlError(f"dataset {data.dataset_id} has spaces {have}, but {env_id} has {want}")
@@ -559,7 +569,7 @@ def train_offline(
         obs_norm.rms.update(np.concatenate([ep.observations for ep in data.episodes]))
     obs_norm.frozen = True
     reward_scaler = _reward_scaler(data, cfg)
-    packed = _pack(data, obs_norm, reward_scaler, columns=64)
+    packed = _pack(data, obs_norm, reward_scaler, columns=64, device=cfg.run.device)
     valid = packed.valid
     obs = packed.batch.flat("obs")[valid]
     actions = packed.batch.flat("actions")[valid]
@@ -735,7 +745,10 @@ def _trust_region_step(
     algo: TRPOConfig,
     ocfg,
 ) -> dict[str, float]:
-    """One TRPO step on the importance-weighted surrogate, inside both trust regions."""
+    """One TRPO step on the importance-weighted surrogate, inside both trust regions.
+
+    Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` is an online setting).
+    """
     params = list(policy.parameters())
     with torch.no_grad():
         old = policy(obs).detach()
@@ -811,7 +824,8 @@ def _reward_scaler(data: OfflineData, cfg: Config) -> RewardScaler:
     return scaler
 
 
-def _pack(data: OfflineData, obs_norm: ObsNormalizer, reward_scaler: RewardScaler, columns: int) -> _Packed:
+def _pack(data: OfflineData, obs_norm: ObsNormalizer, reward_scaler: RewardScaler, columns: int,
+          device: str = "cpu") -> _Packed:
     """Episodes end to end in ``columns`` columns of near-equal length (longest first, to the shortest column).
 
     Columns are padded at the bottom with terminated zero-reward steps, which
@@ -864,20 +878,21 @@ def _pack(data: OfflineData, obs_norm: ObsNormalizer, reward_scaler: RewardScale
                 final_index.append((t + s, c))
             t += ep.length
     final = obs_norm(np.asarray(final_obs), update=False) if final_obs else np.empty((0, obs_dim), np.float32)
+    to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     batch = Batch(
-        obs=torch.from_numpy(obs),
-        actions=torch.from_numpy(act),
-        log_probs=torch.from_numpy(logp),
-        rewards=torch.from_numpy(rew),
-        terminated=torch.from_numpy(term),
-        truncated=torch.from_numpy(trunc),
-        last_obs=torch.zeros(N, obs_dim),
-        final_obs=torch.from_numpy(np.asarray(final, np.float32)),
+        obs=to(obs),
+        actions=to(act),
+        log_probs=to(logp),
+        rewards=to(rew),
+        terminated=to(term),
+        truncated=to(trunc),
+        last_obs=torch.zeros(N, obs_dim, device=device),
+        final_obs=to(np.asarray(final, np.float32)),
         final_index=torch.tensor(final_index, dtype=torch.long).reshape(-1, 2),
     )
     return _Packed(
         batch=batch,
-        valid=torch.from_numpy(valid.reshape(-1)),
-        params={k: torch.from_numpy(v.reshape(T * N, -1)) for k, v in params.items()},
-        log_probs=torch.from_numpy(logp.reshape(-1)) if data.has_log_probs else None,
+        valid=to(valid.reshape(-1)),
+        params={k: to(v.reshape(T * N, -1)) for k, v in params.items()},
+        log_probs=to(logp.reshape(-1)) if data.has_log_probs else None,
     )

@@ -136,11 +136,20 @@ def plot_runs(
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for band in bands:
         runs = f"{band.n_runs} run{'s' if band.n_runs > 1 else ''}"
-        line = ax.plot(band.steps, band.mean, label=f"{band.label} ({runs})")[0]
+        marker = "o" if len(band.steps) <= 30 else None
+        line = ax.plot(band.steps, band.mean, marker=marker, markersize=3, label=f"{band.label} ({runs})")[0]
         if band.n_runs > 1:
             ax.fill_between(band.steps, band.mean - band.std, band.mean + band.std, color=line.get_color(), alpha=0.25)
+    offline = [_is_offline(Path(d)) for d in run_dirs]
     pretty = _pretty(metric)
-    ax.set_xlabel("environment steps")
+    if all(offline):  # trained from a dataset: steps count transitions processed, returns are online evaluations
+        ax.set_xlabel("dataset transitions processed (epochs x dataset size)")
+        if metric == "episode_return_mean":
+            pretty = "episode return (online deterministic evaluation)"
+    elif any(offline):
+        ax.set_xlabel("environment steps (offline runs: dataset transitions processed)")
+    else:
+        ax.set_xlabel("environment steps")
     ax.set_ylabel(pretty)
     spread = " (line: mean over runs, band: ± 1 std)" if any(b.n_runs > 1 for b in bands) else ""
     ax.set_title(title or f"{pretty} over training{spread}", fontsize=10)
@@ -154,8 +163,8 @@ def plot_runs(
 
 
 _PRETTY = {
-    "episode_return_mean": "episode return (mean of recent episodes)",
-    "episode_length_mean": "episode length (mean of recent episodes)",
+    "episode_return_mean": "episode return (mean of recent training episodes)",
+    "episode_length_mean": "episode length (mean of recent training episodes)",
     "kl": "KL(old || new) per update",
     "entropy": "policy entropy",
     "value_loss": "value loss",
@@ -173,6 +182,14 @@ def _number(text: str) -> float:
         return float(text)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _is_offline(run_dir: Path) -> bool:
+    try:
+        config = tomllib.loads((run_dir / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return bool(config.get("offline", {}).get("dataset"))
 
 
 def _config_name(run_dir: Path) -> str:
