@@ -126,7 +126,8 @@ def test_a_dataset_for_other_spaces_is_refused_before_anything_is_written(medium
 
 def test_offline_run_has_the_run_layout_and_is_deterministic(medium, minari_root, tmp_path):
     path = str(minari_root / "cartpole" / "medium-v0")  # a path works as well as an id
-    args = ["--epochs", "2", "--set", "offline.eval_episodes=1", "--set", "offline.bc_epochs=2", "--quiet"]
+    args = ["--epochs", "2", "--quiet", *[f"--set={kv}" for kv in (
+        "offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2")]]
     assert main(["train", "cartpole-trpo", "--offline", path, "--run-dir", str(tmp_path / "a"), *args]) == 0
     assert main(["train", "cartpole-trpo", "--offline", path, "--run-dir", str(tmp_path / "b"), *args]) == 0
     a = tmp_path / "a"
@@ -165,7 +166,7 @@ def test_a_dataset_without_behaviour_log_probabilities_estimates_beta(tmp_path):
     with pytest.warns(UserWarning):
         minari.create_dataset_from_buffers("other/heuristic-v0", buffers, env=env)
     notes = []
-    cfg = config.load("cartpole-trpo", ["offline.epochs=2", "offline.eval_episodes=1"])
+    cfg = config.load("cartpole-trpo", ["offline.epochs=2", "offline.eval_episodes=1", "offline.critic_rounds=1"])
     result = train_offline(cfg, tmp_path / "r", dataset="other/heuristic-v0", progress=False, log=notes.append)
     assert result.behaviour_source == "maximum likelihood"
     assert any("no behaviour log-probabilities: estimated beta by maximum likelihood" in n for n in notes)
