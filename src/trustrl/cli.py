@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run (default runs/<name>-s<seed>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print one summary line")
+    p.add_argument("--offline", metavar="DATASET",
+                   help="learn from a local Minari dataset (id or path) instead of the env; see `trustrl collect`")
+    p.add_argument("--epochs", type=int, help="with --offline: passes over the dataset (shorthand for --set offline.epochs=N)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="replay a checkpoint for some episodes and report the returns")
@@ -53,6 +56,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("video", help="film a checkpoint's episodes into an mp4 (headless)")
+    p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
+    p.add_argument("--out", type=Path, required=True, help="the .mp4 file to write")
+    p.add_argument("--episodes", type=int, default=3, help="episodes to film (default 3)")
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    p.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+    p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
+    p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
+    p.add_argument("--fps", type=int, help="frames per second (default: the env's render_fps)")
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("plot", help="learning curves of runs: mean ± std per label over env steps")
+    p.add_argument("runs", type=Path, nargs="+", help="run directories (each with a metrics.csv)")
+    p.add_argument("--out", type=Path, required=True, help="the .png or .svg file to write")
+    p.add_argument("--metric", default="episode_return_mean", help="a metrics.csv column (default episode_return_mean)")
+    p.add_argument("--label", dest="labels", action="append", metavar="NAME",
+                   help="label of the runs, once for all or once per run in order (default: the config name)")
+    p.add_argument("--title", help="plot title (default: says what is drawn)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("collect", help="roll out a checkpoint's policy (or a random one) into a Minari dataset")
+    p.add_argument("run", type=Path, nargs="?", help="run directory whose policy to roll out (omit with --random --env)")
+    p.add_argument("--dataset", required=True, help="Minari dataset id, e.g. cartpole/trpo-medium-v0")
+    p.add_argument("--episodes", type=int, help="episodes to collect")
+    p.add_argument("--steps", type=int, help="or: collect whole episodes until this many steps")
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    p.add_argument("--random", action="store_true", help="uniformly random actions instead of a policy")
+    p.add_argument("--env", help="env id (needed with --random and no run directory)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("presets", help="list the bundled presets")
     p.set_defaults(func=cmd_presets)
@@ -68,8 +104,26 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         overrides.append(f"run.seed={args.seed}")
     if args.total_steps is not None:
         overrides.append(f"run.total_steps={args.total_steps}")
+    if args.epochs is not None:
+        overrides.append(f"offline.epochs={args.epochs}")
     cfg = config_mod.load(args.config, overrides)
+    if args.offline is not None:
+        cfg.offline.dataset = args.offline
+    if args.epochs is not None and not cfg.offline.dataset:
+        raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
     run_dir = args.run_dir or Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if cfg.offline.dataset:
+        from trustrl.offline import train_offline
+
+        off = train_offline(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet,
+                            command=["trustrl", *argv])
+        print(
+            f"trained {cfg.name} offline on {off.dataset} ({off.episodes} episodes, {off.transitions} transitions) "
+            f"for {off.epochs} epochs in {off.seconds:.0f}s; behaviour return {off.behaviour_return:.1f} "
+            f"(beta from the {off.behaviour_source}); online eval: start {off.initial_return:.1f}, "
+            f"best {off.best_return:.1f}, last {off.last_return:.1f}; run dir {off.run_dir}"
+        )
+        return 0
     result = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet, command=["trustrl", *argv])
     print(
         f"trained {cfg.name} for {result.steps} steps ({result.updates} updates) in {result.seconds:.0f}s; "
@@ -99,6 +153,54 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
             f"return {result.mean_return:.1f} ± {result.std_return:.1f} "
             f"[min {result.min_return:.1f}, max {result.max_return:.1f}], mean length {result.mean_length:.0f}"
         )
+    return 0
+
+
+def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.evaluate import video
+
+    result = video(
+        args.run,
+        args.out,
+        episodes=args.episodes,
+        tag=args.checkpoint,
+        seed=args.seed,
+        deterministic=not args.stochastic,
+        min_return=args.min_return,
+        max_attempts=args.max_attempts,
+        fps=args.fps,
+    )
+    returns = ", ".join(f"{r:.1f}" for r in result.returns)
+    print(f"wrote {result.path}: {len(result.returns)} episodes ({result.attempts} played), "
+          f"{result.frames} frames at {result.fps} fps; returns {returns}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.plots import plot_runs
+
+    bands = plot_runs(args.runs, args.out, metric=args.metric, labels=args.labels, title=args.title)
+    summary = "; ".join(f"{b.label}: {b.n_runs} runs, final {b.mean[-1]:.1f} ± {b.std[-1]:.1f}" for b in bands)
+    print(f"wrote {args.out} ({args.metric}) -- {summary}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.offline import collect
+
+    result = collect(
+        args.dataset,
+        args.run,
+        episodes=args.episodes,
+        steps=args.steps,
+        tag=args.checkpoint,
+        random=args.random,
+        env_id=args.env,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote Minari dataset {result.dataset_id} at {result.path}: {result.episodes} episodes, "
+          f"{result.steps} steps, return {result.mean_return:.1f} ± {result.std_return:.1f} ({result.behaviour} behaviour)")
     return 0
 
 

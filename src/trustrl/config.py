@@ -1,8 +1,9 @@
 """Run configuration: dataclasses with a docstring per field, TOML presets, validation.
 
 A config is five sections -- ``env``, ``policy``, ``critic``, ``algo``, ``run`` --
-each a dataclass. Presets are TOML files with the same sections; ``--set
-section.key=value`` overrides one field. Every value is checked once, here, so
+each a dataclass, plus ``offline``, read only when training from a dataset.
+Presets are TOML files with the same sections; ``--set section.key=value``
+overrides one field. Every value is checked once, here, so
 the rest of the library can trust it.
 """
 
@@ -195,6 +196,9 @@ class RunConfig:
     """``best`` is saved when the mean of this many recent episode returns beats the best so far."""
     device: str = "cpu"
     """Torch device for the networks."""
+    video_every: int = 0
+    """Film one deterministic evaluation episode every this many env steps into
+    ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""
 
     def validate(self) -> None:
         _positive("run.total_steps", self.total_steps)
@@ -204,6 +208,54 @@ class RunConfig:
         _positive("run.torch_threads", self.torch_threads)
         _positive("run.checkpoint_every", self.checkpoint_every)
         _positive("run.best_window", self.best_window)
+        _non_negative("run.video_every", self.video_every)
+
+
+WEIGHTINGS = ("self-normalised", "clipped")
+
+
+@dataclass
+class OfflineConfig:
+    """Training from a fixed dataset (``trustrl train --offline ID``) instead of the env; see ``trustrl.offline``."""
+
+    dataset: str = ""
+    """Minari dataset id (under ``MINARI_DATASETS_PATH``) or path; when set, ``trustrl train`` learns from it offline."""
+    epochs: int = 50
+    """Passes over the dataset; each pass takes one trust-region step per minibatch."""
+    minibatch: int = 0
+    """Transitions per trust-region step; 0 uses the whole dataset (one step per epoch)."""
+    max_kl_behaviour: float = 0.2
+    """Trust region around the data: mean KL(beta || pi) over the dataset's states may not exceed this."""
+    weights: str = "self-normalised"
+    """Importance weights pi/beta: ``self-normalised`` (divided by their mean) or ``clipped`` (at ``weight_clip``)."""
+    weight_clip: float = 10.0
+    """Upper bound on a single importance weight when ``weights = "clipped"``."""
+    critic_rounds: int = 3
+    """Rounds of fitting the critic to the dataset's lambda-returns (each recomputes the targets) before the policy moves."""
+    bc_epochs: int = 20
+    """Maximum-likelihood fit of the behaviour policy (the starting policy, and beta when the dataset lacks it): passes."""
+    bc_lr: float = 1e-3
+    """Adam learning rate of that fit."""
+    bc_minibatch: int = 256
+    """Minibatch size of that fit."""
+    eval_every: int = 5
+    """Evaluate online (deterministic episodes in the env) every this many epochs, and at the start and end."""
+    eval_episodes: int = 5
+    """Episodes per online evaluation; ``best`` is the checkpoint with the best evaluation."""
+
+    def validate(self) -> None:
+        _positive("offline.epochs", self.epochs)
+        _non_negative("offline.minibatch", self.minibatch)
+        _positive("offline.max_kl_behaviour", self.max_kl_behaviour)
+        _choice("offline.weights", self.weights, WEIGHTINGS)
+        if not self.weight_clip > 1.0:
+            raise ConfigError(f"offline.weight_clip must be > 1, got {self.weight_clip}")
+        _non_negative("offline.critic_rounds", self.critic_rounds)
+        _non_negative("offline.bc_epochs", self.bc_epochs)
+        _positive("offline.bc_lr", self.bc_lr)
+        _positive("offline.bc_minibatch", self.bc_minibatch)
+        _positive("offline.eval_every", self.eval_every)
+        _positive("offline.eval_episodes", self.eval_episodes)
 
 
 @dataclass
@@ -215,6 +267,7 @@ class Config:
     critic: CriticConfig = field(default_factory=CriticConfig)
     algo: AlgoConfig = field(default_factory=TRPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
 
     @property
     def batch_size(self) -> int:
@@ -222,7 +275,7 @@ class Config:
         return self.run.n_steps * self.env.n_envs
 
     def validate(self) -> "Config":
-        for section in (self.env, self.policy, self.critic, self.algo, self.run):
+        for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline):
             section.validate()
         return self
 
@@ -238,6 +291,7 @@ SECTIONS = {
     "policy": PolicyConfig,
     "critic": CriticConfig,
     "run": RunConfig,
+    "offline": OfflineConfig,
 }
 
 

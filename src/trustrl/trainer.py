@@ -22,13 +22,14 @@ from trustrl.algos import make_algorithm
 from trustrl.config import Config
 from trustrl.envs import describe_spaces, make_vec_env
 from trustrl.errors import TrustrlError
+from trustrl.evaluate import check_can_render, write_training_video
 from trustrl.metrics import MetricsLogger
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.rollout import Batch, Sampler, attach_values, gae
 
 #: Files and folders a run writes; their presence means "this directory holds a run".
-RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints")
+RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos")
 
 
 @dataclass
@@ -83,6 +84,8 @@ def train(
     generator = torch.Generator().manual_seed(cfg.run.seed)
 
     envs = make_vec_env(cfg.env)  # fails on a bad env before anything is written
+    if cfg.run.video_every:
+        check_can_render(cfg.env)
     prepare_run_dir(run_dir, overwrite)
     (run_dir / "config.toml").write_text(cfg.to_toml())
     (run_dir / "command.txt").write_text(" ".join(command if command is not None else sys.argv) + "\n")
@@ -115,6 +118,7 @@ def train(
     recent: deque[float] = deque(maxlen=cfg.run.best_window)
     recent_lengths: deque[int] = deque(maxlen=cfg.run.best_window)
     best = -math.inf
+    filmed = 0  # training videos written so far (one per ``run.video_every`` steps)
     logger = MetricsLogger(run_dir, n_updates * cfg.batch_size, progress=progress)
     start = time.perf_counter()
     try:
@@ -137,6 +141,10 @@ def train(
             if update % cfg.run.checkpoint_every == 0 or update == n_updates:
                 save("last", update)
             t5 = time.perf_counter()
+            if cfg.run.video_every and sampler.total_steps // cfg.run.video_every > filmed:
+                filmed = sampler.total_steps // cfg.run.video_every
+                write_training_video(policy, obs_norm, cfg, run_dir, sampler.total_steps)
+            t6 = time.perf_counter()
             metrics = {
                 "update": update,
                 "episode_return_mean": _mean(recent),
@@ -154,6 +162,7 @@ def train(
                     "advantage_s": t3 - t2,
                     "update_s": t4 - t3,
                     "checkpoint_s": (t2 - t1) + (t5 - t4),
+                    "video_s": t6 - t5,
                     **timing,
                 },
             )

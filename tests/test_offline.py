@@ -1,0 +1,190 @@
+"""Minari datasets (collect, load) and offline trust-region training from them."""
+
+import json
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+import torch
+
+from trustrl import config
+from trustrl.cli import main
+from trustrl.evaluate import evaluate, load_policy
+from trustrl.offline import LOG_PROB_KEY, collect, importance_weights, read_dataset, train_offline
+from trustrl.trainer import train
+
+BEHAVIOUR = ["run.total_steps=6144", "run.seed=0"]  # CartPole: a mediocre policy (return ~190 sampled)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def behaviour_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "behaviour"
+    train(config.load("cartpole-trpo", BEHAVIOUR), run, progress=False)
+    return run
+
+
+@pytest.fixture(scope="module")
+def medium(behaviour_run):
+    """40 episodes of the mediocre CartPole policy."""
+    assert main(["collect", str(behaviour_run), "--episodes", "40", "--dataset", "cartpole/medium-v0"]) == 0
+    return "cartpole/medium-v0"
+
+
+def test_collected_dataset_loads_with_minari_as_written(behaviour_run, medium):
+    dataset = minari.load_dataset(medium)
+    assert dataset.total_episodes == 40
+    loaded = load_policy(behaviour_run)
+    total = 0
+    for i, ep in enumerate(dataset.iterate_episodes()):
+        T = len(ep.rewards)
+        total += T
+        assert ep.observations.shape == (T + 1, 4) and ep.actions.shape == (T,)
+        assert ep.terminations[-1] or ep.truncations[-1]
+        assert not ep.terminations[:-1].any() and not ep.truncations[:-1].any()
+        assert ep.infos[LOG_PROB_KEY].shape == (T + 1,) and np.isnan(ep.infos[LOG_PROB_KEY][-1])
+        # the recorded log-probabilities and logits are the behaviour policy's, at the stored (raw) observations
+        with torch.no_grad():
+            dist = loaded.policy(torch.from_numpy(loaded.obs_norm(ep.observations[:-1], update=False)))
+        np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-5)
+        np.testing.assert_allclose(ep.infos["behaviour_logits"][:-1], dist.logits, atol=1e-5)
+        if i == 0:  # episode i starts from reset(seed=i)
+            first, _ = gym.make("CartPole-v1").reset(seed=0)
+            np.testing.assert_array_equal(ep.observations[0], first)
+    assert dataset.total_steps == total
+    returns = read_dataset(medium).returns
+    assert 100 <= returns.mean() <= 250, returns.mean()  # mediocre, as the offline test below needs
+
+
+def test_collect_by_steps_keeps_whole_episodes_and_box_actions_in_bounds(tmp_path):
+    run = tmp_path / "pendulum"
+    train(config.load("pendulum-trpo", ["run.total_steps=2048"]), run, progress=False)
+    result = collect("pendulum/tiny-v0", run, steps=300)
+    assert result.episodes == 2 and result.steps == 400  # 200-step episodes: the one that crossed 300 is whole
+    loaded = load_policy(run)
+    for ep in minari.load_dataset("pendulum/tiny-v0").iterate_episodes():
+        assert np.all(np.abs(ep.actions) <= 2.0)  # stored as executed: clipped to the bounds
+        mean, log_std = ep.infos["behaviour_mean"][:-1], ep.infos["behaviour_log_std"][:-1]
+        with torch.no_grad():
+            dist = loaded.policy(torch.from_numpy(loaded.obs_norm(ep.observations[:-1], update=False)))
+        np.testing.assert_allclose(mean, dist.mean, atol=1e-5)
+        np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-4)
+
+
+def test_an_existing_dataset_is_kept_unless_overwrite(behaviour_run, minari_root, capsys):
+    args = ["collect", str(behaviour_run), "--episodes", "2", "--dataset", "cartpole/twice-v0"]
+    assert main(args) == 0
+    files = {p: p.stat().st_mtime_ns for p in (minari_root / "cartpole" / "twice-v0").rglob("*")}
+    assert main([*args[:3], "3", *args[4:]]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (minari_root / "cartpole" / "twice-v0").rglob("*")} == files
+    assert main([*args[:3], "3", *args[4:], "--overwrite"]) == 0
+    assert minari.load_dataset("cartpole/twice-v0").total_episodes == 3
+    assert sorted(p.name for p in (minari_root / "cartpole").iterdir() if p.name.startswith("."))  == []
+
+
+def test_random_behaviour_records_uniform_log_probabilities():
+    assert main(["collect", "--random", "--env", "CartPole-v1", "--episodes", "3", "--dataset", "rand-v0"]) == 0
+    for ep in minari.load_dataset("rand-v0").iterate_episodes():
+        np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], np.log(0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["collect", "--random", "--env", "CartPole-v1", "--episodes", "1", "--dataset", "no version"],
+         "malformed dataset id 'no version'"),
+        (["collect", "--random", "--episodes", "1", "--dataset", "x-v0"], "--random needs --env ID"),
+        (["collect", "--random", "--env", "CartPole-v1", "--dataset", "x-v0"], "exactly one of --episodes N or --steps N"),
+        (["train", "cartpole-trpo", "--offline", "nosuch/data-v0"], "no Minari dataset 'nosuch/data-v0'"),
+        (["train", "cartpole-trpo", "--epochs", "3"], "--epochs counts passes over a dataset: it needs --offline"),
+        (["train", "cartpole-trpo", "--offline", "x-v0", "--set", "offline.weights=raw"], "offline.weights must be one of"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, capsys, args, message):
+    assert main([*args, *(["--run-dir", str(tmp_path / "r")] if args[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_for_other_spaces_is_refused_before_anything_is_written(medium, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "pendulum-trpo", "--offline", medium, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "dataset cartpole/medium-v0 has spaces" in err and "Pendulum-v1 has" in err
+    assert not run.exists()
+
+
+def test_offline_run_has_the_run_layout_and_is_deterministic(medium, minari_root, tmp_path):
+    path = str(minari_root / "cartpole" / "medium-v0")  # a path works as well as an id
+    args = ["--epochs", "2", "--quiet", *[f"--set={kv}" for kv in (
+        "offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2")]]
+    assert main(["train", "cartpole-trpo", "--offline", path, "--run-dir", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "cartpole-trpo", "--offline", path, "--run-dir", str(tmp_path / "b"), *args]) == 0
+    a = tmp_path / "a"
+    assert {"config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints"} <= {
+        p.name for p in a.iterdir()}
+    assert (a / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
+    header = (a / "metrics.csv").read_text().splitlines()[0].split(",")
+    for column in ("step", "epoch", "episode_return_mean", "kl", "kl_behaviour", "ess_fraction", "line_search_accepted"):
+        assert column in header
+    assert f'dataset = "{path}"' in (a / "config.toml").read_text()
+    record = json.loads((a / "checkpoints" / "last.json").read_text())
+    assert record["extra"]["behaviour_source"] == "dataset" and record["obs_norm"]["count"] > 7000
+    assert evaluate(a, episodes=1, tag="best").episodes == 1
+
+
+def test_a_dataset_without_behaviour_log_probabilities_estimates_beta(tmp_path):
+    """Another tool's dataset: no infos at all. beta comes from maximum likelihood, and the log says so."""
+    from minari.data_collector import EpisodeBuffer
+
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    buffers = []
+    for i in range(20):
+        obs, _ = env.reset(seed=i)
+        observations, actions, rewards, done = [obs], [], [], False
+        while not done:
+            action = int(obs[2] + 0.5 * obs[3] > 0) if rng.random() < 0.7 else int(rng.integers(2))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(reward)
+            done = terminated or truncated
+        buffers.append(EpisodeBuffer(id=i, observations=np.array(observations), actions=np.array(actions),
+                                     rewards=np.array(rewards), terminations=np.r_[np.zeros(len(actions) - 1, bool), terminated],
+                                     truncations=np.r_[np.zeros(len(actions) - 1, bool), truncated]))
+    with pytest.warns(UserWarning):
+        minari.create_dataset_from_buffers("other/heuristic-v0", buffers, env=env)
+    notes = []
+    cfg = config.load("cartpole-trpo", ["offline.epochs=2", "offline.eval_episodes=1", "offline.critic_rounds=1"])
+    result = train_offline(cfg, tmp_path / "r", dataset="other/heuristic-v0", progress=False, log=notes.append)
+    assert result.behaviour_source == "maximum likelihood"
+    assert any("no behaviour log-probabilities: estimated beta by maximum likelihood" in n for n in notes)
+
+
+def test_importance_weights_self_normalised_or_clipped():
+    log_ratio = torch.log(torch.tensor([0.5, 1.0, 2.0, 40.0]))
+    w = importance_weights(log_ratio, "self-normalised", 10.0)
+    assert torch.isclose(w.mean(), torch.tensor(1.0)) and torch.allclose(w * 43.5 / 4, torch.exp(log_ratio))
+    assert importance_weights(log_ratio, "clipped", 10.0).tolist() == pytest.approx([0.5, 1.0, 2.0, 10.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_offline_trpo_beats_the_behaviour_policy(medium, tmp_path, seed):
+    """From 40 episodes of a mediocre policy, a deterministic evaluation of the result beats the data."""
+    cfg = config.load("cartpole-trpo", [f"run.seed={seed}", "offline.epochs=30"])
+    result = train_offline(cfg, tmp_path / "off", dataset=medium, progress=False, log=lambda msg: None)
+    behaviour = result.behaviour_return
+    assert 100 <= behaviour <= 250
+    final = evaluate(result.run_dir, episodes=10, tag="last")
+    assert final.deterministic and final.mean_return > behaviour, (final.returns, behaviour)
