@@ -149,7 +149,7 @@ def collect(
     try:
         if loaded is not None:
             check_compatible(loaded.checkpoint, env)
-        action_space = executed_action_space(env)
+        action_space = env.action_space
         behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
         buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
         source = "a uniform random policy" if random else (
@@ -296,7 +296,7 @@ def _write_dataset(dataset_id, buffers, env, overwrite, description, extra, rand
                 env=env,
                 eval_env=env,
                 observation_space=env.observation_space,
-                action_space=executed_action_space(env),
+                action_space=env.action_space,
                 algorithm_name="random" if random else "trustrl",
                 description=description,
             )
@@ -423,17 +423,10 @@ def read_dataset(spec: str | Path) -> OfflineData:
     return OfflineData(dataset.id, str(spec), obs_space, act_space, episodes)
 
 
-def executed_action_space(env: gym.Env) -> gym.Space:
-    """The env's own action space: :func:`make_env`'s ClipAction wrapper widens a Box to (-inf, inf)."""
-    while isinstance(env, gym.wrappers.ClipAction):
-        env = env.env
-    return env.action_space
-
-
 def check_dataset_fits(data: OfflineData, env: gym.Env) -> None:
     """A dataset trains a policy only for an env with the same observation and action spaces."""
     have = describe_spaces(data.observation_space, data.action_space)
-    want = describe_spaces(env.observation_space, executed_action_space(env))
+    want = describe_spaces(env.observation_space, env.action_space)
     if have != want:
         env_id = env.spec.id if env.spec else "the config's env"
         raise TrustrlError(f"dataset {data.dataset_id} has spaces {have}, but {env_id} has {want}")
