@@ -7,8 +7,11 @@ before fitting (the honest measure: it is what GAE used).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
@@ -32,66 +35,85 @@ class AdamFitter:
         self.optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
-        before = _loss(self.critic, obs, returns)
+        before = value_loss(self.critic, obs, returns)
         n, mb = len(obs), self.cfg.minibatch
         for _ in range(self.cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, mb):
                 idx = order[start : start + mb]
-                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + _l2(self.critic, self.cfg.l2)
+                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-        return _report(self.critic, obs, returns, before)
+        return fit_report(self.critic, obs, returns, before)
 
 
 class LBFGSFitter:
-    """Full-batch L-BFGS with a strong-Wolfe line search, as in Schulman et al. (2016), sec. 5."""
+    """Full-batch L-BFGS with a strong-Wolfe line search, as in Schulman et al. (2016), sec. 5.
+
+    Reference notebook 001 fits its value net the same way (SciPy's
+    ``fmin_l_bfgs_b``, an L2 penalty, ``maxiter=25``); here it is PyTorch's
+    L-BFGS with ``critic.lbfgs_iters`` iterations. A fit that ends worse than it
+    started (or non-finite) is undone, so one bad batch cannot wreck the critic.
+    """
 
     def __init__(self, critic: ValueNet, cfg: CriticConfig, generator: torch.Generator):
         self.critic = critic
         self.cfg = cfg
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
-        before = _loss(self.critic, obs, returns)
+        before = value_loss(self.critic, obs, returns)
+        params = list(self.critic.parameters())
+        start = parameters_to_vector(params).detach().clone()
         optimizer = torch.optim.LBFGS(
-            self.critic.parameters(),
+            params,
             lr=1.0,
             max_iter=self.cfg.lbfgs_iters,
             history_size=10,
             line_search_fn="strong_wolfe",
         )
 
+        def objective() -> Tensor:
+            return (self.critic(obs) - returns).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
+
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss = (self.critic(obs) - returns).pow(2).mean() + _l2(self.critic, self.cfg.l2)
+            loss = objective()
             loss.backward()
             return loss
 
+        with torch.no_grad():
+            initial = float(objective())
         optimizer.step(closure)
-        return _report(self.critic, obs, returns, before)
+        with torch.no_grad():
+            final = float(objective())
+            if not math.isfinite(final) or final > initial:
+                vector_to_parameters(start, params)
+        return fit_report(self.critic, obs, returns, before)
 
 
 def make_fitter(critic: ValueNet, cfg: CriticConfig, generator: torch.Generator) -> AdamFitter | LBFGSFitter:
     return {"adam": AdamFitter, "lbfgs": LBFGSFitter}[cfg.fit](critic, cfg, generator)
 
 
-def _l2(critic: ValueNet, l2: float) -> Tensor | float:
+def l2_penalty(critic: ValueNet, l2: float) -> Tensor | float:
+    """``l2 * sum ||W||^2`` over the critic's weight matrices (biases are not penalised)."""
     if l2 == 0.0:
         return 0.0
     return l2 * sum(p.pow(2).sum() for name, p in critic.named_parameters() if name.endswith("weight"))
 
 
 @torch.no_grad()
-def _loss(critic: ValueNet, obs: Tensor, returns: Tensor) -> tuple[float, Tensor]:
+def value_loss(critic: ValueNet, obs: Tensor, returns: Tensor) -> tuple[float, Tensor]:
+    """The unpenalised mean squared error and the predictions, without a graph."""
     predicted = critic(obs)
     return float((predicted - returns).pow(2).mean()), predicted
 
 
 @torch.no_grad()
-def _report(critic: ValueNet, obs: Tensor, returns: Tensor, before: tuple[float, Tensor]) -> dict[str, float]:
+def fit_report(critic: ValueNet, obs: Tensor, returns: Tensor, before: tuple[float, Tensor]) -> dict[str, float]:
     loss_before, predicted_before = before
-    loss_after, _ = _loss(critic, obs, returns)
+    loss_after, _ = value_loss(critic, obs, returns)
     return {
         "value_loss_before": loss_before,
         "value_loss": loss_after,
