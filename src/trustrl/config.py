@@ -357,7 +357,7 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        return _toml_safe(dataclasses.asdict(self))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -617,10 +617,14 @@ def _quoted(names: set[str]) -> str:
     return ", ".join(repr(n) for n in sorted(names))
 
 
-def _drop_none(value: Any) -> Any:
-    """TOML has no null: leave unset optional fields out (they fall back to their default)."""
+def _toml_safe(value: Any) -> Any:
+    """TOML has no null: an optional field set to None is written as the string ``"none"``,
+    which reads back as None (so ``max_grad_norm = none`` survives a round trip even
+    where the default is a number)."""
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {k: _toml_safe(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return list(value)
+    if value is None:
+        return "none"
     return value

@@ -69,6 +69,9 @@ class LBFGSFitter:
             params,
             lr=1.0,
             max_iter=self.cfg.lbfgs_iters,
+            # PyTorch's default (1.25 x max_iter evaluations) would end the fit after a few
+            # line searches, well before the iteration budget; SciPy's (15000) is no limit.
+            max_eval=4 * self.cfg.lbfgs_iters,
             history_size=10,
             line_search_fn="strong_wolfe",
         )
