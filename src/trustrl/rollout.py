@@ -152,8 +152,7 @@ def attach_values(batch: Batch, critic: ValueNet | None) -> None:
     """
     T, N = batch.obs.shape[:2]
     if critic is None:
-        batch.values = torch.zeros(T, N, device=batch.rewards.device)
-        batch.next_values = torch.zeros(T, N, device=batch.rewards.device)
+        batch.values, batch.next_values = torch.zeros_like(batch.rewards), torch.zeros_like(batch.rewards)
         return
     all_obs = torch.cat([batch.obs.reshape(T * N, -1), batch.last_obs, batch.final_obs])
     v = critic(all_obs)
