@@ -73,6 +73,9 @@ def test_overwrite_replaces_a_run(tmp_path):
         (["train", "cartpole-trpo", "--set", "algo.max_kl=0"], "algo.max_kl must be > 0"),
         (["train", "cartpole-trpo", "--set", "algo.gamma=1.01"], "algo.gamma must be in (0, 1]"),
         (["train", "cartpole-trpo", "--set", "algo.nosuch=1"], "unknown key algo.nosuch"),
+        (["train", "CartPole-v1", "--algo", "sarsa"], "unknown algorithm 'sarsa'; choose from reinforce, a2c, npg, trpo, ppo"),
+        (["train", "cartpole-trpo", "--algo", "ppo"], "preset cartpole-trpo is a trpo config; it cannot be switched to ppo"),
+        (["train", "cartpole-trpo", "--set", "algo.name=ppo"], "unknown key algo.max_kl"),
     ],
 )
 def test_bad_input_exits_2_with_one_message_and_writes_nothing(tmp_path, capsys, args, message):
@@ -109,3 +112,74 @@ def test_console_script_entry_point(cartpole_run):
     out = subprocess.run([str(exe), "eval", str(cartpole_run), "--episodes", "1", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["episodes"] == 1
+
+
+def test_train_an_env_id_with_an_algo_uses_its_preset(tmp_path):
+    run = tmp_path / "r"
+    assert main(["train", "CartPole-v1", "--algo", "reinforce", "--run-dir", str(run), *SHORT]) == 0
+    text = (run / "config.toml").read_text()
+    assert 'name = "cartpole-reinforce"' in text and 'name = "reinforce"' in text
+
+
+@pytest.mark.parametrize(
+    "env_id, algo, norm_reward",
+    [("Acrobot-v1", "ppo", False), ("MountainCarContinuous-v0", "a2c", True), ("CartPole-v1", None, False)],
+)
+def test_train_an_env_id_without_a_preset_uses_defaults_for_its_action_space(tmp_path, env_id, algo, norm_reward):
+    from trustrl import config
+
+    run = tmp_path / "r"
+    args = ["--algo", algo] if algo else []
+    assert main(["train", env_id, *args, "--run-dir", str(run), "--total-steps", "1024", "--quiet"]) == 0
+    cfg = config.load(str(run / "config.toml"))
+    assert cfg.env.id == env_id and cfg.algo.name == (algo or "trpo")
+    assert cfg.env.norm_reward is norm_reward
+    if algo is None:  # CartPole-v1 with the default algorithm is the cartpole-trpo preset
+        assert cfg.name == "cartpole-trpo"
+    else:
+        assert cfg.name == f"{env_id}-{algo}"
+        assert cfg.algo == config.ALGO_CONFIGS[algo]()  # that algorithm's own defaults
+
+
+def test_algo_matching_the_preset_is_accepted():
+    from trustrl import config
+
+    assert config.load("cartpole-ppo", algo="ppo") == config.load("cartpole-ppo")
+
+
+def test_compare_trains_each_algo_and_seed_and_writes_plot_and_table(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "cmp"
+    args = ["compare", "cartpole", "--algos", "trpo,ppo", "--seeds", "2", "--out", str(out),
+            "--total-steps", "2048", "--eval-episodes", "2"]
+    assert main(args) == 0
+    for algo in ("trpo", "ppo"):
+        for seed in (0, 1):
+            assert (out / algo / f"seed{seed}" / "checkpoints" / "last.json").is_file()
+            assert f"seed = {seed}" in (out / algo / f"seed{seed}" / "config.toml").read_text()
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [r["algo"] for r in rows] == ["trpo", "ppo"]
+    assert all(r["env"] == "CartPole-v1" and r["seeds"] == "2" and r["steps"] == "2048" for r in rows)
+    assert all(len(r["eval_return_per_seed"].split(";")) == 2 for r in rows)
+    assert "summary.csv" in capsys.readouterr().out
+    assert main(args) == 2  # the runs are there: refused without --overwrite
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "lunar", "--algos", "ppo"], "no presets for env 'lunar'"),
+        (["compare", "walker2d", "--algos", "a2c"], "no preset walker2d-a2c; walker2d has presets for ppo, trpo"),
+        (["compare", "cartpole", "--algos", "sarsa"], "unknown algorithm 'sarsa'"),
+        (["compare", "cartpole", "--seeds", "0"], "--seeds must be > 0"),
+    ],
+)
+def test_compare_bad_input_exits_2(tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -8,10 +8,27 @@ from trustrl.errors import ConfigError
 
 def test_every_preset_loads_and_validates():
     names = config.preset_names()
-    assert {"walker2d-trpo", "cartpole-trpo", "pendulum-trpo"} <= set(names)
+    family = {f"{env}-{algo}" for env in ("cartpole", "pendulum") for algo in config.ALGO_CONFIGS}
+    assert {"walker2d-trpo", "walker2d-ppo", *family} <= set(names)
     for name in names:
         cfg = config.load(name)
         assert cfg.name == name
+        env, algo = name.rsplit("-", 1)
+        assert cfg.algo.name == algo and isinstance(cfg.algo, config.ALGO_CONFIGS[algo])
+        assert cfg.env.id.lower().startswith(env)
+
+
+def test_every_algorithm_config_documents_every_field():
+    import ast
+    import inspect
+
+    for cls in {*config.ALGO_CONFIGS.values(), config.AlgoConfig, config.NaturalGradientConfig}:
+        tree = ast.parse(inspect.getsource(cls))
+        body = tree.body[0].body
+        for i, node in enumerate(body):
+            if isinstance(node, ast.AnnAssign):
+                doc = body[i + 1] if i + 1 < len(body) else None
+                assert isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant), (cls.__name__, node.target.id)
 
 
 def test_walker2d_preset_has_the_reference_notebook_settings():
@@ -30,8 +47,16 @@ def test_overrides_apply_and_convert_types():
     assert cfg.policy.hidden == (32, 16) and cfg.env.norm_obs is False
 
 
-def test_toml_round_trip(tmp_path):
-    cfg = config.load("walker2d-trpo", ["run.seed=7"])
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("walker2d-trpo", ["run.seed=7"]),
+        ("cartpole-a2c", ["algo.max_grad_norm=none", "env.max_episode_steps=100"]),
+        ("pendulum-ppo", ["algo.target_kl=0.01", "algo.max_grad_norm=none"]),
+    ],
+)
+def test_toml_round_trip(tmp_path, preset, overrides):
+    cfg = config.load(preset, overrides)
     path = tmp_path / "c.toml"
     path.write_text(cfg.to_toml())
     assert config.load(str(path)) == cfg
@@ -50,12 +75,46 @@ def test_toml_round_trip(tmp_path):
         ("env.id=Walker2d-v99", "unknown environment id 'Walker2d-v99'"),
         ("maxkl=1", "--set key must be section.key"),
         ("algo.max_kl", "--set expects section.key=value"),
+        ("critic.fit=newton", "critic.fit must be one of adam, lbfgs"),
+        ("critic.l2=-1", "critic.l2 must be >= 0"),
+        ("critic.lbfgs_iters=0", "critic.lbfgs_iters must be > 0"),
     ],
 )
 def test_bad_values_give_one_clear_error(override, message):
     with pytest.raises(ConfigError, match=None) as exc:
         config.load("cartpole-trpo", [override])
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "preset, override, message",
+    [
+        ("cartpole-npg", "algo.step=huge", "algo.step must be one of kl, fixed"),
+        ("cartpole-npg", "algo.step_size=0", "algo.step_size must be > 0"),
+        ("cartpole-npg", "algo.backtrack_iters=3", "unknown key algo.backtrack_iters"),
+        ("cartpole-ppo", "algo.clip_range=1.5", "algo.clip_range must be in (0, 1)"),
+        ("cartpole-ppo", "algo.epochs=0", "algo.epochs must be > 0"),
+        ("cartpole-ppo", "algo.minibatch=0", "algo.minibatch must be > 0"),
+        ("cartpole-ppo", "algo.target_kl=-0.1", "algo.target_kl must be > 0"),
+        ("cartpole-ppo", "algo.value_clip=0", "algo.value_clip must be > 0"),
+        ("cartpole-a2c", "algo.max_grad_norm=0", "algo.max_grad_norm must be > 0"),
+        ("cartpole-a2c", "algo.vf_coef=0", "algo.vf_coef must be > 0"),
+        ("cartpole-reinforce", "algo.lr=0", "algo.lr must be > 0"),
+        ("cartpole-reinforce", "algo.gae_lambda=0.9", "algo.gae_lambda must be 1.0 for reinforce"),
+        ("cartpole-reinforce", "algo.baseline=1", "algo.baseline must be true or false"),
+    ],
+)
+def test_bad_algorithm_values_give_one_clear_error(preset, override, message):
+    with pytest.raises(ConfigError) as exc:
+        config.load(preset, [override])
+    assert message in str(exc.value)
+
+
+def test_optional_algorithm_fields_accept_none():
+    cfg = config.load("cartpole-ppo", ["algo.target_kl=0.02", "algo.value_clip=0.2"])
+    assert (cfg.algo.target_kl, cfg.algo.value_clip) == (0.02, 0.2)
+    cfg = config.load("cartpole-ppo", ["algo.max_grad_norm=none"])
+    assert cfg.algo.max_grad_norm is None
 
 
 def test_unknown_preset_suggests_close_names():

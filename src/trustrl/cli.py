@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a policy from a preset or a TOML config")
-    p.add_argument("config", help="preset name (e.g. walker2d-trpo, see `trustrl presets`) or a .toml file")
+    p = sub.add_parser("train", help="train a policy from a preset, a TOML config or a gymnasium env id")
+    p.add_argument("config", help="preset name (e.g. walker2d-trpo, see `trustrl presets`), a .toml file, "
+                   "or a gymnasium env id (e.g. CartPole-v1: its <env>-<algo> preset, else defaults)")
+    p.add_argument("--algo", help="algorithm for an env id: reinforce, a2c, npg, trpo (default) or ppo; "
+                   "with a preset or file it must match the one there (use the <env>-<algo> preset instead)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config field, e.g. --set algo.max_kl=0.02 (repeatable)")
     p.add_argument("--seed", type=int, help="shorthand for --set run.seed=N")
@@ -89,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     p.set_defaults(func=cmd_collect)
+    p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
+    p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
+    p.add_argument("--algos", default="reinforce,a2c,npg,trpo,ppo",
+                   help="comma-separated algorithms, each with an <env>-<algo> preset (default: all five)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per algorithm (default 3)")
+    p.add_argument("--out", type=Path, required=True, help="writes <out>/<algo>/seed<k>/, curves.png, summary.csv")
+    p.add_argument("--total-steps", type=int, help="override every preset's run.total_steps")
+    p.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per final policy")
+    p.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("presets", help="list the bundled presets")
     p.set_defaults(func=cmd_presets)
@@ -106,7 +119,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         overrides.append(f"run.total_steps={args.total_steps}")
     if args.epochs is not None:
         overrides.append(f"offline.epochs={args.epochs}")
-    cfg = config_mod.load(args.config, overrides)
+    cfg = config_mod.load(args.config, overrides, algo=args.algo)
     if args.offline is not None:
         cfg.offline.dataset = args.offline
     if args.epochs is not None and not cfg.offline.dataset:
@@ -201,6 +214,20 @@ def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
     )
     print(f"wrote Minari dataset {result.dataset_id} at {result.path}: {result.episodes} episodes, "
           f"{result.steps} steps, return {result.mean_return:.1f} ± {result.std_return:.1f} ({result.behaviour} behaviour)")
+
+def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.compare import compare
+
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    summaries = compare(
+        args.env, algos, args.seeds, args.out, total_steps=args.total_steps,
+        eval_episodes=args.eval_episodes, overwrite=args.overwrite, log=print,
+    )  # fmt: skip
+    print(f"{'algo':<10} {'seeds':>5} {'steps':>9} {'eval return':>17} {'wall s':>7}")
+    for s in summaries:
+        ret = f"{s.eval_return_mean:.1f} ± {s.eval_return_std:.1f}"
+        print(f"{s.algo:<10} {s.seeds:>5} {s.steps:>9} {ret:>17} {s.wall_time_s:>7.0f}")
+    print(f"wrote {args.out / 'curves.png'} and {args.out / 'summary.csv'}")
     return 0
 
 

@@ -99,17 +99,19 @@ class CriticConfig:
     init: str = "orthogonal"
     """Hidden-layer init, as for the policy."""
     fit: str = "adam"
-    """How the value net is fitted to the returns: ``adam`` (minibatch epochs) or ``lbfgs``."""
+    """How the value net is fitted to the returns: ``adam`` or ``lbfgs`` (full batch, after the policy
+    step). With ``adam``, A2C and PPO train the critic inside their own update (a joint loss, their
+    minibatches); TRPO, NPG and REINFORCE run ``critic.epochs`` of Adam minibatches."""
     lr: float = 1e-3
-    """Adam learning rate."""
+    """Adam learning rate of the critic (for every algorithm)."""
     epochs: int = 10
-    """Adam: passes over the batch per update (``n_critic_updates``)."""
+    """Adam fitter (TRPO, NPG, REINFORCE): passes over the batch per update."""
     minibatch: int = 64
-    """Adam: minibatch size."""
+    """Adam fitter (TRPO, NPG, REINFORCE): minibatch size."""
     l2: float = 0.0
-    """L2 penalty on the value-net weights (both fitters)."""
+    """L2 penalty ``l2 * sum ||W||^2`` on the value-net weight matrices (biases are not penalised)."""
     lbfgs_iters: int = 25
-    """L-BFGS: maximum iterations per update."""
+    """L-BFGS: maximum iterations per update (the budget of reference notebook 001)."""
 
     def validate(self) -> None:
         _hidden("critic.hidden", self.hidden)
@@ -147,19 +149,17 @@ class AlgoConfig:
 
 
 @dataclass
-class TRPOConfig(AlgoConfig):
+class NaturalGradientConfig(AlgoConfig):
+    """Fields of the natural-gradient step that NPG and TRPO share (one CG solve of F s = g)."""
+
     max_kl: float = 0.01
-    """Trust-region radius delta: the mean KL(old || new) a step may reach."""
+    """KL radius delta: TRPO's bound on mean KL(old || new); NPG's step size when ``step = "kl"``."""
     cg_iters: int = 10
     """Conjugate-gradient iterations for the search direction."""
     cg_tol: float = 1e-10
     """Conjugate gradient stops early when the squared residual norm falls below this."""
     damping: float = 0.1
     """Added to the Fisher matrix (F + damping I) so CG stays well conditioned."""
-    backtrack_shrink: float = 0.8
-    """Line search: each rejected step is multiplied by this factor."""
-    backtrack_iters: int = 10
-    """Line search: steps tried before the update is rejected."""
     fvp_fraction: float = 1.0
     """Fraction of the batch used for Fisher-vector products (the TRPO paper uses 0.1)."""
 
@@ -169,15 +169,145 @@ class TRPOConfig(AlgoConfig):
         _positive("algo.cg_iters", self.cg_iters)
         _positive("algo.cg_tol", self.cg_tol)
         _non_negative("algo.damping", self.damping)
-        if not 0.0 < self.backtrack_shrink < 1.0:
-            raise ConfigError(f"algo.backtrack_shrink must be in (0, 1), got {self.backtrack_shrink}")
-        _positive("algo.backtrack_iters", self.backtrack_iters)
         if not 0.0 < self.fvp_fraction <= 1.0:
             raise ConfigError(f"algo.fvp_fraction must be in (0, 1], got {self.fvp_fraction}")
 
 
+@dataclass
+class TRPOConfig(NaturalGradientConfig):
+    """TRPO: the natural-gradient direction, scaled to the KL radius, then a backtracking line search."""
+
+    name: str = "trpo"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    backtrack_shrink: float = 0.8
+    """Line search: each rejected step is multiplied by this factor."""
+    backtrack_iters: int = 10
+    """Line search: steps tried before the update is rejected."""
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.backtrack_shrink < 1.0:
+            raise ConfigError(f"algo.backtrack_shrink must be in (0, 1), got {self.backtrack_shrink}")
+        _positive("algo.backtrack_iters", self.backtrack_iters)
+
+
+@dataclass
+class NPGConfig(NaturalGradientConfig):
+    """Natural policy gradient (Kakade 2001): the same CG direction as TRPO, no line search."""
+
+    name: str = "npg"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    step: str = "kl"
+    """How far to move along s = F^-1 g: ``kl`` scales it to a quadratic-model KL of ``max_kl``
+    (sqrt(2 max_kl / s^T F s) s); ``fixed`` moves ``step_size * s``."""
+    step_size: float = 0.1
+    """Learning rate of the ``fixed`` step (unused when ``step = "kl"``)."""
+
+    def validate(self) -> None:
+        super().validate()
+        _choice("algo.step", self.step, ("kl", "fixed"))
+        _positive("algo.step_size", self.step_size)
+
+
+@dataclass
+class REINFORCEConfig(AlgoConfig):
+    """REINFORCE (Williams 1992): Monte-Carlo returns-to-go, one Adam step on the policy per batch."""
+
+    name: str = "reinforce"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    gae_lambda: float = 1.0
+    """Must be 1: REINFORCE weights by Monte-Carlo returns-to-go (use ``a2c`` for lambda-returns)."""
+    baseline: bool = True
+    """Subtract a learned V(s_t) (the critic, fitted by ``critic.fit``); episodes cut by the batch
+    boundary then bootstrap from V. Without it, only steps whose episode ends inside the batch count."""
+    lr: float = 1e-3
+    """Adam learning rate of the policy."""
+    max_grad_norm: float | None = None
+    """Clip the policy gradient to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.gae_lambda != 1.0:
+            raise ConfigError(
+                f"algo.gae_lambda must be 1.0 for reinforce (Monte-Carlo returns), got {self.gae_lambda}; "
+                "use algo.name=a2c for lambda-returns"
+            )
+        _positive("algo.lr", self.lr)
+        if self.max_grad_norm is not None:
+            _positive("algo.max_grad_norm", self.max_grad_norm)
+
+
+@dataclass
+class A2CConfig(AlgoConfig):
+    """Advantage actor-critic (Mnih et al. 2016, synchronous): one gradient step per batch.
+
+    n-step advantages are ``gae_lambda = 1`` with a short ``run.n_steps``;
+    any other lambda gives GAE advantages.
+    """
+
+    name: str = "a2c"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    entropy_coef: float = 0.01
+    """Weight of the mean policy entropy added to the objective."""
+    lr: float = 7e-4
+    """Adam learning rate of the policy (the critic uses ``critic.lr``)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the joint loss (matters through the shared gradient clipping)."""
+    max_grad_norm: float | None = 0.5
+    """Clip the joint gradient of policy and critic to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        _positive("algo.lr", self.lr)
+        _positive("algo.vf_coef", self.vf_coef)
+        if self.max_grad_norm is not None:
+            _positive("algo.max_grad_norm", self.max_grad_norm)
+
+
+@dataclass
+class PPOConfig(AlgoConfig):
+    """PPO with the clipped surrogate (Schulman et al. 2017): epochs of shuffled minibatches."""
+
+    name: str = "ppo"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    lr: float = 3e-4
+    """Adam learning rate of the policy (the critic uses ``critic.lr``)."""
+    epochs: int = 10
+    """Passes over the batch per update."""
+    minibatch: int = 64
+    """Minibatch size (transitions) for each gradient step."""
+    clip_range: float = 0.2
+    """epsilon: the ratio pi/pi_old is clipped to [1 - epsilon, 1 + epsilon] in the surrogate."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the joint loss (matters through the shared gradient clipping)."""
+    value_clip: float | None = None
+    """Clip V(s) to within this distance of its value at collection time in the value loss; None disables."""
+    target_kl: float | None = None
+    """Stop the update as soon as a minibatch's approximate KL(old || new) exceeds this; None disables."""
+    max_grad_norm: float | None = 0.5
+    """Clip the joint gradient of policy and critic to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        _positive("algo.lr", self.lr)
+        _positive("algo.epochs", self.epochs)
+        _positive("algo.minibatch", self.minibatch)
+        if not 0.0 < self.clip_range < 1.0:
+            raise ConfigError(f"algo.clip_range must be in (0, 1), got {self.clip_range}")
+        _positive("algo.vf_coef", self.vf_coef)
+        for key in ("value_clip", "target_kl", "max_grad_norm"):
+            if getattr(self, key) is not None:
+                _positive(f"algo.{key}", getattr(self, key))
+
+
 #: Algorithm name -> its config dataclass. Algorithms register here (and in ``trustrl.algos``).
-ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {"trpo": TRPOConfig}
+ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {
+    "reinforce": REINFORCEConfig,
+    "a2c": A2CConfig,
+    "npg": NPGConfig,
+    "trpo": TRPOConfig,
+    "ppo": PPOConfig,
+}
 
 
 @dataclass
@@ -280,7 +410,7 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        return _toml_safe(dataclasses.asdict(self))
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -312,9 +442,22 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return cfg.validate()
 
 
-def load(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Resolve a preset name or a TOML path, apply ``section.key=value`` overrides, validate."""
-    data, source = _read_spec(spec)
+def load(spec: str, overrides: list[str] | tuple[str, ...] = (), algo: str | None = None) -> Config:
+    """Resolve a preset name, a TOML path or a gymnasium env id, apply overrides, validate.
+
+    ``spec`` may be a registered env id (``CartPole-v1``): the config is then the
+    ``<env>-<algo>`` preset made for that id if there is one, else the defaults
+    for the env's action space (:func:`env_defaults`). ``algo`` picks the
+    algorithm for an env id (default ``trpo``); for a preset or a file it must
+    match the algorithm already there -- a preset's settings are tuned for its
+    algorithm, so switching silently would hand one algorithm another's
+    hyper-parameters -- and the error names the preset or command to use instead.
+    """
+    if algo is not None and algo not in ALGO_CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGO_CONFIGS)}")
+    data, source = _read_spec(spec, algo)
+    if algo is not None:
+        _check_algo(data, source, algo)
     for item in overrides:
         _apply_override(data, item)
     return from_dict(data, source)
@@ -324,7 +467,77 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("trustrl.presets").iterdir() if p.name.endswith(".toml"))
 
 
-def _read_spec(spec: str) -> tuple[dict[str, Any], str]:
+def preset_data(name: str) -> dict[str, Any]:
+    """The raw TOML tables of a bundled preset."""
+    return tomllib.loads(resources.files("trustrl.presets").joinpath(f"{name}.toml").read_text())
+
+
+def find_preset(env_id: str, algo: str) -> str | None:
+    """The bundled preset for exactly this env id and algorithm, if there is one."""
+    for name in preset_names():
+        data = preset_data(name)
+        if data.get("env", {}).get("id") == env_id and data.get("algo", {}).get("name", "trpo") == algo:
+            return name
+    return None
+
+
+#: Defaults beyond the dataclasses' for an env id with no preset, by action-space kind.
+_ACTION_KIND_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "discrete": {},
+    # continuous-control rewards vary in scale from env to env: scale them so V's targets are O(1)
+    "box": {"env": {"norm_reward": True}},
+}
+
+
+def env_defaults(env_id: str, algo: str) -> tuple[dict[str, Any], str]:
+    """A config for any registered env id: its ``<env>-<algo>`` preset, else sensible defaults.
+
+    The defaults are the dataclass defaults (``algo``'s own config class for the
+    algorithm) plus :data:`_ACTION_KIND_DEFAULTS` for a Discrete or Box action space.
+    """
+    preset = find_preset(env_id, algo)
+    if preset is not None:
+        return preset_data(preset), f"preset {preset}"
+    kind = _action_kind(env_id)
+    data: dict[str, Any] = {"name": f"{env_id}-{algo}", "env": {"id": env_id}, "algo": {"name": algo}}
+    for section, values in _ACTION_KIND_DEFAULTS[kind].items():
+        data.setdefault(section, {}).update(values)
+    return data, f"{env_id} with {algo} defaults"
+
+
+def _action_kind(env_id: str) -> str:
+    import gymnasium as gym
+
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
+        raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
+    try:
+        return "discrete" if isinstance(env.action_space, gym.spaces.Discrete) else "box"
+    finally:
+        env.close()
+
+
+def _check_algo(data: dict[str, Any], source: str, algo: str) -> None:
+    current = data.get("algo", {}).get("name", "trpo")
+    if current == algo:
+        return
+    env_id = data.get("env", {}).get("id", EnvConfig.id)
+    preset = find_preset(env_id, algo)
+    instead = f"preset {preset}" if preset else f"`trustrl train {env_id} --algo {algo}`"
+    raise ConfigError(
+        f"{source} is a {current} config; it cannot be switched to {algo} "
+        f"(its settings are tuned for {current}); use {instead}"
+    )
+
+
+def _is_env_id(spec: str) -> bool:
+    import gymnasium as gym
+
+    return spec in gym.registry
+
+
+def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]:
     path = Path(spec)
     if spec.endswith(".toml") or path.is_file():
         if not path.is_file():
@@ -334,12 +547,16 @@ def _read_spec(spec: str) -> tuple[dict[str, Any], str]:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{spec}: not valid TOML ({exc})") from None
     names = preset_names()
-    if spec not in names:
-        hint = difflib.get_close_matches(spec, names, n=3)
-        also = f"; did you mean {', '.join(hint)}?" if hint else ""
-        raise ConfigError(f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; or pass a .toml file)")
-    text = resources.files("trustrl.presets").joinpath(f"{spec}.toml").read_text()
-    return tomllib.loads(text), f"preset {spec}"
+    if spec in names:
+        return preset_data(spec), f"preset {spec}"
+    if _is_env_id(spec):
+        return env_defaults(spec, algo or "trpo")
+    hint = difflib.get_close_matches(spec, names, n=3)
+    also = f"; did you mean {', '.join(hint)}?" if hint else ""
+    raise ConfigError(
+        f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; "
+        "or pass a .toml file or a gymnasium env id such as CartPole-v1)"
+    )
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
@@ -454,10 +671,14 @@ def _quoted(names: set[str]) -> str:
     return ", ".join(repr(n) for n in sorted(names))
 
 
-def _drop_none(value: Any) -> Any:
-    """TOML has no null: leave unset optional fields out (they fall back to their default)."""
+def _toml_safe(value: Any) -> Any:
+    """TOML has no null: an optional field set to None is written as the string ``"none"``,
+    which reads back as None (so ``max_grad_norm = none`` survives a round trip even
+    where the default is a number)."""
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {k: _toml_safe(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return list(value)
+    if value is None:
+        return "none"
     return value

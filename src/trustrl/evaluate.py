@@ -85,7 +85,8 @@ def load_policy(path: str | Path, tag: str = "last") -> LoadedPolicy:
         policy = make_policy(env.observation_space, env.action_space, config.policy)
         policy.load_state_dict(checkpoint.policy_state)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {checkpoint.path}: weights do not fit the policy ({exc})") from None
+        detail = str(exc).strip().splitlines()[-1].strip()  # torch's last line names the keys or shapes
+        raise CheckpointError(f"checkpoint {checkpoint.path}: weights do not fit the policy ({detail})") from None
     finally:
         env.close()
     policy.eval()

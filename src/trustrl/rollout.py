@@ -143,14 +143,18 @@ class Sampler:
 
 
 @torch.no_grad()
-def attach_values(batch: Batch, critic: ValueNet) -> None:
+def attach_values(batch: Batch, critic: ValueNet | None) -> None:
     """V(s_t) for every step and V(s_{t+1}) for bootstrapping, in one forward pass.
 
     ``next_values[t]`` is ``values[t+1]`` (the last row: V(last_obs)), except at
     truncated steps where it is V(the episode's true final observation).
     Terminated steps keep whatever is there: GAE masks them.
+    ``critic=None`` means V = 0 everywhere (returns-to-go with no baseline).
     """
     T, N = batch.obs.shape[:2]
+    if critic is None:
+        batch.values, batch.next_values = torch.zeros_like(batch.rewards), torch.zeros_like(batch.rewards)
+        return
     all_obs = torch.cat([batch.obs.reshape(T * N, -1), batch.last_obs, batch.final_obs])
     v = critic(all_obs)
     values = v[: T * N].reshape(T, N)

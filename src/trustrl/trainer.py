@@ -58,8 +58,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def compute_advantages(batch: Batch, critic: torch.nn.Module, gamma: float, lam: float, normalize: bool) -> None:
-    """Fill ``batch.values/next_values/advantages/returns`` with the current critic."""
+def compute_advantages(batch: Batch, critic: torch.nn.Module | None, gamma: float, lam: float, normalize: bool) -> None:
+    """Fill ``batch.values/next_values/advantages/returns`` with the current critic (None: V = 0)."""
     attach_values(batch, critic)
     advantages, returns = gae(
         batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated, gamma, lam
@@ -94,6 +94,7 @@ def train(
     policy = make_policy(obs_space, act_space, cfg.policy).to(cfg.run.device)
     critic = make_critic(obs_space, cfg.critic).to(cfg.run.device)
     algo = make_algorithm(cfg, policy, critic, generator)
+    uses_critic = getattr(algo, "uses_critic", True)  # False: advantages from V = 0 (see trustrl.algos)
     obs_norm = ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs)
     reward_scaler = RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward)
     sampler = Sampler(envs, policy, obs_norm, reward_scaler, cfg.run.seed, cfg.run.device)
@@ -133,7 +134,8 @@ def train(
                 best = _mean(recent)
                 save("best", update - 1)
             t2 = time.perf_counter()
-            compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
+            compute_advantages(batch, critic if uses_critic else None, cfg.algo.gamma, cfg.algo.gae_lambda,
+                               cfg.algo.normalize_advantage)
             t3 = time.perf_counter()
             stats = algo.update(batch)
             t4 = time.perf_counter()

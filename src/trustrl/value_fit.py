@@ -7,10 +7,12 @@ before fitting (the honest measure: it is what GAE used).
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 from torch import Tensor
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
@@ -34,74 +36,98 @@ class AdamFitter:
         self.optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel per step on CPU
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
-        start = time.perf_counter()
-        before = _loss(self.critic, obs, returns)
+        started = time.perf_counter()
+        before = value_loss(self.critic, obs, returns)
         n, mb = len(obs), self.cfg.minibatch
         for _ in range(self.cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
             for first in range(0, n, mb):
                 idx = order[first : first + mb]
-                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + _l2(self.critic, self.cfg.l2)
+                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-        return _report(self.critic, obs, returns, before, start)
+        return fit_report(self.critic, obs, returns, before, started)
 
 
 class LBFGSFitter:
-    """Full-batch L-BFGS with a strong-Wolfe line search, as in Schulman et al. (2016), sec. 5."""
+    """Full-batch L-BFGS with a strong-Wolfe line search, as in Schulman et al. (2016), sec. 5.
+
+    Reference notebook 001 fits its value net the same way (SciPy's
+    ``fmin_l_bfgs_b``, an L2 penalty, ``maxiter=25``); here it is PyTorch's
+    L-BFGS with ``critic.lbfgs_iters`` iterations. A fit that ends worse than it
+    started (or non-finite) is undone, so one bad batch cannot wreck the critic.
+    """
 
     def __init__(self, critic: ValueNet, cfg: CriticConfig, generator: torch.Generator):
         self.critic = critic
         self.cfg = cfg
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
-        start = time.perf_counter()
-        before = _loss(self.critic, obs, returns)
+        started = time.perf_counter()
+        before = value_loss(self.critic, obs, returns)
+        params = list(self.critic.parameters())
+        start = parameters_to_vector(params).detach().clone()
         optimizer = torch.optim.LBFGS(
-            self.critic.parameters(),
+            params,
             lr=1.0,
             max_iter=self.cfg.lbfgs_iters,
+            # PyTorch's default (1.25 x max_iter evaluations) would end the fit after a few
+            # line searches, well before the iteration budget; SciPy's (15000) is no limit.
+            max_eval=4 * self.cfg.lbfgs_iters,
             history_size=10,
             line_search_fn="strong_wolfe",
         )
 
+        def objective() -> Tensor:
+            return (self.critic(obs) - returns).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
+
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss = (self.critic(obs) - returns).pow(2).mean() + _l2(self.critic, self.cfg.l2)
+            loss = objective()
             loss.backward()
             return loss
 
+        with torch.no_grad():
+            initial = float(objective())
         optimizer.step(closure)
-        return _report(self.critic, obs, returns, before, start)
+        with torch.no_grad():
+            final = float(objective())
+            if not math.isfinite(final) or final > initial:
+                vector_to_parameters(start, params)
+        return fit_report(self.critic, obs, returns, before, started)
 
 
 def make_fitter(critic: ValueNet, cfg: CriticConfig, generator: torch.Generator) -> AdamFitter | LBFGSFitter:
     return {"adam": AdamFitter, "lbfgs": LBFGSFitter}[cfg.fit](critic, cfg, generator)
 
 
-def _l2(critic: ValueNet, l2: float) -> Tensor | float:
+def l2_penalty(critic: ValueNet, l2: float) -> Tensor | float:
+    """``l2 * sum ||W||^2`` over the critic's weight matrices (biases are not penalised)."""
     if l2 == 0.0:
         return 0.0
     return l2 * sum(p.pow(2).sum() for name, p in critic.named_parameters() if name.endswith("weight"))
 
 
 @torch.no_grad()
-def _loss(critic: ValueNet, obs: Tensor, returns: Tensor) -> tuple[float, Tensor]:
+def value_loss(critic: ValueNet, obs: Tensor, returns: Tensor) -> tuple[float, Tensor]:
+    """The unpenalised mean squared error and the predictions, without a graph."""
     predicted = critic(obs)
     return float((predicted - returns).pow(2).mean()), predicted
 
 
 @torch.no_grad()
-def _report(
-    critic: ValueNet, obs: Tensor, returns: Tensor, before: tuple[float, Tensor], start: float
+def fit_report(
+    critic: ValueNet, obs: Tensor, returns: Tensor, before: tuple[float, Tensor], started: float | None = None
 ) -> dict[str, float]:
-    """Losses and explained variance; ``time_critic_s`` goes to timing.csv, not metrics.csv."""
+    """Losses and explained variance; with ``started``, the fit's seconds as ``time_critic_s`` (for timing.csv)."""
     loss_before, predicted_before = before
-    loss_after, _ = _loss(critic, obs, returns)
-    return {
-        "time_critic_s": time.perf_counter() - start,
+    loss_after, _ = value_loss(critic, obs, returns)
+    report = {
         "value_loss_before": loss_before,
         "value_loss": loss_after,
         "explained_variance": explained_variance(predicted_before, returns),
     }
+    if started is not None:
+        report["time_critic_s"] = time.perf_counter() - started
+    return report

@@ -1,0 +1,66 @@
+"""Natural policy gradient (Kakade 2001; the NPG baseline of Schulman et al. 2015).
+
+theta <- theta + step * s,  s = F^-1 g  (conjugate gradient on Fisher-vector products)
+
+``step`` is either fixed (``algo.step = "fixed"``: ``algo.step_size``) or
+normalised so the quadratic model of the KL equals ``algo.max_kl``
+(``algo.step = "kl"``: ``sqrt(2 max_kl / s^T F s)``). The direction is
+exactly TRPO's (:func:`~trustrl.algos.natural.natural_gradient_step`); unlike
+TRPO there is no line search, so the true KL of a step is reported, not enforced.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from trustrl.algos.natural import NaturalGradient, natural_gradient_step
+from trustrl.config import CriticConfig, NPGConfig
+from trustrl.nets import Policy, ValueNet
+from trustrl.rollout import Batch
+from trustrl.value_fit import make_fitter
+
+
+class NPG:
+    def __init__(self, policy: Policy, critic: ValueNet, cfg: NPGConfig, critic_cfg: CriticConfig, generator: torch.Generator):
+        self.policy = policy
+        self.cfg = cfg
+        self.generator = generator
+        self.critic_fitter = make_fitter(critic, critic_cfg, generator)
+
+    def search_direction(self, batch: Batch) -> NaturalGradient:
+        return natural_gradient_step(
+            self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
+        )
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        ng = self.search_direction(batch)
+        if self.cfg.step == "kl":
+            step = ng.kl_scaled_step(self.cfg.max_kl)
+        else:
+            step = self.cfg.step_size * ng.direction if torch.isfinite(ng.direction).all() else None
+
+        improvement, kl, step_norm = 0.0, 0.0, 0.0
+        if step is not None:
+            params = list(self.policy.parameters())
+            with torch.no_grad():
+                base = float(ng.surrogate())
+                vector_to_parameters(parameters_to_vector(params) + step, params)
+                improvement = float(ng.surrogate()) - base
+                kl = float(ng.mean_kl())
+            step_norm = float(step.norm())
+
+        obs = batch.flat("obs")
+        with torch.no_grad():
+            entropy = float(self.policy(obs).entropy().mean())
+        critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
+        return {
+            "surrogate_improvement": improvement,
+            "kl": kl,
+            "step_norm": step_norm,
+            "entropy": entropy,
+            "grad_norm": float(ng.loss_grad.norm()),
+            "cg_iterations": float(ng.cg.iterations),
+            "cg_residual": ng.cg.residual_norm_sq,
+            **critic_stats,
+        }

@@ -1,0 +1,110 @@
+"""PPO with the clipped surrogate (Schulman et al. 2017).
+
+For ``epochs`` passes over the batch in shuffled minibatches, minimise
+
+    -mean min(r A, clip(r, 1 - eps, 1 + eps) A) - entropy_coef * H + vf_coef * L_V,
+    r = pi(a|s) / pi_old(a|s)
+
+with L_V = mean (V(s) - R)^2, or with ``value_clip`` the pessimistic
+max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2) (as in the PPO2 code).
+Policy and critic are separate networks in one Adam optimizer (learning rates
+``algo.lr`` and ``critic.lr``); the joint gradient is clipped to
+``max_grad_norm``. With ``target_kl`` the update stops, before stepping, at
+the first minibatch whose approximate KL(old || new) -- the low-variance
+estimator mean((r - 1) - log r) -- exceeds it. With ``critic.fit = "lbfgs"``
+the minibatch loss is the policy part only and the critic is fitted by L-BFGS
+on the whole batch afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trustrl.config import CriticConfig, PPOConfig
+from trustrl.nets import Policy, ValueNet
+from trustrl.rollout import Batch
+from trustrl.value_fit import fit_report, l2_penalty, make_fitter, value_loss
+
+
+class PPO:
+    def __init__(self, policy: Policy, critic: ValueNet, cfg: PPOConfig, critic_cfg: CriticConfig, generator: torch.Generator):
+        self.policy = policy
+        self.critic = critic
+        self.cfg = cfg
+        self.critic_cfg = critic_cfg
+        self.generator = generator
+        self.joint = critic_cfg.fit == "adam"
+        groups = [{"params": list(policy.parameters()), "lr": cfg.lr}]
+        if self.joint:
+            groups.append({"params": list(critic.parameters()), "lr": critic_cfg.lr})
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.Adam(groups, eps=1e-5)
+        self.critic_fitter = None if self.joint else make_fitter(critic, critic_cfg, generator)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        cfg = self.cfg
+        obs, actions = batch.flat("obs"), batch.flat("actions")
+        advantages, returns = batch.flat("advantages"), batch.flat("returns")
+        old_log_probs, old_values = batch.flat("log_probs"), batch.flat("values")
+        before = value_loss(self.critic, obs, returns)
+        with torch.no_grad():
+            old_dist = self.policy(obs)
+
+        n = len(obs)
+        steps, stopped = 0, False
+        sums = {"policy_loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "grad_norm": 0.0}
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, cfg.minibatch):
+                idx = order[start : start + cfg.minibatch]
+                dist = self.policy(obs[idx])
+                log_ratio = dist.log_prob(actions[idx]) - old_log_probs[idx]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = float(((ratio - 1) - log_ratio).mean())
+                if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                    stopped = True
+                    break
+                adv = advantages[idx]
+                surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range) * adv)
+                policy_loss = -surrogate.mean()
+                loss = policy_loss - cfg.entropy_coef * dist.entropy().mean()
+                if self.joint:
+                    loss = loss + cfg.vf_coef * self._value_loss(obs[idx], returns[idx], old_values[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
+                self.optimizer.step()
+                steps += 1
+                sums["policy_loss"] += policy_loss.item()
+                sums["clip_fraction"] += float(((ratio - 1).abs() > cfg.clip_range).float().mean())
+                sums["approx_kl"] += approx_kl
+                sums["grad_norm"] += float(grad_norm)
+            if stopped:
+                break
+
+        with torch.no_grad():
+            new_dist = self.policy(obs)
+            kl = float(old_dist.kl(new_dist).mean())
+            entropy = float(new_dist.entropy().mean())
+        if self.joint:
+            critic_stats = fit_report(self.critic, obs, returns, before)
+        else:
+            critic_stats = self.critic_fitter.fit(obs, returns)
+        minibatches_per_epoch = -(-n // cfg.minibatch)
+        return {
+            **{key: value / max(steps, 1) for key, value in sums.items()},
+            "kl": kl,
+            "entropy": entropy,
+            "epochs_completed": steps / minibatches_per_epoch,
+            "early_stopped": float(stopped),
+            **critic_stats,
+        }
+
+    def _value_loss(self, obs, returns, old_values):
+        values = self.critic(obs)
+        loss = (values - returns).pow(2)
+        if self.cfg.value_clip is not None:
+            clipped = old_values + (values - old_values).clamp(-self.cfg.value_clip, self.cfg.value_clip)
+            loss = torch.max(loss, (clipped - returns).pow(2))
+        return loss.mean() + l2_penalty(self.critic, self.critic_cfg.l2)

@@ -1,0 +1,176 @@
+"""Every algorithm on Discrete and Box actions, and the pieces of math that are their own."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trustrl import config
+from trustrl.algos import ALGORITHMS, make_algorithm
+from trustrl.algos.npg import NPG
+from trustrl.algos.reinforce import completed_episode_steps
+from trustrl.algos.trpo import TRPO
+from trustrl.envs import make_vec_env
+from trustrl.evaluate import evaluate
+from trustrl.nets import make_critic, make_policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.rollout import Sampler
+from trustrl.trainer import compute_advantages, train
+
+ENVS = {"cartpole": "CartPole-v1", "pendulum": "Pendulum-v1"}
+NOT_LEARNED = {"step", "update", "episode_return_mean", "episode_length_mean", "episodes"}
+
+
+def _short_run(tmp_path, preset, overrides=()):
+    cfg = config.load(preset, ["run.total_steps=1024", "run.n_steps=64", "env.n_envs=4", *overrides])
+    run = tmp_path / preset
+    train(cfg, run, progress=False)
+    header, *rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    return cfg, run, header, rows
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_short_run_gives_finite_metrics_and_a_loadable_checkpoint(tmp_path, algo, env):
+    cfg, run, header, rows = _short_run(tmp_path, f"{env}-{algo}")
+    assert cfg.algo.name == algo and cfg.env.id == ENVS[env]
+    assert len(rows) == 4
+    for row in rows:
+        for key, value in zip(header, row):
+            if key not in NOT_LEARNED:
+                assert math.isfinite(float(value)), (key, value)
+    if algo != "reinforce" or cfg.algo.baseline:
+        assert {"value_loss_before", "value_loss", "explained_variance"} <= set(header)
+    ev = evaluate(run, episodes=1)
+    assert math.isfinite(ev.mean_return)
+
+
+@pytest.mark.parametrize(
+    "preset, overrides",
+    [
+        ("cartpole-reinforce", ["algo.baseline=false"]),
+        ("pendulum-reinforce", ["algo.baseline=false", "run.n_steps=256"]),
+        ("cartpole-a2c", ["critic.fit=lbfgs", "critic.l2=1e-3"]),
+        ("pendulum-ppo", ["critic.fit=lbfgs", "critic.l2=1e-3"]),
+        ("pendulum-ppo", ["algo.value_clip=0.2", "algo.target_kl=0.02"]),
+        ("cartpole-npg", ["algo.step=fixed", "algo.step_size=0.05", "critic.fit=lbfgs"]),
+        ("pendulum-trpo", ["critic.fit=lbfgs", "critic.l2=1e-3", "algo.fvp_fraction=0.2"]),
+    ],
+)
+def test_variants_give_finite_metrics(tmp_path, preset, overrides):
+    _, _, header, rows = _short_run(tmp_path, preset, overrides)
+    for row in rows:
+        for key, value in zip(header, row):
+            if key not in NOT_LEARNED:
+                assert math.isfinite(float(value)), (key, value)
+
+
+def _batch(preset, seed=0, n_steps=64, extra=()):
+    """A real batch from a preset's env, advantages filled in, and fresh nets for it."""
+    cfg = config.load(preset, [f"run.seed={seed}", "env.n_envs=4", *extra])
+    torch.manual_seed(seed)
+    envs = make_vec_env(cfg.env)
+    policy = make_policy(envs.single_observation_space, envs.single_action_space, cfg.policy)
+    critic = make_critic(envs.single_observation_space, cfg.critic)
+    sampler = Sampler(envs, policy, ObsNormalizer(envs.single_observation_space.shape), RewardScaler(4, cfg.algo.gamma), seed)
+    batch = sampler.collect(n_steps)
+    envs.close()
+    compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
+    return cfg, batch, policy, critic
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_npg_and_trpo_compute_the_identical_search_direction(env):
+    cfg, batch, policy, critic = _batch(f"{env}-trpo", extra=["algo.fvp_fraction=0.5"])
+    npg_cfg = config.load(f"{env}-npg", ["algo.fvp_fraction=0.5"]).algo
+    npg_cfg.max_kl, npg_cfg.damping, npg_cfg.cg_iters = cfg.algo.max_kl, cfg.algo.damping, cfg.algo.cg_iters
+    trpo = TRPO(policy, critic, cfg.algo, cfg.critic, torch.Generator().manual_seed(3))
+    npg = NPG(copy.deepcopy(policy), copy.deepcopy(critic), npg_cfg, cfg.critic, torch.Generator().manual_seed(3))
+    a, b = trpo.search_direction(batch), npg.search_direction(batch)
+    assert torch.equal(a.direction, b.direction) and torch.equal(a.loss_grad, b.loss_grad)
+    assert torch.equal(a.curvature, b.curvature) and a.cg.iterations == b.cg.iterations
+    assert a.direction.norm() > 0
+
+
+def test_npg_kl_step_is_trpo_full_step_when_the_line_search_accepts_it():
+    cfg, batch, policy, critic = _batch("cartpole-trpo", extra=["algo.max_kl=0.001"])
+    npg_cfg = config.NPGConfig(max_kl=0.001, damping=cfg.algo.damping, cg_iters=cfg.algo.cg_iters)
+    trpo_policy, npg_policy = copy.deepcopy(policy), copy.deepcopy(policy)
+    trpo = TRPO(trpo_policy, copy.deepcopy(critic), cfg.algo, cfg.critic, torch.Generator().manual_seed(0))
+    npg = NPG(npg_policy, copy.deepcopy(critic), npg_cfg, cfg.critic, torch.Generator().manual_seed(0))
+    t_stats, n_stats = trpo.update(batch), npg.update(batch)
+    assert t_stats["line_search_accepted"] == 1.0 and t_stats["step_fraction"] == 1.0
+    for p, q in zip(trpo_policy.parameters(), npg_policy.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+    assert n_stats["kl"] == pytest.approx(t_stats["kl"], rel=1e-5)
+    assert 0 < n_stats["kl"] < 2 * 0.001  # the quadratic model is close at a small radius
+
+
+def test_npg_fixed_step_moves_step_size_times_the_direction():
+    cfg, batch, policy, critic = _batch("cartpole-npg", extra=["algo.step=fixed", "algo.step_size=0.01"])
+    algo = NPG(policy, critic, cfg.algo, cfg.critic, torch.Generator().manual_seed(0))
+    before = torch.nn.utils.parameters_to_vector(policy.parameters()).detach().clone()
+    direction = NPG(copy.deepcopy(policy), critic, cfg.algo, cfg.critic, torch.Generator()).search_direction(batch).direction
+    algo.update(batch)
+    after = torch.nn.utils.parameters_to_vector(policy.parameters()).detach()
+    torch.testing.assert_close(after - before, 0.01 * direction, rtol=1e-5, atol=1e-7)
+
+
+def test_completed_episode_steps_marks_steps_up_to_the_last_episode_end():
+    done = torch.tensor([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0]], dtype=torch.bool)  # (T=4, N=3)
+    expected = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.bool)
+    assert torch.equal(completed_episode_steps(done), expected)
+
+
+def test_reinforce_weights_are_monte_carlo_returns_to_go_with_or_without_baseline():
+    """lambda = 1: with V = 0 the advantages are the discounted returns-to-go G_t; with the
+    critic they are G_t - V(s_t) on every step whose episode ended inside the batch."""
+    cfg, batch, policy, critic = _batch("cartpole-reinforce", extra=["algo.baseline=false"], n_steps=80)
+    assert make_algorithm(cfg, policy, critic, torch.Generator()).uses_critic is False
+    rewards, done = batch.rewards.numpy(), (batch.terminated | batch.truncated).numpy()
+    assert not batch.truncated.any()  # CartPole's 500-step limit is not reached in 80 steps
+    T, N = rewards.shape
+    returns_to_go = np.zeros((T, N), np.float32)
+    for n in range(N):
+        G = 0.0
+        for t in reversed(range(T)):
+            G = rewards[t, n] + (0.0 if done[t, n] else cfg.algo.gamma * G)
+            returns_to_go[t, n] = G
+    compute_advantages(batch, None, cfg.algo.gamma, 1.0, normalize=False)
+    torch.testing.assert_close(batch.advantages, torch.from_numpy(returns_to_go), rtol=1e-5, atol=1e-4)
+
+    compute_advantages(batch, critic, cfg.algo.gamma, 1.0, normalize=False)
+    complete = completed_episode_steps(batch.terminated | batch.truncated)
+    assert complete.any() and not complete.all()
+    expected = torch.from_numpy(returns_to_go) - batch.values
+    torch.testing.assert_close(batch.advantages[complete], expected[complete], rtol=1e-5, atol=1e-4)
+
+
+def test_reinforce_gae_lambda_must_be_one():
+    with pytest.raises(config.ConfigError, match="gae_lambda must be 1.0 for reinforce"):
+        config.load("cartpole-reinforce", ["algo.gae_lambda=0.95"])
+
+
+def test_ppo_early_stop_on_target_kl():
+    cfg, batch, policy, critic = _batch("cartpole-ppo", extra=["algo.target_kl=1e-6", "algo.lr=1e-2"])
+    stats = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(0)).update(batch)
+    assert stats["early_stopped"] == 1.0 and 0 < stats["epochs_completed"] < cfg.algo.epochs
+    cfg.algo.target_kl = None
+    stats = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(0)).update(batch)
+    assert stats["early_stopped"] == 0.0 and stats["epochs_completed"] == cfg.algo.epochs
+
+
+def test_ppo_value_clipping_limits_the_critic_step():
+    """With a tiny value_clip, the clipped loss has no gradient once V leaves the band around V_old."""
+    cfg, batch, policy, critic = _batch("pendulum-ppo", extra=["algo.value_clip=1e-4", "critic.lr=1e-2"])
+    free = copy.deepcopy(critic)
+    make_algorithm(cfg, copy.deepcopy(policy), critic, torch.Generator().manual_seed(0)).update(batch)
+    cfg.algo.value_clip = None
+    make_algorithm(cfg, copy.deepcopy(policy), free, torch.Generator().manual_seed(0)).update(batch)
+    obs, old = batch.flat("obs"), batch.flat("values")
+    with torch.no_grad():
+        moved_clipped = (critic(obs) - old).abs().mean()
+        moved_free = (free(obs) - old).abs().mean()
+    assert moved_clipped < 0.2 * moved_free

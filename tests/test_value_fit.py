@@ -1,0 +1,85 @@
+"""Critic fitting: L-BFGS against Adam on a fixed batch, the L2 term, and the reported numbers."""
+
+import copy
+
+import pytest
+import torch
+
+from trustrl.config import CriticConfig
+from trustrl.nets import ValueNet
+from trustrl.value_fit import AdamFitter, LBFGSFitter, explained_variance, l2_penalty, make_fitter
+
+
+def _problem(n=2048, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(n, 4, generator=g)
+    returns = 10 * torch.sin(obs[:, 0]) + 5 * obs[:, 1] * obs[:, 2] + 20 + 0.5 * torch.randn(n, generator=g)
+    torch.manual_seed(seed)
+    return obs, returns, ValueNet(4, CriticConfig(hidden=(32, 32)))
+
+
+def test_lbfgs_lowers_the_loss_at_least_as_much_as_one_epoch_of_adam():
+    obs, returns, critic = _problem()
+    adam = AdamFitter(copy.deepcopy(critic), CriticConfig(epochs=1, minibatch=64, lr=1e-3), torch.Generator().manual_seed(0))
+    lbfgs = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=25), torch.Generator())
+    a, b = adam.fit(obs, returns), lbfgs.fit(obs, returns)
+    assert a["value_loss_before"] == b["value_loss_before"] > 0
+    assert b["value_loss"] <= a["value_loss"] < a["value_loss_before"]
+    assert b["value_loss"] < 0.5 * b["value_loss_before"]
+
+
+def test_lbfgs_uses_its_iteration_budget(monkeypatch):
+    obs, returns, critic = _problem()
+    short = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=2), torch.Generator())
+    long = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=50), torch.Generator())
+    assert long.fit(obs, returns)["value_loss"] < short.fit(obs, returns)["value_loss"]
+    # the optimizer runs exactly the budget on a problem it cannot finish in it
+    iterations = []
+    step = torch.optim.LBFGS.step
+
+    def counting_step(self, closure):
+        loss = step(self, closure)
+        iterations.append(self.state[self._params[0]]["n_iter"])
+        return loss
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", counting_step)
+    LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=7), torch.Generator()).fit(obs, returns)
+    assert iterations == [7]
+
+
+@pytest.mark.parametrize("fit", ["adam", "lbfgs"])
+def test_l2_term_is_applied(fit):
+    """The penalty l2 * sum ||W||^2 shrinks the weights; a huge one leaves almost only the biases."""
+    obs, returns, critic = _problem()
+    norms = {}
+    for l2 in (0.0, 1e-2, 10.0):
+        c = copy.deepcopy(critic)
+        make_fitter(c, CriticConfig(fit=fit, l2=l2, lbfgs_iters=25, epochs=3), torch.Generator().manual_seed(0)).fit(obs, returns)
+        norms[l2] = l2_penalty(c, 1.0).item()
+    assert norms[10.0] < norms[1e-2] < norms[0.0]
+    weights = [p.detach() for n, p in critic.named_parameters() if n.endswith("weight")]
+    assert l2_penalty(critic, 0.5).item() == pytest.approx(0.5 * sum(float(w.pow(2).sum()) for w in weights))
+    assert l2_penalty(critic, 0.0) == 0.0
+
+
+def test_lbfgs_keeps_the_old_weights_when_the_fit_cannot_improve():
+    """Already at the minimum of the penalised loss (a constant target, zero weights): nothing may get worse."""
+    obs, _, critic = _problem()
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.zero_()
+        critic.net.layers[-1].bias.fill_(3.0)
+    before = [p.detach().clone() for p in critic.parameters()]
+    stats = LBFGSFitter(critic, CriticConfig(fit="lbfgs", l2=1.0), torch.Generator()).fit(obs, torch.full((len(obs),), 3.0))
+    assert stats["value_loss"] <= stats["value_loss_before"] + 1e-12
+    for p, b in zip(critic.parameters(), before):
+        torch.testing.assert_close(p, b)
+
+
+def test_fitters_report_explained_variance_of_the_critic_before_fitting():
+    obs, returns, critic = _problem()
+    with torch.no_grad():
+        predicted = critic(obs)
+    stats = make_fitter(critic, CriticConfig(fit="lbfgs"), torch.Generator()).fit(obs, returns)
+    assert stats["explained_variance"] == pytest.approx(explained_variance(predicted, returns))
+    assert explained_variance(returns, returns) == 1.0
