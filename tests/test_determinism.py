@@ -45,3 +45,20 @@ def test_async_workers_give_the_same_run_as_sync(tmp_path):
     cfg = config.load("pendulum-trpo", ["run.seed=3", "run.total_steps=4096", 'env.vectorization="async"'])
     train(cfg, tmp_path / "async", progress=False)
     assert (tmp_path / "async" / "metrics.csv").read_text() == sync
+
+
+def test_overlapping_the_critic_fit_changes_no_number(tmp_path):
+    """The critic fitted in a background thread during the next collection: same metrics, same checkpoints."""
+    import json
+
+    runs = {}
+    for overlap in (True, False):
+        cfg = config.load("pendulum-trpo", ["run.seed=4", "run.total_steps=8192", "run.checkpoint_every=3",
+                                            f"run.overlap_critic={str(overlap).lower()}"])
+        train(cfg, tmp_path / str(overlap), progress=False)
+        runs[overlap] = tmp_path / str(overlap)
+    assert (runs[True] / "metrics.csv").read_text() == (runs[False] / "metrics.csv").read_text()
+    for tag in ("last", "best"):
+        a = json.loads((runs[True] / "checkpoints" / f"{tag}.json").read_text())
+        b = json.loads((runs[False] / "checkpoints" / f"{tag}.json").read_text())
+        assert a["weights_sha256"] == b["weights_sha256"] and a["obs_norm"] == b["obs_norm"] and a["step"] == b["step"]

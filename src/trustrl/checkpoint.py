@@ -74,7 +74,9 @@ def save(
     weights_name = f"{tag}-{step:09d}.safetensors"
     weights_path = directory / weights_name
     tmp = _temp_path(directory, weights_name)
-    save_file(tensors, str(tmp), metadata={"format": "trustrl", "tag": tag})
+    # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
+    # order and the same weights would not give the same bytes (and SHA-256) from run to run.
+    save_file(tensors, str(tmp), metadata={"format": "trustrl"})
     digest = _sha256(tmp)
     os.replace(tmp, weights_path)
 

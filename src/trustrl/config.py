@@ -320,6 +320,10 @@ class RunConfig:
     """Seeds the envs, torch and numpy: same seed and config give the same metrics on CPU."""
     torch_threads: int = 1
     """Intra-op threads for torch; small MLPs run fastest on one."""
+    overlap_critic: bool = True
+    """Fit the critic on batch k in a background thread while batch k+1 is collected (TRPO, NPG).
+    The math is unchanged -- GAE for batch k+1 waits for the fitted critic -- and so are metrics.csv
+    and the checkpoints; only the wall-clock time shrinks."""
     checkpoint_every: int = 10
     """Write the ``last`` checkpoint every this many updates (and at the end)."""
     best_window: int = 20

@@ -11,6 +11,7 @@ import shutil
 import sys
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def train(
     sampler = Sampler(envs, policy, obs_norm, reward_scaler, cfg.run.seed, cfg.run.device)
     spaces = describe_spaces(obs_space, act_space)
 
-    def save(tag: str, update: int) -> None:
+    def save(tag: str, update: int, step: int, obs_state: dict, reward_state: dict) -> None:
         checkpoint.save(
             run_dir / "checkpoints",
             tag,
@@ -108,9 +109,9 @@ def train(
             critic,
             config=cfg.to_dict(),
             spaces=spaces,
-            obs_norm=obs_norm.state(),
-            reward_norm=reward_scaler.state(),
-            step=sampler.total_steps,
+            obs_norm=obs_state,
+            reward_norm=reward_state,
+            step=step,
             update=update,
             extra={"recent_return_mean": _mean(recent)},
         )
@@ -121,58 +122,112 @@ def train(
     best = -math.inf
     filmed = 0  # training videos written so far (one per ``run.video_every`` steps)
     logger = MetricsLogger(run_dir, n_updates * cfg.batch_size, progress=progress)
-    start = time.perf_counter()
+    # With overlap, the critic fit of update k runs in this thread while batch k+1 is collected;
+    # update k is logged (and checkpointed) once it is done, exactly as it would have been without.
+    overlap = cfg.run.overlap_critic and hasattr(algo, "fit_critic")
+    critic_thread = ThreadPoolExecutor(1, thread_name_prefix="trustrl-critic") if overlap else None
+    pending: _PendingUpdate | None = None
+    start = last_logged = time.perf_counter()
+
+    def finish(done: _PendingUpdate) -> None:
+        """Wait for update ``done``'s critic fit, then checkpoint and log it."""
+        nonlocal last_logged
+        t0 = time.perf_counter()
+        stats = {**done.stats, **(done.critic.result() if done.critic is not None else {})}
+        waited = time.perf_counter() - t0
+        timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
+        t1 = time.perf_counter()
+        if done.update % cfg.run.checkpoint_every == 0 or done.update == n_updates:
+            save("last", done.update, done.step, done.obs_state, done.reward_state)
+        now = time.perf_counter()
+        logger.log(
+            done.step,
+            {**done.metrics, **stats},
+            {
+                "steps_per_s": cfg.batch_size / (now - last_logged),
+                "elapsed_s": now - start,
+                **done.timing,
+                "critic_wait_s": waited,
+                "checkpoint_s": done.timing["checkpoint_s"] + (now - t1),
+                **timing,
+            },
+        )
+        last_logged = now
+
     try:
         for update in range(1, n_updates + 1):
             t0 = time.perf_counter()
             batch = sampler.collect(cfg.run.n_steps)
             t1 = time.perf_counter()
+            if pending is not None:  # the critic must be fitted before it is saved or used for GAE
+                finish(pending)
+                pending = None
+            t2 = time.perf_counter()
             recent.extend(batch.episode_returns)
             recent_lengths.extend(batch.episode_lengths)
             # ``best`` holds the policy that just collected the episodes behind the score.
             if len(recent) == recent.maxlen and _mean(recent) > best:
                 best = _mean(recent)
-                save("best", update - 1)
-            t2 = time.perf_counter()
+                save("best", update - 1, sampler.total_steps, obs_norm.state(), reward_scaler.state())
+            t3 = time.perf_counter()
             compute_advantages(batch, critic if uses_critic else None, cfg.algo.gamma, cfg.algo.gae_lambda,
                                cfg.algo.normalize_advantage)
-            t3 = time.perf_counter()
-            stats = algo.update(batch)
             t4 = time.perf_counter()
-            timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
-            if update % cfg.run.checkpoint_every == 0 or update == n_updates:
-                save("last", update)
+            if overlap:
+                stats = algo.update_policy(batch)
+                fitting = critic_thread.submit(algo.fit_critic, batch)
+            else:
+                stats, fitting = algo.update(batch), None
             t5 = time.perf_counter()
             if cfg.run.video_every and sampler.total_steps // cfg.run.video_every > filmed:
                 filmed = sampler.total_steps // cfg.run.video_every
                 write_training_video(policy, obs_norm, cfg, run_dir, sampler.total_steps)
             t6 = time.perf_counter()
-            metrics = {
-                "update": update,
-                "episode_return_mean": _mean(recent),
-                "episode_length_mean": _mean(recent_lengths),
-                "episodes": len(batch.episode_returns),
-                **stats,
-            }
-            logger.log(
-                sampler.total_steps,
-                metrics,
-                {
-                    "steps_per_s": cfg.batch_size / (t5 - t0),
-                    "elapsed_s": t5 - start,
+            pending = _PendingUpdate(
+                update=update,
+                step=sampler.total_steps,
+                obs_state=obs_norm.state(),  # as the policy was trained: the next batch moves them
+                reward_state=reward_scaler.state(),
+                metrics={
+                    "update": update,
+                    "episode_return_mean": _mean(recent),
+                    "episode_length_mean": _mean(recent_lengths),
+                    "episodes": len(batch.episode_returns),
+                },
+                stats=stats,
+                critic=fitting,
+                timing={
                     "sample_s": t1 - t0,
-                    "advantage_s": t3 - t2,
-                    "update_s": t4 - t3,
-                    "checkpoint_s": (t2 - t1) + (t5 - t4),
+                    "advantage_s": t4 - t3,
+                    "update_s": t5 - t4,
+                    "checkpoint_s": t3 - t2,
                     "video_s": t6 - t5,
-                    **timing,
                 },
             )
+            if fitting is None or update == n_updates:
+                finish(pending)
+                pending = None
     finally:
+        if critic_thread is not None:
+            critic_thread.shutdown(wait=True)
         logger.close()
         envs.close()
     best_return = best if math.isfinite(best) else float("nan")
     return TrainResult(run_dir, sampler.total_steps, n_updates, time.perf_counter() - start, best_return, _mean(recent))
+
+
+@dataclass
+class _PendingUpdate:
+    """An update whose policy step is done and whose critic fit may still be running."""
+
+    update: int
+    step: int
+    obs_state: dict
+    reward_state: dict
+    metrics: dict[str, float]
+    stats: dict[str, float]
+    critic: Future | None
+    timing: dict[str, float]
 
 
 def _mean(values) -> float:

@@ -33,7 +33,7 @@ class NPG:
             self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
         )
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update_policy(self, batch: Batch) -> dict[str, float]:
         ng = self.search_direction(batch)
         if self.cfg.step == "kl":
             step = ng.kl_scaled_step(self.cfg.max_kl)
@@ -53,7 +53,6 @@ class NPG:
         obs = batch.flat("obs")
         with torch.no_grad():
             entropy = float(self.policy(obs).entropy().mean())
-        critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
         return {
             "surrogate_improvement": improvement,
             "kl": kl,
@@ -62,5 +61,12 @@ class NPG:
             "grad_norm": float(ng.loss_grad.norm()),
             "cg_iterations": float(ng.cg.iterations),
             "cg_residual": ng.cg.residual_norm_sq,
-            **critic_stats,
         }
+
+    def fit_critic(self, batch: Batch) -> dict[str, float]:
+        """Regress V on this batch's returns. Touches only the critic, so the trainer may run it
+        while the next batch is collected (``run.overlap_critic``)."""
+        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        return {**self.update_policy(batch), **self.fit_critic(batch)}

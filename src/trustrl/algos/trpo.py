@@ -31,7 +31,7 @@ class TRPO:
             self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
         )
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update_policy(self, batch: Batch) -> dict[str, float]:
         ng = self.search_direction(batch)
         full_step = ng.kl_scaled_step(self.cfg.max_kl)
         result = None  # a degenerate direction (e.g. zero advantages): take no step
@@ -49,7 +49,6 @@ class TRPO:
         obs = batch.flat("obs")
         with torch.no_grad():
             entropy = float(self.policy(obs).entropy().mean())
-        critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
         return {
             "surrogate_improvement": result.improvement if result else 0.0,
             "kl": result.kl if result else 0.0,
@@ -60,5 +59,12 @@ class TRPO:
             "grad_norm": float(ng.loss_grad.norm()),
             "cg_iterations": float(ng.cg.iterations),
             "cg_residual": ng.cg.residual_norm_sq,
-            **critic_stats,
         }
+
+    def fit_critic(self, batch: Batch) -> dict[str, float]:
+        """Regress V on this batch's returns. Touches only the critic, so the trainer may run it
+        while the next batch is collected (``run.overlap_critic``)."""
+        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        return {**self.update_policy(batch), **self.fit_critic(batch)}
