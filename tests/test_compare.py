@@ -5,35 +5,42 @@ import math
 import numpy as np
 import pytest
 
-from trustrl.compare import RunRecord, align_curves, summarize
+from trustrl.compare import RunRecord, summarize
+from trustrl.errors import TrustrlError
+from trustrl.plots import aggregate_series
 
 
-def test_align_curves_interpolates_onto_the_shared_step_range():
+def _band(*curves):
+    (band,) = aggregate_series([("algo", x, y) for x, y in curves])
+    return band.steps, band.mean, band.std
+
+
+def test_curves_are_interpolated_onto_the_shared_step_range():
     a = (np.array([0.0, 100.0, 200.0, 300.0]), np.array([0.0, 10.0, 20.0, 30.0]))  # y = x / 10
     b = (np.array([50.0, 150.0, 250.0]), np.array([10.0, 30.0, 50.0]))  # y = x / 5
-    grid, mean, std = align_curves([a, b], n_points=5)
+    grid, mean, std = _band(a, b)
     np.testing.assert_allclose(grid, [50, 100, 150, 200, 250])  # latest start .. earliest end
     ya, yb = grid / 10, grid / 5
     np.testing.assert_allclose(mean, (ya + yb) / 2)
     np.testing.assert_allclose(std, np.abs(ya - yb) / 2)  # population std of two values
 
 
-def test_align_curves_drops_nan_points_before_the_first_episode():
+def test_curves_drop_nan_points_before_the_first_episode():
     a = (np.array([0.0, 10.0, 20.0, 30.0]), np.array([np.nan, np.nan, 1.0, 3.0]))
     b = (np.array([0.0, 10.0, 20.0, 30.0]), np.array([np.nan, 0.0, 2.0, 4.0]))
-    grid, mean, std = align_curves([a, b], n_points=3)
-    np.testing.assert_allclose(grid, [20, 25, 30])
-    np.testing.assert_allclose(mean, [1.5, 2.5, 3.5])
-    np.testing.assert_allclose(std, [0.5, 0.5, 0.5])
+    grid, mean, std = _band(a, b)
+    np.testing.assert_allclose(grid, [20, 30])
+    np.testing.assert_allclose(mean, [1.5, 3.5])
+    np.testing.assert_allclose(std, [0.5, 0.5])
 
 
-def test_align_curves_of_one_run_has_zero_std_and_rejects_disjoint_runs():
+def test_one_run_has_zero_std_and_disjoint_runs_are_refused():
     x, y = np.arange(5.0), np.arange(5.0) ** 2
-    grid, mean, std = align_curves([(x, y)], n_points=9)
-    np.testing.assert_allclose(mean, np.interp(grid, x, y))
+    grid, mean, std = _band((x, y))
+    np.testing.assert_allclose(mean, y)
     assert np.all(std == 0)
-    with pytest.raises(ValueError, match="share no step range"):
-        align_curves([(np.array([0.0, 1.0]), np.ones(2)), (np.array([2.0, 3.0]), np.ones(2))])
+    with pytest.raises(TrustrlError, match="cover no common range"):
+        _band((np.array([0.0, 1.0]), np.ones(2)), (np.array([2.0, 3.0]), np.ones(2)))
 
 
 def test_summarize_gives_mean_and_std_over_seeds_per_algorithm():

@@ -6,12 +6,13 @@ trains ``<env>-<algo>`` presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/``
 
 - ``cmp/curves.png``: per algorithm, the mean ± std over seeds of
   ``episode_return_mean`` (the rolling mean of recent training episodes) against
-  environment steps, every run interpolated onto one common step grid;
+  environment steps;
 - ``cmp/summary.csv``: per algorithm, the deterministic evaluation return of the
   final (``last``) policy -- mean and std over seeds --, steps and wall time.
 
-The aggregation (:func:`align_curves`, :func:`summarize`) is pure numpy and
-tested numerically; plotting and training are thin layers around it.
+The curves are aggregated and drawn by :mod:`trustrl.plots` (as ``trustrl
+plot`` does: every run interpolated onto the steps all runs cover); the table
+(:func:`summarize`) is pure numpy and tested numerically.
 Standard deviations are population ones (``ddof=0``), as in ``trustrl eval``.
 """
 
@@ -28,6 +29,7 @@ import numpy as np
 from trustrl import config as config_mod
 from trustrl.errors import ConfigError
 from trustrl.evaluate import evaluate
+from trustrl.plots import plot_runs, read_series
 from trustrl.trainer import train
 
 SUMMARY_FIELDS = (
@@ -59,35 +61,6 @@ class AlgoSummary:
     eval_returns: list[float] = field(default_factory=list)
     train_return_final: float = math.nan
     wall_time_s: float = math.nan
-
-
-def align_curves(
-    curves: Sequence[tuple[np.ndarray, np.ndarray]], n_points: int = 100
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and std over runs of ``y(x)`` on a common grid of ``x`` (env steps).
-
-    Each curve is ``(x, y)`` with increasing ``x``; points where ``y`` is nan
-    (no finished episode yet) are dropped. The grid spans the steps every run
-    covers -- from the latest first point to the earliest last point -- so
-    nothing is extrapolated; each run is linearly interpolated onto it.
-    Returns ``(grid, mean, std)`` each of shape ``(n_points,)`` (one point if
-    the runs share a single step).
-    """
-    cleaned = []
-    for x, y in curves:
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        keep = np.isfinite(y)
-        if keep.any():
-            cleaned.append((x[keep], y[keep]))
-    if not cleaned:
-        raise ValueError("no curve has a finite value")
-    lo = max(x[0] for x, _ in cleaned)
-    hi = min(x[-1] for x, _ in cleaned)
-    if lo > hi:
-        raise ValueError(f"the curves share no step range (latest start {lo}, earliest end {hi})")
-    grid = np.linspace(lo, hi, n_points) if hi > lo else np.array([lo])
-    stacked = np.stack([np.interp(grid, x, y) for x, y in cleaned])
-    return grid, stacked.mean(0), stacked.std(0)
 
 
 def summarize(records: Sequence[RunRecord]) -> list[AlgoSummary]:
@@ -132,44 +105,6 @@ def write_summary(path: Path, env_id: str, summaries: Sequence[AlgoSummary]) -> 
             })  # fmt: skip
 
 
-def plot_curves(path: Path, env_id: str, records: Sequence[RunRecord]) -> None:
-    """``curves.png``: mean ± std band of the training return per algorithm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_algo: dict[str, list[RunRecord]] = {}
-    for record in records:
-        by_algo.setdefault(record.algo, []).append(record)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for algo, runs in by_algo.items():
-        try:
-            grid, mean, std = align_curves([(r.steps, r.returns) for r in runs])
-        except ValueError:
-            continue  # no finished episode in some run: nothing to draw
-        ax.plot(grid, mean, label=f"{algo} ({len(runs)} seeds)")
-        ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
-    seeds = max(len(runs) for runs in by_algo.values())
-    ax.set_title(f"{env_id}: training return, mean ± std over up to {seeds} seeds")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("mean return of the last 20 training episodes")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def read_curve(run_dir: Path, column: str = "episode_return_mean") -> tuple[np.ndarray, np.ndarray]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return (
-        np.array([float(r["step"]) for r in rows]),
-        np.array([float(r[column]) for r in rows]),
-    )
-
-
 def compare(
     env: str,
     algos: Sequence[str],
@@ -200,15 +135,17 @@ def compare(
             result = train(cfg, run_dir, overwrite=overwrite, progress=False,
                            command=["trustrl", "compare", env, "--algos", algo, "--seeds", str(seeds)])
             ev = evaluate(run_dir, episodes=eval_episodes, tag="last")
-            steps, returns = read_curve(run_dir)
-            records.append(RunRecord(algo, seed, steps, returns, ev.mean_return, result.steps, result.seconds))
+            curve = read_series(run_dir)
+            records.append(RunRecord(algo, seed, curve.steps, curve.values, ev.mean_return, result.steps, result.seconds))
             if log:
                 log(f"{env_id} {algo} seed {seed}: eval {ev.mean_return:.1f} ± {ev.std_return:.1f} "
                     f"after {result.steps} steps ({result.seconds:.0f}s)")
     summaries = summarize(records)
     out.mkdir(parents=True, exist_ok=True)
     write_summary(out / "summary.csv", env_id, summaries)
-    plot_curves(out / "curves.png", env_id, records)
+    run_dirs = [out / r.algo / f"seed{r.seed}" for r in records]
+    plot_runs(run_dirs, out / "curves.png", labels=[r.algo for r in records],
+              title=f"{env_id}: mean return of the last 20 training episodes (band: ± 1 std over seeds)")
     return summaries
 
 
