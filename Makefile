@@ -7,7 +7,7 @@ ARGS    ?=
 PRESET  ?= walker2d-trpo
 RUN_DIR ?= runs/$(PRESET)
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench throughput clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ $(VENV)/.bench: $(VENV)/.installed
 	touch $@
 
 bench: $(VENV)/.bench
+
+# benchmarks/README.md: raw simulator vs trustrl vs sb3-contrib TRPO, side by side.
+throughput: $(VENV)/.bench
+	$(BIN)/python benchmarks/throughput.py --scaling --json $(ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

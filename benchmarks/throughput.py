@@ -44,7 +44,6 @@ def _max_rss_mb() -> float:
 
 def worker_raw(preset: str, steps: int, gym_vector: bool) -> dict:
     import gymnasium as gym
-    import numpy as np
 
     from trustrl import config
     from trustrl.envs import make_vec_env

@@ -66,7 +66,7 @@ def main() -> None:
     results = {s: summarize_seed(d, args.episodes) for s, d in dirs.items()}
 
     lines = [
-        f"| seed | final (last) return | best return | steps | wall time | steps/s |",
+        "| seed | final (last) return | best return | steps | wall time | steps/s |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for s, r in results.items():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from torch.func import functional_call
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from trustrl.config import PolicyConfig
 from trustrl.nets import CategoricalPolicy, GaussianPolicy

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import torch
 
+from trustrl.algos.actor_critic import joint_adam
 from trustrl.config import A2CConfig, CriticConfig
 from trustrl.nets import Policy, ValueNet
 from trustrl.rollout import Batch
-from trustrl.value_fit import fit_report, l2_penalty, make_fitter, value_loss
+from trustrl.value_fit import fit_report, l2_penalty, value_loss
 
 
 class A2C:
@@ -26,13 +27,8 @@ class A2C:
         self.critic = critic
         self.cfg = cfg
         self.critic_cfg = critic_cfg
-        self.joint = critic_cfg.fit == "adam"
-        groups = [{"params": list(policy.parameters()), "lr": cfg.lr}]
-        if self.joint:
-            groups.append({"params": list(critic.parameters()), "lr": critic_cfg.lr})
-        self.params = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.Adam(groups, eps=1e-5)
-        self.critic_fitter = None if self.joint else make_fitter(critic, critic_cfg, generator)
+        self.optimizer, self.params, self.critic_fitter = joint_adam(policy, critic, cfg.lr, critic_cfg, generator)
+        self.joint = self.critic_fitter is None
 
     def update(self, batch: Batch) -> dict[str, float]:
         obs, actions = batch.flat("obs"), batch.flat("actions")

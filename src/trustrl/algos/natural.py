@@ -16,9 +16,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from trustrl.config import NaturalGradientConfig
-from trustrl.nets import Distribution, Policy
+from trustrl.config import CriticConfig, NaturalGradientConfig
+from trustrl.nets import Distribution, Policy, ValueNet
+from trustrl.rollout import Batch
 from trustrl.trust_region import CGResult, flat_grad, natural_gradient
+from trustrl.value_fit import make_fitter
 
 
 @dataclass
@@ -84,3 +86,29 @@ def _subsample(n: int, fraction: float, generator: torch.Generator) -> Tensor | 
         return slice(None)
     k = max(1, int(round(n * fraction)))
     return torch.randperm(n, generator=generator)[:k]
+
+
+class NaturalGradientAlgorithm:
+    """What NPG and TRPO share beyond the step: the direction on a batch and the separate critic fit.
+
+    Each defines only ``update_policy`` -- how far to move along the direction.
+    ``fit_critic`` touches only the critic, so the trainer may run it while the
+    next batch is collected (``run.overlap_critic``).
+    """
+
+    def __init__(self, policy: Policy, critic: ValueNet, cfg, critic_cfg: CriticConfig, generator: torch.Generator):
+        self.policy = policy
+        self.cfg = cfg
+        self.generator = generator
+        self.critic_fitter = make_fitter(critic, critic_cfg, generator)
+
+    def search_direction(self, batch: Batch) -> NaturalGradient:
+        return natural_gradient_step(
+            self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
+        )
+
+    def fit_critic(self, batch: Batch) -> dict[str, float]:
+        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        return {**self.update_policy(batch), **self.fit_critic(batch)}

@@ -14,24 +14,13 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trustrl.algos.natural import NaturalGradient, natural_gradient_step
-from trustrl.config import CriticConfig, NPGConfig
-from trustrl.nets import Policy, ValueNet
+from trustrl.algos.natural import NaturalGradientAlgorithm
+from trustrl.config import NPGConfig
 from trustrl.rollout import Batch
-from trustrl.value_fit import make_fitter
 
 
-class NPG:
-    def __init__(self, policy: Policy, critic: ValueNet, cfg: NPGConfig, critic_cfg: CriticConfig, generator: torch.Generator):
-        self.policy = policy
-        self.cfg = cfg
-        self.generator = generator
-        self.critic_fitter = make_fitter(critic, critic_cfg, generator)
-
-    def search_direction(self, batch: Batch) -> NaturalGradient:
-        return natural_gradient_step(
-            self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
-        )
+class NPG(NaturalGradientAlgorithm):
+    cfg: NPGConfig
 
     def update_policy(self, batch: Batch) -> dict[str, float]:
         ng = self.search_direction(batch)
@@ -62,11 +51,3 @@ class NPG:
             "cg_iterations": float(ng.cg.iterations),
             "cg_residual": ng.cg.residual_norm_sq,
         }
-
-    def fit_critic(self, batch: Batch) -> dict[str, float]:
-        """Regress V on this batch's returns. Touches only the critic, so the trainer may run it
-        while the next batch is collected (``run.overlap_critic``)."""
-        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
-
-    def update(self, batch: Batch) -> dict[str, float]:
-        return {**self.update_policy(batch), **self.fit_critic(batch)}

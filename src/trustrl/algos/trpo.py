@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from trustrl.algos.natural import NaturalGradient, natural_gradient_step
-from trustrl.config import CriticConfig, TRPOConfig
-from trustrl.nets import Policy, ValueNet
+from trustrl.algos.natural import NaturalGradientAlgorithm
+from trustrl.config import TRPOConfig
 from trustrl.rollout import Batch
 from trustrl.trust_region import line_search
-from trustrl.value_fit import make_fitter
 
 
-class TRPO:
-    def __init__(self, policy: Policy, critic: ValueNet, cfg: TRPOConfig, critic_cfg: CriticConfig, generator: torch.Generator):
-        self.policy = policy
-        self.cfg = cfg
-        self.generator = generator
-        self.critic_fitter = make_fitter(critic, critic_cfg, generator)
-
-    def search_direction(self, batch: Batch) -> NaturalGradient:
-        return natural_gradient_step(
-            self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
-        )
+class TRPO(NaturalGradientAlgorithm):
+    cfg: TRPOConfig
 
     def update_policy(self, batch: Batch) -> dict[str, float]:
         ng = self.search_direction(batch)
@@ -60,11 +49,3 @@ class TRPO:
             "cg_iterations": float(ng.cg.iterations),
             "cg_residual": ng.cg.residual_norm_sq,
         }
-
-    def fit_critic(self, batch: Batch) -> dict[str, float]:
-        """Regress V on this batch's returns. Touches only the critic, so the trainer may run it
-        while the next batch is collected (``run.overlap_critic``)."""
-        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
-
-    def update(self, batch: Batch) -> dict[str, float]:
-        return {**self.update_policy(batch), **self.fit_critic(batch)}
