@@ -10,7 +10,8 @@ medians over rounds.
 
 - raw:      the vector env trustrl trains on, stepping random actions (the ceiling);
             ``raw_gym`` is gymnasium's own SyncVectorEnv in the same configuration.
-- trustrl:  ``trustrl.trainer.train`` on the preset for ``--steps`` env steps.
+- trustrl:  ``trustrl.trainer.train`` on the preset for ``--steps`` env steps
+            (``trustrl_serial``: the same with ``run.overlap_critic = false``).
 - peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
             network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
             damping, target KL, line search, observation normalisation).
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-KINDS = ("raw", "raw_gym", "trustrl", "peer")
+KINDS = ("raw", "raw_gym", "trustrl", "trustrl_serial", "peer")
 
 
 # --------------------------------------------------------------------------- workers
@@ -70,30 +71,35 @@ def worker_raw(preset: str, steps: int, gym_vector: bool) -> dict:
     return {"sps": n_vec_steps * cfg.env.n_envs / seconds, "seconds": seconds, "max_rss_mb": _max_rss_mb()}
 
 
-def worker_trustrl(preset: str, steps: int) -> dict:
+def worker_trustrl(preset: str, steps: int, overlap: bool = True) -> dict:
     import csv
 
     from trustrl import config
     from trustrl.trainer import train
 
-    cfg = config.load(preset, [f"run.total_steps={steps}"])
+    cfg = config.load(preset, [f"run.total_steps={steps}", f"run.overlap_critic={str(overlap).lower()}"])
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, Path(tmp) / "run", progress=False)
         with open(Path(tmp) / "run" / "timing.csv") as f:
             rows = list(csv.DictReader(f))
-    split = {}
-    for key in ("sample_s", "advantage_s", "update_s", "time_critic_s", "checkpoint_s"):
-        if rows and key in rows[0]:
-            split[key] = sum(float(r[key]) for r in rows)
-    if "time_critic_s" in split:
-        split["policy_update_s"] = split["update_s"] - split["time_critic_s"]
-    loop = sum(float(r["sample_s"]) + float(r["advantage_s"]) + float(r["update_s"]) + float(r["checkpoint_s"]) for r in rows)
-    split["logging_s"] = max(0.0, result.seconds - loop)
+    total = lambda key: sum(float(r.get(key) or 0.0) for r in rows)  # noqa: E731
+    # Wall-clock parts of the loop. With the overlap the critic fit runs in a thread while
+    # the next batch is sampled; only the time spent waiting for it is on the main path.
+    split = {
+        "sampling_s": total("sample_s"),
+        "gae_s": total("advantage_s"),
+        "policy_update_s": total("update_s") - (0.0 if overlap else total("time_critic_s")),
+        "critic_fit_s": total("critic_wait_s") if overlap else total("time_critic_s"),
+        "checkpoint_s": total("checkpoint_s") + total("video_s"),
+    }
+    split["logging_s"] = max(0.0, result.seconds - sum(split.values()))
+    per_batch = [float(r["update_s"]) + (float(r["time_critic_s"]) if overlap else 0.0) for r in rows]
     return {
         "sps": result.steps / result.seconds,
         "seconds": result.seconds,
         "steps": result.steps,
-        "update_s_per_batch": statistics.median(float(r["update_s"]) for r in rows[1:] or rows),
+        "update_s_per_batch": statistics.median(per_batch[1:] or per_batch),  # policy step + critic fit
+        "critic_fit_s_total": total("time_critic_s"),  # the fit's own duration, overlapped or not
         "split_s": split,
         "max_rss_mb": _max_rss_mb(),
     }
@@ -239,21 +245,24 @@ def measure(preset: str, steps: int, rounds: int, kinds: tuple[str, ...]) -> dic
         summary[f"{kind}_sps"] = med(kind, "sps")
         summary[f"{kind}_max_rss_mb"] = max(x["max_rss_mb"] for x in results[kind])
         summary[f"{kind}_sps_all"] = [x["sps"] for x in results[kind]]
-    if "trustrl" in kinds:
-        split = {}
-        for key in results["trustrl"][0]["split_s"]:
-            split[key] = statistics.median(x["split_s"][key] for x in results["trustrl"])
-        total = sum(v for k, v in split.items() if k not in ("update_s",))
-        summary["trustrl_split_s"] = split
-        summary["trustrl_split_fraction"] = {k: v / total for k, v in split.items() if k != "update_s"}
-        summary["trustrl_update_s_per_batch"] = med("trustrl", "update_s_per_batch")
+    for kind in ("trustrl", "trustrl_serial"):
+        if kind not in kinds:
+            continue
+        split = {key: statistics.median(x["split_s"][key] for x in results[kind]) for key in results[kind][0]["split_s"]}
+        summary[f"{kind}_split_s"] = split
+        summary[f"{kind}_split_fraction"] = {k: v / sum(split.values()) for k, v in split.items()}
+        summary[f"{kind}_update_s_per_batch"] = med(kind, "update_s_per_batch")
     if "peer" in kinds and "trustrl" in kinds:
         summary["peer_update_s_per_batch"] = med("peer", "update_s_per_batch")
         summary["ratio_vs_peer"] = summary["trustrl_sps"] / summary["peer_sps"]
-        summary["update_ratio_peer_over_trustrl"] = summary["peer_update_s_per_batch"] / summary["trustrl_update_s_per_batch"]
+        # The update on its own, policy step then critic fit one after the other, as sb3's train() does them.
+        serial = "trustrl_serial" if "trustrl_serial" in kinds else "trustrl"
+        summary["update_ratio_peer_over_trustrl"] = summary["peer_update_s_per_batch"] / summary[f"{serial}_update_s_per_batch"]
         summary["memory_ratio_trustrl_over_peer"] = summary["trustrl_max_rss_mb"] / summary["peer_max_rss_mb"]
     if "raw" in kinds and "trustrl" in kinds:
         summary["ratio_vs_raw"] = summary["trustrl_sps"] / summary["raw_sps"]
+    if "trustrl_serial" in kinds and "trustrl" in kinds:
+        summary["overlap_speedup"] = summary["trustrl_sps"] / summary["trustrl_serial_sps"]
     if "raw_gym" in kinds and "trustrl" in kinds:
         summary["ratio_vs_raw_gym"] = summary["trustrl_sps"] / summary["raw_gym_sps"]
     return summary
@@ -264,18 +273,20 @@ def print_table(s: dict) -> None:
     for kind in KINDS:
         if f"{kind}_sps" in s:
             print(f"  {kind:8s} {s[f'{kind}_sps']:9.0f} steps/s   peak RSS {s[f'{kind}_max_rss_mb']:6.0f} MB")
-    for key in ("ratio_vs_peer", "ratio_vs_raw", "ratio_vs_raw_gym", "update_ratio_peer_over_trustrl",
+    for key in ("ratio_vs_peer", "ratio_vs_raw", "ratio_vs_raw_gym", "overlap_speedup", "update_ratio_peer_over_trustrl",
                 "memory_ratio_trustrl_over_peer"):
         if key in s:
             print(f"  {key:32s} {s[key]:.2f}")
-    if "trustrl_update_s_per_batch" in s:
-        print(f"  update of one batch: trustrl {s['trustrl_update_s_per_batch'] * 1e3:.0f} ms", end="")
+    serial = "trustrl_serial" if "trustrl_serial_update_s_per_batch" in s else "trustrl"
+    if f"{serial}_update_s_per_batch" in s:
+        print(f"  update of one batch (policy step + critic fit): trustrl {s[f'{serial}_update_s_per_batch'] * 1e3:.0f} ms", end="")
         if "peer_update_s_per_batch" in s:
             print(f", peer train() {s['peer_update_s_per_batch'] * 1e3:.0f} ms", end="")
         print()
-    if "trustrl_split_fraction" in s:
-        parts = ", ".join(f"{k.removesuffix('_s').removeprefix('time_')} {v:.0%}" for k, v in s["trustrl_split_fraction"].items())
-        print(f"  trustrl time split: {parts}")
+    for kind in ("trustrl", "trustrl_serial"):
+        if f"{kind}_split_fraction" in s:
+            parts = ", ".join(f"{k.removesuffix('_s')} {v:.0%}" for k, v in s[f"{kind}_split_fraction"].items())
+            print(f"  {kind} time split: {parts}")
 
 
 def main() -> None:
@@ -293,8 +304,8 @@ def main() -> None:
     if args.worker:
         if args.worker in ("raw", "raw_gym"):
             res = worker_raw(args.preset, args.steps, gym_vector=args.worker == "raw_gym")
-        elif args.worker == "trustrl":
-            res = worker_trustrl(args.preset, args.steps)
+        elif args.worker in ("trustrl", "trustrl_serial"):
+            res = worker_trustrl(args.preset, args.steps, overlap=args.worker == "trustrl")
         else:
             res = worker_peer(args.preset, args.steps)
         print(json.dumps(res))
