@@ -122,8 +122,8 @@ def train(
     best = -math.inf
     filmed = 0  # training videos written so far (one per ``run.video_every`` steps)
     logger = MetricsLogger(run_dir, n_updates * cfg.batch_size, progress=progress)
-    # With overlap, the critic fit of update k runs in this thread while batch k+1 is collected;
-    # update k is logged (and checkpointed) once it is done, exactly as it would have been without.
+    # With overlap, the critic fit of update k runs in a background thread while batch k+1 is
+    # collected; update k is logged (and checkpointed) once it is done, exactly as without.
     overlap = cfg.run.overlap_critic and hasattr(algo, "fit_critic")
     critic_thread = ThreadPoolExecutor(1, thread_name_prefix="trustrl-critic") if overlap else None
     pending: _PendingUpdate | None = None
