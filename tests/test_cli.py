@@ -183,3 +183,33 @@ def test_compare_bad_input_exits_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_more_bad_inputs_exit_2_without_writing(tmp_path, capsys):
+    """A bad device, an unwritable run directory, an existing video: one message, nothing touched."""
+    assert main(["train", "cartpole-trpo", "--set", "run.device=nodevice", "--run-dir", str(tmp_path / "d"), *SHORT]) == 2
+    assert "run.device 'nodevice'" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", "cartpole-trpo", "--run-dir", str(blocker / "run"), *SHORT]) == 2
+    assert "cannot write the run directory" in capsys.readouterr().err and blocker.read_text() == "x"
+
+
+def test_video_refuses_to_replace_a_file(cartpole_run, tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    out.write_bytes(b"keep")
+    assert main(["video", str(cartpole_run), "--episodes", "1", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"keep"
+
+
+def test_checkpoint_with_a_non_integer_step_is_refused(cartpole_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(cartpole_run, copy)
+    record = copy / "checkpoints" / "last.json"
+    data = json.loads(record.read_text())
+    data["step"] = "abc"
+    record.write_text(json.dumps(data))
+    assert main(["eval", str(copy)]) == 2
+    assert "not integers" in capsys.readouterr().err

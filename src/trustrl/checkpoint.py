@@ -96,7 +96,7 @@ def save(
         "extra": extra or {},
     }
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
-    if previous and previous != weights_name:
+    if previous and previous != weights_name and Path(previous).name == previous:  # never outside `directory`
         (directory / previous).unlink(missing_ok=True)
     return record_path
 
@@ -125,6 +125,10 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint {weights_path} cannot be read as safetensors ({exc})") from None
+    try:
+        step, update = int(record["step"]), int(record.get("update", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"checkpoint {record_path}: step/update are not integers (edited by hand?)") from None
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
     return Checkpoint(
@@ -133,8 +137,8 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         spaces=record["spaces"],
         obs_norm=record["obs_norm"],
         reward_norm=record.get("reward_norm", {}),
-        step=int(record["step"]),
-        update=int(record.get("update", 0)),
+        step=step,
+        update=update,
         policy_state=policy_state,
         critic_state=critic_state,
         extra=record.get("extra", {}),

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
     p.add_argument("--fps", type=int, help="frames per second (default: the env's render_fps)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("plot", help="learning curves of runs: mean ± std per label over env steps")
@@ -172,6 +173,8 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.evaluate import video
 
+    if args.out.exists() and not args.overwrite:
+        raise TrustrlError(f"{args.out} already exists; pass --overwrite to replace it")
     result = video(
         args.run,
         args.out,
@@ -214,6 +217,8 @@ def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
     )
     print(f"wrote Minari dataset {result.dataset_id} at {result.path}: {result.episodes} episodes, "
           f"{result.steps} steps, return {result.mean_return:.1f} ± {result.std_return:.1f} ({result.behaviour} behaviour)")
+    return 0
+
 
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.compare import compare

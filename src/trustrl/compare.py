@@ -121,9 +121,14 @@ def compare(
         raise ConfigError(f"--seeds must be > 0, got {seeds}")
     if not algos:
         raise ConfigError("--algos needs at least one algorithm")
+    if eval_episodes <= 0:
+        raise ConfigError(f"--eval-episodes must be > 0, got {eval_episodes}")
     out = Path(out)
     overrides = [f"run.total_steps={total_steps}"] if total_steps is not None else []
     configs = {algo: config_mod.load(_preset_for(env, algo), overrides) for algo in algos}  # fail before training
+    taken = [out / a / f"seed{k}" for a in configs for k in range(seeds) if (out / a / f"seed{k}" / "config.toml").exists()]
+    if taken and not overwrite:  # refuse before training anything, not when that seed comes up
+        raise ConfigError(f"{taken[0]} already holds a run; pass --overwrite or choose another --out")
     env_ids = {cfg.env.id for cfg in configs.values()}
     env_id = env_ids.pop() if len(env_ids) == 1 else env
 

@@ -341,6 +341,7 @@ class RunConfig:
             raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
         _positive("run.torch_threads", self.torch_threads)
         _positive("run.checkpoint_every", self.checkpoint_every)
+        _check_device(self.device)
         _positive("run.best_window", self.best_window)
         _non_negative("run.video_every", self.video_every)
 
@@ -638,6 +639,20 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
         return value
     return value
+
+
+def _check_device(device: str) -> None:
+    """A device torch knows and this machine has, checked before anything is written."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"run.device {device!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"run.device {device!r}: this machine has no CUDA device; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"run.device {device!r}: trustrl runs on cpu or cuda")
 
 
 def check_env_id(env_id: str) -> None:

@@ -42,15 +42,6 @@ class RunningMeanStd:
         self.var = m2 / total
         self.count = total
 
-    def merge(self, other: "RunningMeanStd") -> None:
-        """Combine with statistics gathered elsewhere (another worker), losing nothing."""
-        delta = other.mean - self.mean
-        total = self.count + other.count
-        self.mean = self.mean + delta * (other.count / total)
-        m2 = self.var * self.count + other.var * other.count + delta**2 * (self.count * other.count / total)
-        self.var = m2 / total
-        self.count = total
-
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": float(self.count)}
 

@@ -53,10 +53,16 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise TrustrlError(f"run directory {run_dir} exists and is not a directory")
-    for name in present:
-        target = run_dir / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".trustrl-write-test"
+        probe.write_text("")  # fail here, before anything is removed, if the directory is not writable
+        probe.unlink()
+        for name in present:
+            target = run_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    except OSError as exc:
+        raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
 
 
 def compute_advantages(batch: Batch, critic: torch.nn.Module | None, gamma: float, lam: float, normalize: bool) -> None:
@@ -116,7 +122,7 @@ def train(
             extra={"recent_return_mean": _mean(recent)},
         )
 
-    n_updates = max(1, cfg.run.total_steps // cfg.batch_size)  # never more steps than asked for
+    n_updates = max(1, cfg.run.total_steps // cfg.batch_size)  # whole batches, at least one
     recent: deque[float] = deque(maxlen=cfg.run.best_window)
     recent_lengths: deque[int] = deque(maxlen=cfg.run.best_window)
     best = -math.inf
