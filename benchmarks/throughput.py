@@ -10,7 +10,7 @@ medians over rounds.
 
 - raw:      the vector env trustrl trains on, stepping random actions (the ceiling);
             ``raw_gym`` is gymnasium's own SyncVectorEnv in the same configuration.
-- trustrl:  ``trustrl.trainer.train`` on the preset for ``--steps`` env steps
+- trustrl:  ``trustrl.run.train`` on the preset for ``--steps`` env steps
             (``trustrl_serial``: the same with ``run.overlap_critic = false``).
 - peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
             network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
@@ -75,9 +75,11 @@ def worker_trustrl(preset: str, steps: int, overlap: bool = True) -> dict:
     import csv
 
     from trustrl import config
-    from trustrl.trainer import train
+    from trustrl.run import train
 
-    cfg = config.load(preset, [f"run.total_steps={steps}", f"run.overlap_critic={str(overlap).lower()}"])
+    # evaluation during training off: this measures training, side by side with a trainer that has none
+    cfg = config.load(preset, [f"run.total_steps={steps}", f"run.overlap_critic={str(overlap).lower()}",
+                               "run.eval_every=0"])
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, Path(tmp) / "run", progress=False)
         with open(Path(tmp) / "run" / "timing.csv") as f:
@@ -181,8 +183,8 @@ def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256
     from trustrl.envs import make_vec_env
     from trustrl.nets import make_critic, make_policy
     from trustrl.normalization import ObsNormalizer, RewardScaler
-    from trustrl.rollout import Sampler
-    from trustrl.trainer import compute_advantages
+    from trustrl.advantages import compute_advantages
+    from trustrl.samplers.vector import VectorSampler
 
     base = config.load(preset)
     torch.set_num_threads(base.run.torch_threads)
@@ -197,8 +199,9 @@ def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256
             torch.manual_seed(r)
             policy, critic = make_policy(obs_space, act_space, cfg.policy), make_critic(obs_space, cfg.critic)
             algo = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(r))
-            sampler = Sampler(envs, policy, ObsNormalizer(obs_space.shape), RewardScaler(cfg.env.n_envs, 0.99), r)
-            batch = sampler.collect(batch_size // cfg.env.n_envs)
+            sampler = VectorSampler(envs, ObsNormalizer(obs_space.shape), RewardScaler(cfg.env.n_envs, 0.99),
+                                    batch_size // cfg.env.n_envs, r)
+            batch = sampler.collect(policy)
             compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, True)
             start = time.perf_counter()
             algo.update(batch)

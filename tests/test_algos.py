@@ -10,17 +10,18 @@ import torch
 from trustrl import config
 from trustrl.algos import ALGORITHMS, make_algorithm
 from trustrl.algos.npg import NPG
-from trustrl.algos.reinforce import completed_episode_steps
 from trustrl.algos.trpo import TRPO
 from trustrl.envs import make_vec_env
 from trustrl.evaluate import evaluate
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.rollout import Sampler
-from trustrl.trainer import compute_advantages, train
+from trustrl.advantages import compute_advantages
+from trustrl.run import train
+from trustrl.samplers.vector import VectorSampler
 
 ENVS = {"cartpole": "CartPole-v1", "pendulum": "Pendulum-v1"}
-NOT_LEARNED = {"step", "update", "episode_return_mean", "episode_length_mean", "episodes"}
+NOT_LEARNED = {"step", "update", "episode_return_mean", "episode_length_mean", "episodes",
+               "eval_return_mean", "eval_return_std", "eval_length_mean"}  # nan between evaluations
 
 
 def _short_run(tmp_path, preset, overrides=()):
@@ -28,7 +29,8 @@ def _short_run(tmp_path, preset, overrides=()):
     run = tmp_path / preset
     train(cfg, run, progress=False)
     header, *rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
-    return cfg, run, header, rows
+    updates = [row for row in rows if row[header.index("update")] != "0"]  # row 0: the starting policy's evaluation
+    return cfg, run, header, updates
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -41,8 +43,7 @@ def test_short_run_gives_finite_metrics_and_a_loadable_checkpoint(tmp_path, algo
         for key, value in zip(header, row):
             if key not in NOT_LEARNED:
                 assert math.isfinite(float(value)), (key, value)
-    if algo != "reinforce" or cfg.algo.baseline:
-        assert {"value_loss_before", "value_loss", "explained_variance"} <= set(header)
+    assert {"value_loss_before", "value_loss", "explained_variance"} <= set(header)
     ev = evaluate(run, episodes=1)
     assert math.isfinite(ev.mean_return)
 
@@ -50,8 +51,7 @@ def test_short_run_gives_finite_metrics_and_a_loadable_checkpoint(tmp_path, algo
 @pytest.mark.parametrize(
     "preset, overrides",
     [
-        ("cartpole-reinforce", ["algo.baseline=false"]),
-        ("pendulum-reinforce", ["algo.baseline=false", "run.n_steps=256"]),
+        ("pendulum-reinforce", ["critic.fit=lbfgs", "run.n_steps=256"]),
         ("cartpole-a2c", ["critic.fit=lbfgs", "critic.l2=1e-3"]),
         ("pendulum-ppo", ["critic.fit=lbfgs", "critic.l2=1e-3"]),
         ("pendulum-ppo", ["algo.value_clip=0.2", "algo.target_kl=0.02"]),
@@ -74,8 +74,9 @@ def _batch(preset, seed=0, n_steps=64, extra=()):
     envs = make_vec_env(cfg.env)
     policy = make_policy(envs.single_observation_space, envs.single_action_space, cfg.policy)
     critic = make_critic(envs.single_observation_space, cfg.critic)
-    sampler = Sampler(envs, policy, ObsNormalizer(envs.single_observation_space.shape), RewardScaler(4, cfg.algo.gamma), seed)
-    batch = sampler.collect(n_steps)
+    sampler = VectorSampler(envs, ObsNormalizer(envs.single_observation_space.shape), RewardScaler(4, cfg.algo.gamma),
+                            n_steps, seed)
+    batch = sampler.collect(policy)
     envs.close()
     compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
     return cfg, batch, policy, critic
@@ -118,34 +119,29 @@ def test_npg_fixed_step_moves_step_size_times_the_direction():
     torch.testing.assert_close(after - before, 0.01 * direction, rtol=1e-5, atol=1e-7)
 
 
-def test_completed_episode_steps_marks_steps_up_to_the_last_episode_end():
-    done = torch.tensor([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0]], dtype=torch.bool)  # (T=4, N=3)
-    expected = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.bool)
-    assert torch.equal(completed_episode_steps(done), expected)
-
-
-def test_reinforce_weights_are_monte_carlo_returns_to_go_with_or_without_baseline():
-    """lambda = 1: with V = 0 the advantages are the discounted returns-to-go G_t; with the
-    critic they are G_t - V(s_t) on every step whose episode ended inside the batch."""
-    cfg, batch, policy, critic = _batch("cartpole-reinforce", extra=["algo.baseline=false"], n_steps=80)
-    assert make_algorithm(cfg, policy, critic, torch.Generator()).uses_critic is False
-    rewards, done = batch.rewards.numpy(), (batch.terminated | batch.truncated).numpy()
-    assert not batch.truncated.any()  # CartPole's 500-step limit is not reached in 80 steps
-    T, N = rewards.shape
-    returns_to_go = np.zeros((T, N), np.float32)
-    for n in range(N):
-        G = 0.0
-        for t in reversed(range(T)):
-            G = rewards[t, n] + (0.0 if done[t, n] else cfg.algo.gamma * G)
-            returns_to_go[t, n] = G
-    compute_advantages(batch, None, cfg.algo.gamma, 1.0, normalize=False)
-    torch.testing.assert_close(batch.advantages, torch.from_numpy(returns_to_go), rtol=1e-5, atol=1e-4)
-
+def test_reinforce_weights_are_returns_to_go_minus_the_baseline_bootstrapped_at_the_batch_cut():
+    """lambda = 1: the advantage of every step is G_t - V(s_t), where an episode still running at the end
+    of the batch bootstraps G from V(last observation) -- no step is dropped, none depends on the future."""
+    cfg, batch, policy, critic = _batch("cartpole-reinforce", n_steps=80)
     compute_advantages(batch, critic, cfg.algo.gamma, 1.0, normalize=False)
-    complete = completed_episode_steps(batch.terminated | batch.truncated)
-    assert complete.any() and not complete.all()
-    expected = torch.from_numpy(returns_to_go) - batch.values
-    torch.testing.assert_close(batch.advantages[complete], expected[complete], rtol=1e-5, atol=1e-4)
+    rewards, terminated = batch.rewards.numpy(), batch.terminated.numpy()
+    assert not batch.truncated.any()  # CartPole's 500-step limit is not reached in 80 steps
+    with torch.no_grad():
+        v_last = critic(batch.last_obs).numpy()
+    T, N = rewards.shape
+    expected = np.zeros((T, N), np.float32)
+    for n in range(N):
+        G = float(v_last[n])
+        for t in reversed(range(T)):
+            G = rewards[t, n] + (0.0 if terminated[t, n] else cfg.algo.gamma * G)
+            expected[t, n] = G
+    assert terminated.any()
+    torch.testing.assert_close(batch.advantages, torch.from_numpy(expected) - batch.values, rtol=1e-5, atol=1e-4)
+
+
+def test_reinforce_without_a_baseline_is_refused():
+    with pytest.raises(config.ConfigError, match="algo.baseline = false is not supported"):
+        config.load("cartpole-reinforce", ["algo.baseline=false"])
 
 
 def test_reinforce_gae_lambda_must_be_one():

@@ -102,7 +102,8 @@ def test_eval_of_a_tampered_checkpoint(cartpole_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(cartpole_run, copy)
     weights = next((copy / "checkpoints").glob("last-*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-4] + bytes(b ^ 0xFF for b in data[-4:]))  # flip the last bytes
     assert main(["eval", str(copy)]) == 2
     assert "SHA-256" in capsys.readouterr().err
 

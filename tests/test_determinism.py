@@ -5,7 +5,7 @@ import torch
 
 from trustrl import config
 from trustrl.evaluate import load_policy
-from trustrl.trainer import train
+from trustrl.run import train
 
 
 def _train(run_dir, preset, seed, steps):

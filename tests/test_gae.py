@@ -8,7 +8,8 @@ import torch
 from trustrl.config import CriticConfig, EnvConfig
 from trustrl.nets import ValueNet
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.rollout import Sampler, attach_values, gae
+from trustrl.advantages import attach_values, gae
+from trustrl.samplers.vector import VectorSampler
 
 
 def naive_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
@@ -101,10 +102,10 @@ def test_sampler_and_critic_learn_v_of_infinite_horizon_under_time_limit():
 
     policy = make_policy(envs.single_observation_space, envs.single_action_space, PolicyConfig())
     critic = ValueNet(1, CriticConfig(hidden=(32,)))
-    sampler = Sampler(envs, policy, ObsNormalizer((1,), enabled=False), RewardScaler(2, 0.99), seed=0)
+    sampler = VectorSampler(envs, ObsNormalizer((1,), enabled=False), RewardScaler(2, 0.99), n_steps=64, seed=0)
     optimizer = torch.optim.Adam(critic.parameters(), lr=3e-2)
     for _ in range(60):
-        batch = sampler.collect(64)
+        batch = sampler.collect(policy)
         assert batch.truncated.any() and len(batch.final_obs) == batch.truncated.sum()
         # final observations are the last of their episodes (0.1), not the reset ones (0)
         torch.testing.assert_close(batch.final_obs, torch.full_like(batch.final_obs, 0.1))

@@ -8,7 +8,7 @@ import pytest
 
 from trustrl import config
 from trustrl.evaluate import evaluate
-from trustrl.trainer import train
+from trustrl.run import train
 
 # preset -> (deterministic eval mean to reach, largest step budget allowed)
 TARGETS = {

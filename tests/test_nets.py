@@ -13,7 +13,7 @@ def test_numpy_actor_computes_the_policy_mean(activation):
     torch.manual_seed(0)
     policy = GaussianPolicy(5, 3, PolicyConfig(hidden=(16, 8), activation=activation, out_gain=1.0, log_std_init=-0.7))
     obs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
-    actor = NumpyActor(policy, np.random.default_rng(0))
+    actor = NumpyActor(policy)
     with torch.no_grad():
         dist = policy(torch.from_numpy(obs))
     np.testing.assert_allclose(actor.forward(obs), dist.mean.numpy(), rtol=1e-5, atol=1e-6)
@@ -24,8 +24,8 @@ def test_numpy_actor_gaussian_samples_have_the_policy_distribution():
     torch.manual_seed(1)
     policy = GaussianPolicy(3, 2, PolicyConfig(hidden=(8,), out_gain=1.0, log_std_init=-0.5))
     obs = np.ones((1, 3), np.float32)
-    actor = NumpyActor(policy, np.random.default_rng(1))
-    samples = np.concatenate([actor(obs) for _ in range(20_000)])
+    actor = NumpyActor(policy)
+    samples = actor.act(np.repeat(obs, 20_000, 0), actor.draw_noise(np.random.default_rng(1), 20_000))
     with torch.no_grad():
         dist = policy(torch.from_numpy(obs))
     np.testing.assert_allclose(samples.mean(0), dist.mean[0].numpy(), atol=0.02)
@@ -36,8 +36,9 @@ def test_numpy_actor_categorical_samples_follow_the_softmax():
     torch.manual_seed(2)
     policy = CategoricalPolicy(4, 3, PolicyConfig(hidden=(8,), out_gain=1.0))
     obs = np.random.default_rng(2).normal(size=(1, 4)).astype(np.float32)
-    actor = NumpyActor(policy, np.random.default_rng(2))
-    counts = np.bincount(np.concatenate([actor(obs) for _ in range(30_000)]), minlength=3) / 30_000
+    actor = NumpyActor(policy)
+    counts = np.bincount(actor.act(np.repeat(obs, 30_000, 0), actor.draw_noise(np.random.default_rng(2), 30_000)),
+                         minlength=3) / 30_000
     with torch.no_grad():
         probs = policy(torch.from_numpy(obs)).probs[0].numpy()
     np.testing.assert_allclose(actor.forward(obs)[0] - actor.forward(obs)[0].max(),
@@ -45,9 +46,41 @@ def test_numpy_actor_categorical_samples_follow_the_softmax():
     np.testing.assert_allclose(counts, probs, atol=0.01)
 
 
-def test_log_std_is_clamped():
+def test_log_std_is_bounded_but_keeps_its_gradient():
+    """Past a bound the distribution stays at the bound, yet the gradient (and the Fisher row) is not zero,
+    so the coordinate can come back."""
     policy = GaussianPolicy(2, 2, PolicyConfig(hidden=(4,), log_std_min=-1.0, log_std_max=0.5, log_std_init=0.0))
     with torch.no_grad():
-        policy.log_std.fill_(3.0)
+        policy.log_std.copy_(torch.tensor([3.0, -4.0]))
     dist = policy(torch.zeros(1, 2))
-    assert torch.allclose(dist.log_std, torch.full((1, 2), 0.5))
+    assert torch.equal(dist.log_std, torch.tensor([[0.5, -1.0]]))
+    np.testing.assert_allclose(NumpyActor(policy).std, np.exp([0.5, -1.0]), rtol=1e-6)
+    action = torch.tensor([[0.3, -0.2]])
+    grad, = torch.autograd.grad(dist.log_prob(action).sum(), policy.log_std)
+    assert torch.all(grad != 0)
+    # inside the bounds it is the identity, value and gradient
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([0.2, -0.3]))
+    inside = policy(torch.zeros(1, 2))
+    assert torch.equal(inside.log_std, torch.tensor([[0.2, -0.3]]))
+    (g_inside,) = torch.autograd.grad(inside.log_prob(action).sum(), policy.log_std)
+    expected = ((action - inside.mean).pow(2) / inside.std.pow(2) - 1).squeeze(0).detach()
+    torch.testing.assert_close(g_inside, expected)
+
+
+def test_fisher_row_of_a_bounded_log_std_is_not_zero():
+    """The Fisher matrix (Hessian of the mean KL) keeps a non-zero row for a log-std beyond its bound."""
+    from trustrl.trust_region import fisher_vector_product
+
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, PolicyConfig(hidden=(4,), log_std_min=-1.0, log_std_max=0.5))
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([2.0, 0.0]))
+    obs = torch.randn(16, 3)
+    old = policy(obs).detach()
+    params = list(policy.parameters())
+    fvp = fisher_vector_product(old.kl(policy(obs)).mean(), params, damping=0.0)
+    e = torch.zeros(sum(p.numel() for p in params))
+    offset = sum(p.numel() for p in params[: [p is policy.log_std for p in params].index(True)])
+    e[offset] = 1.0
+    assert fvp(e)[offset] > 0

@@ -11,8 +11,10 @@ import torch
 from trustrl import config
 from trustrl.cli import main
 from trustrl.evaluate import evaluate, load_policy
-from trustrl.offline import LOG_PROB_KEY, collect, importance_weights, read_dataset, train_offline
-from trustrl.trainer import train
+from trustrl.algos.offline_trpo import importance_weights
+from trustrl.datasets.collect import collect
+from trustrl.datasets.read import LOG_PROB_KEY, read_dataset
+from trustrl.run import train, train_offline
 
 BEHAVIOUR = ["run.total_steps=4096", "run.seed=0"]  # CartPole: a mediocre policy (return ~125 sampled)
 
@@ -135,7 +137,7 @@ def test_offline_run_has_the_run_layout_and_is_deterministic(medium, minari_root
         p.name for p in a.iterdir()}
     assert (a / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
     header = (a / "metrics.csv").read_text().splitlines()[0].split(",")
-    for column in ("step", "epoch", "episode_return_mean", "kl", "kl_behaviour", "ess_fraction", "line_search_accepted"):
+    for column in ("step", "update", "eval_return_mean", "kl", "kl_behaviour", "ess_fraction", "line_search_accepted"):
         assert column in header
     assert f'dataset = "{path}"' in (a / "config.toml").read_text()
     record = json.loads((a / "checkpoints" / "last.json").read_text())
@@ -171,7 +173,7 @@ def test_a_dataset_without_behaviour_log_probabilities_estimates_beta(tmp_path):
     notes = []
     cfg = config.load("cartpole-trpo", ["offline.epochs=2", "offline.eval_episodes=1", "offline.critic_rounds=1"])
     result = train_offline(cfg, tmp_path / "r", dataset="other/heuristic-v0", progress=False, log=notes.append)
-    assert result.behaviour_source == "maximum likelihood"
+    assert result.extra["behaviour_source"] == "maximum likelihood"
     assert any("no behaviour log-probabilities: estimated beta by maximum likelihood" in n for n in notes)
 
 
@@ -187,7 +189,26 @@ def test_offline_trpo_beats_the_behaviour_policy(medium, tmp_path, seed):
     """From 40 episodes of a mediocre policy, a deterministic evaluation of the result beats the data."""
     cfg = config.load("cartpole-trpo", [f"run.seed={seed}", "offline.epochs=30"])
     result = train_offline(cfg, tmp_path / "off", dataset=medium, progress=False, log=lambda msg: None)
-    behaviour = result.behaviour_return
+    behaviour = result.extra["behaviour_return_mean"]
     assert 100 <= behaviour <= 250
     final = evaluate(result.run_dir, episodes=10, tag="last")
     assert final.deterministic and final.mean_return > behaviour, (final.returns, behaviour)
+
+
+def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path):
+    from trustrl.run import resume
+
+    common = ["offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2",
+              "offline.minibatch=1024", "offline.eval_every=2", "run.checkpoint_every=1"]
+    quiet = dict(progress=False, log=lambda msg: None)
+    train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=4"]), tmp_path / "whole", dataset=medium, **quiet)
+    train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=2"]), tmp_path / "split", dataset=medium, **quiet)
+    result = resume(tmp_path / "split", epochs=4, **quiet)
+    assert result.updates == 4 and result.extra["behaviour_source"] == "dataset"
+    assert (tmp_path / "split" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
+    for tag in ("last", "best"):
+        a = json.loads((tmp_path / "split" / "checkpoints" / f"{tag}.json").read_text())
+        b = json.loads((tmp_path / "whole" / "checkpoints" / f"{tag}.json").read_text())
+        assert a["weights_sha256"] == b["weights_sha256"]
+    # an offline run plots its online evaluations
+    assert main(["plot", str(tmp_path / "whole"), "--out", str(tmp_path / "curve.png")]) == 0

@@ -11,7 +11,7 @@ from trustrl.plots import Series, aggregate_series, plot_runs, read_series
 
 
 def _fake_run(run_dir, name, steps, returns):
-    """A run directory as the trainer writes it: config.toml with the name, metrics.csv via MetricsLogger."""
+    """A run directory as a training run writes it: config.toml with the name, metrics.csv via MetricsLogger."""
     run_dir.mkdir(parents=True)
     (run_dir / "config.toml").write_text(f'name = "{name}"\n')
     logger = MetricsLogger(run_dir, steps[-1], progress=False, tensorboard=False)

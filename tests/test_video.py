@@ -9,7 +9,7 @@ import pytest
 from trustrl import config
 from trustrl.cli import main
 from trustrl.evaluate import _seeded_episodes, load_policy, make_env, video
-from trustrl.trainer import train
+from trustrl.run import train
 
 
 def _train(run_dir, preset, overrides):

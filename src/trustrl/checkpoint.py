@@ -3,8 +3,14 @@
 Layout inside ``<run_dir>/checkpoints/``::
 
     last.json                       the record: config, normalisation statistics, step,
-                                    library versions, and the weights file's name and SHA-256
-    last-000102400.safetensors      policy.* and critic.* tensors
+                                    library versions, the weights file's name and SHA-256,
+                                    and (``last``) the JSON part of the training state
+    last-000102400.safetensors      policy.* and critic.* tensors, and state/* tensors
+
+The training state is everything a continuation needs beyond the weights
+(optimiser moments, RNG streams, the sampler's statistics and env snapshots,
+counters): a nested structure whose tensors go to the safetensors file and
+whose other values go to the JSON record, so ``--resume`` rebuilds it exactly.
 
 Writing goes weights first (temp file + rename), then the JSON (temp file +
 rename) -- the JSON rename is the commit point -- then the previous weights
@@ -30,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from trustrl.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
 
 
@@ -48,6 +54,7 @@ class Checkpoint:
     policy_state: dict[str, torch.Tensor]
     critic_state: dict[str, torch.Tensor]
     extra: dict[str, Any]
+    state: dict[str, Any] | None = None  # the training state (``last`` only), tensors restored in place
 
 
 def save(
@@ -63,14 +70,23 @@ def save(
     step: int,
     update: int,
     extra: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Path:
-    """Atomically write checkpoint ``tag`` in ``directory``; returns the JSON record's path."""
+    """Atomically write checkpoint ``tag`` in ``directory``; returns the JSON record's path.
+
+    ``state``: a nested structure of dicts, lists, JSON scalars and tensors (see
+    :func:`split_tensors`), stored so that :func:`load` returns it equal.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     record_path = directory / f"{tag}.json"
     previous = _previous_weights(record_path)
 
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     tensors.update({f"critic.{k}": v.detach().cpu().contiguous() for k, v in critic.state_dict().items()})
+    state_json = None
+    if state is not None:
+        state_json, state_tensors = split_tensors(state)
+        tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
     weights_name = f"{tag}-{step:09d}.safetensors"
     weights_path = directory / weights_name
     tmp = _temp_path(directory, weights_name)
@@ -95,6 +111,8 @@ def save(
         "versions": versions(),
         "extra": extra or {},
     }
+    if state_json is not None:
+        record["state"] = state_json
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
     if previous and previous != weights_name and Path(previous).name == previous:  # never outside `directory`
         (directory / previous).unlink(missing_ok=True)
@@ -131,6 +149,12 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         raise CheckpointError(f"checkpoint {record_path}: step/update are not integers (edited by hand?)") from None
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    state = None
+    if record.get("state") is not None:
+        try:
+            state = join_tensors(record["state"], {k[len("state/") :]: v for k, v in tensors.items() if k.startswith("state/")})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {record_path}: the training state is malformed ({exc})") from None
     return Checkpoint(
         path=record_path,
         config=record["config"],
@@ -142,6 +166,7 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         policy_state=policy_state,
         critic_state=critic_state,
         extra=record.get("extra", {}),
+        state=state,
     )
 
 
@@ -160,6 +185,45 @@ def resolve(path: str | Path, tag: str = "last") -> Path:
     if not path.exists():
         raise CheckpointError(f"no run or checkpoint at {path}")
     raise CheckpointError(f"no {tag!r} checkpoint in {path} (looked for {', '.join(str(c) for c in candidates)})")
+
+
+_TENSOR = "__tensor__"
+
+
+def split_tensors(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Replace every tensor in a nested dict/list structure by a reference; return both parts.
+
+    Dict keys become strings (JSON's rule); integer keys, as in an optimiser's
+    ``state_dict``, are restored by :func:`join_tensors` from a marker.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node.detach().cpu().contiguous()
+            return {_TENSOR: path}
+        if isinstance(node, dict):
+            int_keys = bool(node) and all(isinstance(k, int) for k in node)
+            out = {str(k): walk(v, f"{path}.{k}") for k, v in node.items()}
+            return {"__int_keys__": out} if int_keys else out
+        if isinstance(node, (list, tuple)):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(node)]
+        return node
+
+    return walk(tree, "s"), tensors
+
+
+def join_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`split_tensors`."""
+    if isinstance(tree, dict):
+        if set(tree) == {_TENSOR}:
+            return tensors[tree[_TENSOR]]
+        if set(tree) == {"__int_keys__"}:
+            return {int(k): join_tensors(v, tensors) for k, v in tree["__int_keys__"].items()}
+        return {k: join_tensors(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [join_tensors(v, tensors) for v in tree]
+    return tree
 
 
 def versions() -> dict[str, str]:

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a policy from a preset, a TOML config or a gymnasium env id")
-    p.add_argument("config", help="preset name (e.g. walker2d-trpo, see `trustrl presets`), a .toml file, "
+    p.add_argument("config", nargs="?", help="preset name (e.g. walker2d-trpo, see `trustrl presets`), a .toml file, "
                    "or a gymnasium env id (e.g. CartPole-v1: its <env>-<algo> preset, else defaults)")
+    p.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue the run in RUN from its last checkpoint (with --total-steps or --epochs to extend it)")
     p.add_argument("--algo", help="algorithm for an env id: reinforce, a2c, npg, trpo (default) or ppo; "
                    "with a preset or file it must match the one there (use the <env>-<algo> preset instead)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -111,8 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl import config as config_mod
-    from trustrl.trainer import train
+    from trustrl.run import resume, train
 
+    if args.resume is not None:
+        given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo), ("--set", args.overrides),
+                                          ("--seed", args.seed), ("--run-dir", args.run_dir),
+                                          ("--overwrite", args.overwrite), ("--offline", args.offline)) if value]
+        if given:
+            raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
+                               f"with {', '.join(given)} (only with --total-steps, --epochs and --quiet)")
+        result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, progress=not args.quiet,
+                        command=["trustrl", *argv])
+        _print_result(result)
+        return 0
+    if args.config is None:
+        raise TrustrlError("train needs a preset, a .toml file or an env id (or --resume RUN)")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
@@ -126,24 +141,29 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.epochs is not None and not cfg.offline.dataset:
         raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
     run_dir = args.run_dir or Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if cfg.offline.dataset:
-        from trustrl.offline import train_offline
-
-        off = train_offline(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet,
-                            command=["trustrl", *argv])
-        print(
-            f"trained {cfg.name} offline on {off.dataset} ({off.episodes} episodes, {off.transitions} transitions) "
-            f"for {off.epochs} epochs in {off.seconds:.0f}s; behaviour return {off.behaviour_return:.1f} "
-            f"(beta from the {off.behaviour_source}); online eval: start {off.initial_return:.1f}, "
-            f"best {off.best_return:.1f}, last {off.last_return:.1f}; run dir {off.run_dir}"
-        )
-        return 0
     result = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet, command=["trustrl", *argv])
-    print(
-        f"trained {cfg.name} for {result.steps} steps ({result.updates} updates) in {result.seconds:.0f}s; "
-        f"recent mean return {result.last_return:.1f}, best {result.best_return:.1f}; run dir {result.run_dir}"
-    )
+    _print_result(result)
     return 0
+
+
+def _print_result(result) -> None:
+    """One summary line: what was trained, for how long, and how well."""
+    cfg_name = result.name
+    evaluated = "" if result.eval_last != result.eval_last else (
+        f"; deterministic eval: start {result.eval_initial:.1f}, last {result.eval_last:.1f}")
+    if "dataset" in result.extra:
+        x = result.extra
+        print(
+            f"trained offline on {x['dataset']} ({x['episodes']} episodes, {x['transitions']} transitions) "
+            f"for {result.updates} epochs in {result.seconds:.0f}s; behaviour return {x['behaviour_return_mean']:.1f} "
+            f"(beta from the {x['behaviour_source']}){evaluated}, best {result.best_return:.1f}; run dir {result.run_dir}"
+        )
+        return
+    print(
+        f"trained {cfg_name} for {result.steps} steps ({result.updates} updates) in {result.seconds:.0f}s; "
+        f"recent mean return {result.last_return:.1f}, best {result.best_return:.1f}{evaluated}; "
+        f"run dir {result.run_dir}"
+    )
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
@@ -202,7 +222,7 @@ def cmd_plot(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl.offline import collect
+    from trustrl.datasets.collect import collect
 
     result = collect(
         args.dataset,

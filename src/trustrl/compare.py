@@ -30,7 +30,7 @@ from trustrl import config as config_mod
 from trustrl.errors import ConfigError
 from trustrl.evaluate import evaluate
 from trustrl.plots import plot_runs, read_series
-from trustrl.trainer import train
+from trustrl.run import train
 
 SUMMARY_FIELDS = (
     "env", "algo", "seeds", "steps", "eval_return_mean", "eval_return_std",

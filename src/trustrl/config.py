@@ -218,8 +218,9 @@ class REINFORCEConfig(AlgoConfig):
     gae_lambda: float = 1.0
     """Must be 1: REINFORCE weights by Monte-Carlo returns-to-go (use ``a2c`` for lambda-returns)."""
     baseline: bool = True
-    """Subtract a learned V(s_t) (the critic, fitted by ``critic.fit``); episodes cut by the batch
-    boundary then bootstrap from V. Without it, only steps whose episode ends inside the batch count."""
+    """Always true: the advantage is G_t - V(s_t) with the critic fitted by ``critic.fit``, and an
+    episode cut by the batch boundary bootstraps its return from V there. (Pure Monte Carlo with no
+    baseline would have to drop or guess the steps of episodes still running at the boundary.)"""
     lr: float = 1e-3
     """Adam learning rate of the policy."""
     max_grad_norm: float | None = None
@@ -231,6 +232,11 @@ class REINFORCEConfig(AlgoConfig):
             raise ConfigError(
                 f"algo.gae_lambda must be 1.0 for reinforce (Monte-Carlo returns), got {self.gae_lambda}; "
                 "use algo.name=a2c for lambda-returns"
+            )
+        if not self.baseline:
+            raise ConfigError(
+                "algo.baseline = false is not supported: without a critic the steps of episodes still "
+                "running at the batch boundary have no return; reinforce always subtracts V(s_t)"
             )
         _positive("algo.lr", self.lr)
         if self.max_grad_norm is not None:
@@ -333,6 +339,12 @@ class RunConfig:
     video_every: int = 0
     """Film one deterministic evaluation episode every this many env steps into
     ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""
+    eval_every: int = 0
+    """Play ``eval_episodes`` deterministic episodes on a separate env every this many env steps, at the
+    start and at the end (0: never). With it on, ``best`` is the checkpoint with the best evaluation;
+    off, ``best`` follows the rolling mean of ``best_window`` training episodes."""
+    eval_episodes: int = 10
+    """Episodes per evaluation during training (reset seeds 2_000_000, 2_000_001, ... every time)."""
 
     def validate(self) -> None:
         _positive("run.total_steps", self.total_steps)
@@ -344,6 +356,8 @@ class RunConfig:
         _check_device(self.device)
         _positive("run.best_window", self.best_window)
         _non_negative("run.video_every", self.video_every)
+        _non_negative("run.eval_every", self.eval_every)
+        _positive("run.eval_episodes", self.eval_episodes)
 
 
 WEIGHTINGS = ("self-normalised", "clipped")
@@ -351,7 +365,7 @@ WEIGHTINGS = ("self-normalised", "clipped")
 
 @dataclass
 class OfflineConfig:
-    """Training from a fixed dataset (``trustrl train --offline ID``) instead of the env; see ``trustrl.offline``."""
+    """Training from a fixed dataset (``trustrl train --offline ID``) instead of the env; see ``trustrl.algos.offline_trpo``."""
 
     dataset: str = ""
     """Minari dataset id (under ``MINARI_DATASETS_PATH``) or path; when set, ``trustrl train`` learns from it offline."""

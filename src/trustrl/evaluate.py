@@ -103,12 +103,17 @@ def load_policy(path: str | Path, tag: str = "last") -> LoadedPolicy:
 
 def check_compatible(checkpoint: ckpt.Checkpoint, env: gym.Env) -> None:
     """A checkpoint only runs in an env with the same observation and action spaces."""
-    actual = describe_spaces(env.observation_space, env.action_space)
+    check_compatible_spaces(checkpoint, env.observation_space, env.action_space,
+                            env.spec.id if env.spec else "this env")
+
+
+def check_compatible_spaces(checkpoint: ckpt.Checkpoint, obs_space: gym.Space, act_space: gym.Space,
+                            where: str = "this run") -> None:
+    actual = describe_spaces(obs_space, act_space)
     if checkpoint.spaces != actual:
-        env_id = env.spec.id if env.spec else "this env"
         raise CheckpointError(
             f"checkpoint {checkpoint.path} was trained on spaces {checkpoint.spaces}, "
-            f"but {env_id} has {actual}"
+            f"but {where} has {actual}"
         )
 
 
@@ -332,7 +337,7 @@ def check_can_render(env_cfg) -> None:
 
 
 def write_training_video(policy: Policy, obs_norm: ObsNormalizer, config, run_dir: Path, step: int) -> VideoResult:
-    """The trainer's hook: one deterministic episode of the current policy into ``<run_dir>/videos/step-<N>.mp4``.
+    """The run loop's hook: one deterministic episode of the current policy into ``<run_dir>/videos/step-<N>.mp4``.
 
     The normaliser is read, never updated, and a deterministic policy draws
     no random numbers, so filming leaves the run's metrics unchanged.

@@ -137,27 +137,31 @@ def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> MLP:
 
 
 class NumpyActor:
-    """A numpy snapshot of a policy that samples actions for one env step at a time.
+    """A numpy snapshot of a policy that picks actions for one env step at a time.
 
     The sampler asks for an action every step for a few observations; at that
     size torch's per-op dispatch costs ~4x the arithmetic, so acting runs on
     numpy copies of the weights (taken once per batch, when the policy is
     fixed). The math is the policy's own: tests check means, logits and
     samples against the torch module.
+
+    Randomness comes in from outside, as pre-drawn noise: each env copy owns
+    its own random stream (:meth:`draw_noise`), so which process steps a copy
+    never changes the actions it takes.
     """
 
-    def __init__(self, policy: "Policy", rng: np.random.Generator):
+    def __init__(self, policy: "Policy"):
         net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
         self.layers = [
             (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())
             for layer in net.layers
         ]
         self.relu = net.activation is torch.relu
-        self.rng = rng
         self.std = None
         if isinstance(policy, GaussianPolicy):
             log_std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max)
             self.std = log_std.exp().cpu().numpy()
+        self.noise_size = self.layers[-1][1].shape[0]  # action dims (Gaussian) or actions (categorical)
 
     def forward(self, obs: np.ndarray) -> np.ndarray:
         """Gaussian mean or categorical logits for a batch ``(B, obs_dim)`` of float32 observations."""
@@ -174,16 +178,39 @@ class NumpyActor:
         out += b_out
         return out
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
+    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
+        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (categorical)."""
+        if self.std is not None:
+            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
+        return rng.random((n_steps, self.noise_size))
+
+    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
         out = self.forward(obs)
         if self.std is not None:
-            return out + self.std * self.rng.standard_normal(out.shape, dtype=np.float32)
+            return out + self.std * noise
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
-        return np.argmax(out - np.log(-np.log(self.rng.random(out.shape))), axis=-1)
+        return np.argmax(out - np.log(-np.log(noise)), axis=-1)
+
+    def mode(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action: the Gaussian's mean or the categorical's arg-max."""
+        out = self.forward(obs)
+        return out if self.std is not None else np.argmax(out, axis=-1)
+
+
+def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:
+    """``clamp(log_std, low, high)`` in value, the identity in gradient (a straight-through bound).
+
+    A hard clamp has zero gradient outside the bounds -- and a zero Fisher row --
+    so a coordinate that once crossed a bound could never come back. Passing the
+    gradient straight through keeps the bound on the distribution and leaves
+    the parameter free to return.
+    """
+    return log_std + (log_std.clamp(low, high) - log_std).detach()
 
 
 class GaussianPolicy(nn.Module):
-    """State-dependent mean from an MLP; state-independent log-std, clamped to a range."""
+    """State-dependent mean from an MLP; state-independent log-std, bounded to a range (:func:`bounded_log_std`)."""
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: PolicyConfig):
         super().__init__()
@@ -193,7 +220,7 @@ class GaussianPolicy(nn.Module):
         self.log_std_max = cfg.log_std_max
 
     def forward(self, obs: Tensor) -> DiagGaussian:
-        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        log_std = bounded_log_std(self.log_std, self.log_std_min, self.log_std_max)
         return DiagGaussian(self.mean_net(obs), log_std)
 
 

@@ -2,6 +2,14 @@
 
 One statistic serves the whole vector env (every copy updates it), it is frozen
 at evaluation, and it travels with every checkpoint as plain numbers.
+
+The samplers apply the per-batch rule: a batch's observations are normalised
+with the statistics as they stood at its start (:meth:`ObsNormalizer.normalize`),
+and the statistics are updated once, after the batch, from all of its raw
+values in copy order (:meth:`ObsNormalizer.update`, :meth:`RewardScaler.update`);
+rewards, which no action depends on, are scaled after that update
+(:meth:`RewardScaler.scale`). So how the env copies are spread over processes
+cannot change a single number.
 """
 
 from __future__ import annotations
@@ -66,12 +74,28 @@ class ObsNormalizer:
 
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         """Normalise a batch ``(B, *shape)``; update the statistic first unless frozen."""
+        if update:
+            self.update(obs)
+        return self.normalize(obs)
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """``(B, *shape)`` float32, with the statistic as it stands (never updated here)."""
         if not self.enabled:
             return np.asarray(obs, np.float32)
-        if update and not self.frozen:
-            self.rms.update(obs)
         scaled = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
         return _clip(scaled, self.clip).astype(np.float32)
+
+    def update(self, raw_obs: np.ndarray) -> None:
+        """Merge a batch of raw observations ``(B, *shape)`` into the statistic (unless frozen or off)."""
+        if self.enabled and not self.frozen and len(raw_obs):
+            self.rms.update(raw_obs)
+
+    def copy(self) -> "ObsNormalizer":
+        """An independent, frozen copy: what a checkpoint or an evaluation of this moment uses."""
+        other = ObsNormalizer(self.rms.shape, self.enabled, self.clip, self.eps)
+        other.rms = RunningMeanStd(self.rms.shape, self.rms.mean.copy(), self.rms.var.copy(), self.rms.count)
+        other.frozen = True
+        return other
 
     def state(self) -> dict:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}
@@ -98,15 +122,24 @@ class RewardScaler:
         self.eps = eps
         self.frozen = False
 
-    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+    def scale(self, rewards: np.ndarray) -> np.ndarray:
+        """``rewards / sqrt(var + eps)``, clipped, float32, with the statistic as it stands."""
         if not self.enabled:
             return np.asarray(rewards, np.float32)
-        if not self.frozen:
-            self.returns = self.returns * self.gamma + rewards
-            self.rms.update(self.returns)
-            self.returns[dones] = 0.0
-        scaled = rewards / np.sqrt(self.rms.var + self.eps)
+        scaled = np.asarray(rewards, np.float64) / np.sqrt(self.rms.var + self.eps)
         return _clip(scaled, self.clip).astype(np.float32)
+
+    def accumulate(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        """Advance each copy's discounted return by one step; returns its values (before the reset at ``dones``)."""
+        self.returns = self.returns * self.gamma + rewards
+        out = self.returns.copy()
+        self.returns[dones] = 0.0
+        return out
+
+    def update(self, returns: np.ndarray) -> None:
+        """Merge a batch of discounted-return values (from :meth:`accumulate`) into the statistic."""
+        if self.enabled and not self.frozen and len(returns):
+            self.rms.update(returns)
 
     def state(self) -> dict:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}

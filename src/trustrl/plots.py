@@ -86,9 +86,13 @@ def read_series(run_dir: str | Path, metric: str = "episode_return_mean", label:
     """One run's ``metric`` against its ``step`` column, from ``<run_dir>/metrics.csv``.
 
     The label defaults to the config's ``name`` (from ``config.toml``), so
-    seeds of one preset share a band.
+    seeds of one preset share a band. A run trained from a dataset has no
+    training episodes: its ``episode_return_mean`` is read from its online
+    evaluations (``eval_return_mean``).
     """
     run_dir = Path(run_dir)
+    if metric == "episode_return_mean" and _is_offline(run_dir):
+        metric = "eval_return_mean"
     path = run_dir / "metrics.csv"
     if not path.is_file():
         what = "no run" if not run_dir.exists() else "no metrics.csv"

@@ -1,14 +1,18 @@
-"""The trust-region toolbox: conjugate gradient, Fisher-vector products, line search.
+"""The trust-region toolbox: conjugate gradient, Fisher-vector products, line search, one TRPO step.
 
-Pure functions over flat parameter vectors and closures, shared by NPG and
-TRPO (Schulman et al. 2015, appendix C). Nothing here knows about policies
-beyond "a list of parameters" and "a function returning a scalar".
+Pure functions over flat parameter vectors and closures, shared by NPG,
+TRPO and offline TRPO (Schulman et al. 2015, appendix C). Nothing here knows
+about policies beyond "a list of parameters" and "a function returning a
+scalar": each algorithm brings its own surrogate and KL closures to
+:func:`trust_region_step`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -131,3 +135,61 @@ def natural_gradient(
     cg = conjugate_gradient(fvp, loss_grad, cg_iters, cg_tol)
     curvature = cg.x @ fvp(cg.x)
     return cg.x, curvature, cg
+
+
+def kl_scaled_step(direction: Tensor, curvature: Tensor, max_kl: float) -> Tensor | None:
+    """``sqrt(2 max_kl / s^T F s) * s``: the step whose quadratic-model KL is ``max_kl``.
+
+    None when the direction is degenerate (zero or non-finite curvature, e.g. all
+    advantages zero): the caller then takes no step.
+    """
+    if not (curvature > 0 and torch.isfinite(curvature)):
+        return None
+    return math.sqrt(2 * max_kl / float(curvature)) * direction
+
+
+@dataclass
+class TrustRegionStep:
+    loss_grad: Tensor  # g at the old parameters
+    direction: Tensor  # s ~= (F + damping I)^-1 g
+    curvature: Tensor  # s^T (F + damping I) s
+    cg: CGResult
+    search: LineSearchResult | None  # None: degenerate direction, no step tried
+
+    @property
+    def accepted(self) -> bool:
+        return self.search is not None and self.search.accepted
+
+
+def trust_region_step(
+    params: Sequence[nn.Parameter],
+    surrogate: Callable[[], Tensor],
+    fisher_kl: Callable[[], Tensor],
+    constraint: Callable[[], Tensor],
+    max_kl: float,
+    *,
+    damping: float,
+    cg_iters: int,
+    cg_tol: float,
+    shrink: float,
+    max_backtracks: int,
+    constraint_limit: float | None = None,
+) -> TrustRegionStep:
+    """One TRPO step from closures (Schulman et al. 2015, appendix C).
+
+    ``surrogate()`` is the objective to maximise at the current parameters;
+    ``fisher_kl()`` the mean KL(pi_old || pi_theta) whose Hessian is the Fisher
+    matrix (a sub-sample of the batch will do); ``constraint()`` what the line
+    search must keep at or below ``constraint_limit`` (default ``max_kl``):
+    TRPO passes the full-batch KL, offline TRPO both of its trust regions as
+    one ratio. The full step is scaled so its quadratic-model KL is ``max_kl``.
+    """
+    params = list(params)
+    loss_grad = flat_grad(surrogate(), params)
+    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl(), params, damping, cg_iters, cg_tol)
+    full_step = kl_scaled_step(direction, curvature, max_kl)
+    search = None
+    if full_step is not None:
+        limit = max_kl if constraint_limit is None else constraint_limit
+        search = line_search(params, full_step, surrogate, constraint, limit, shrink, max_backtracks)
+    return TrustRegionStep(loss_grad, direction, curvature, cg, search)

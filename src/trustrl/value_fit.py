@@ -49,6 +49,12 @@ class AdamFitter:
                 self.optimizer.step()
         return fit_report(self.critic, obs, returns, before, started)
 
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
 
 class LBFGSFitter:
     """Full-batch L-BFGS with a strong-Wolfe line search, as in Schulman et al. (2016), sec. 5.
@@ -96,6 +102,12 @@ class LBFGSFitter:
             if not math.isfinite(final) or final > initial:
                 vector_to_parameters(start, params)
         return fit_report(self.critic, obs, returns, before, started)
+
+    def state_dict(self) -> dict:
+        return {}  # a fresh L-BFGS every fit: nothing carries over
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def make_fitter(critic: ValueNet, cfg: CriticConfig, generator: torch.Generator) -> AdamFitter | LBFGSFitter:

@@ -2,7 +2,7 @@
 
 loss = -mean(log pi(a|s) * A) - entropy_coef * mean H[pi(.|s)] + vf_coef * mean (V(s) - R)^2
 
-A are the trainer's GAE advantages (``gae_lambda = 1`` with a short
+A are the run loop's GAE advantages (``gae_lambda = 1`` with a short
 ``run.n_steps`` is the paper's n-step estimate) and R = A + V the returns.
 Policy and critic are separate networks in one Adam optimizer (learning rates
 ``algo.lr`` and ``critic.lr``), and the joint gradient is clipped to
@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import torch
 
-from trustrl.algos.actor_critic import joint_adam
-from trustrl.config import A2CConfig, CriticConfig
-from trustrl.nets import Policy, ValueNet
-from trustrl.rollout import Batch
+from trustrl.algos.actor_critic import ActorCriticAlgorithm
+from trustrl.config import A2CConfig
+from trustrl.samplers.batch import Batch
 from trustrl.value_fit import fit_report, l2_penalty, value_loss
 
 
-class A2C:
-    def __init__(self, policy: Policy, critic: ValueNet, cfg: A2CConfig, critic_cfg: CriticConfig, generator: torch.Generator):
-        self.policy = policy
-        self.critic = critic
-        self.cfg = cfg
-        self.critic_cfg = critic_cfg
-        self.optimizer, self.params, self.critic_fitter = joint_adam(policy, critic, cfg.lr, critic_cfg, generator)
-        self.joint = self.critic_fitter is None
+class A2C(ActorCriticAlgorithm):
+    cfg: A2CConfig
 
     def update(self, batch: Batch) -> dict[str, float]:
         obs, actions = batch.flat("obs"), batch.flat("actions")

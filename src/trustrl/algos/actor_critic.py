@@ -1,9 +1,10 @@
-"""The optimizer A2C and PPO share: one Adam over the policy and, with ``critic.fit = "adam"``, the critic."""
+"""What A2C and PPO share: one Adam over the policy and, with ``critic.fit = "adam"``, the critic."""
 
 from __future__ import annotations
 
 import torch
 
+from trustrl.algos.base import Algorithm
 from trustrl.config import CriticConfig
 from trustrl.nets import Policy, ValueNet
 from trustrl.value_fit import AdamFitter, LBFGSFitter, make_fitter
@@ -24,3 +25,25 @@ def joint_adam(
         groups.append({"params": list(critic.parameters()), "lr": critic_cfg.lr})
     params = [p for g in groups for p in g["params"]]
     return torch.optim.Adam(groups, eps=1e-5), params, None if joint else make_fitter(critic, critic_cfg, generator)
+
+
+class ActorCriticAlgorithm(Algorithm):
+    """The setup and the optimiser state of an algorithm whose policy loss may carry the value loss."""
+
+    def __init__(self, policy: Policy, critic: ValueNet, cfg, critic_cfg: CriticConfig, generator: torch.Generator):
+        self.policy = policy
+        self.critic = critic
+        self.cfg = cfg
+        self.critic_cfg = critic_cfg
+        self.generator = generator
+        self.optimizer, self.params, self.critic_fitter = joint_adam(policy, critic, cfg.lr, critic_cfg, generator)
+        self.joint = self.critic_fitter is None  # the critic trains inside the loss, not after it
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "critic": self.critic_fitter.state_dict() if self.critic_fitter is not None else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic_fitter is not None:
+            self.critic_fitter.load_state_dict(state["critic"])

@@ -1,66 +1,52 @@
-"""The natural-gradient step NPG and TRPO share: surrogate, its gradient, and s = F^-1 g by CG.
+"""The natural-gradient step NPG and TRPO share: surrogate and KL closures, and s = F^-1 g by CG.
 
-Both algorithms call :func:`natural_gradient_step` and differ only in how far
-they move along the direction it returns: NPG by a fixed rule, TRPO by a
-backtracking line search inside the trust region. The Fisher matrix is never
+Both algorithms build the same :class:`PolicyObjective` on a batch and differ
+only in how far they move along the direction: NPG by a fixed rule
+(:func:`natural_gradient_step`), TRPO by the backtracking line search of
+:func:`trustrl.trust_region.trust_region_step`. The Fisher matrix is never
 formed: conjugate gradient only needs Fisher-vector products
 (:func:`trustrl.trust_region.fisher_vector_product`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
 
+from trustrl.algos.base import SeparateCriticAlgorithm
 from trustrl.config import CriticConfig, NaturalGradientConfig
 from trustrl.nets import Distribution, Policy, ValueNet
-from trustrl.rollout import Batch
-from trustrl.trust_region import CGResult, flat_grad, natural_gradient
+from trustrl.samplers.batch import Batch
+from trustrl.trust_region import CGResult, flat_grad, kl_scaled_step, natural_gradient
 from trustrl.value_fit import make_fitter
 
 
 @dataclass
-class NaturalGradient:
-    """Everything one natural-gradient step computed on a batch, before any parameter moves."""
+class PolicyObjective:
+    """The closures of one batch, evaluated at the policy's current parameters."""
 
     old_dist: Distribution  # pi_old on the batch, detached
-    surrogate: Callable[[], Tensor]  # L(theta) = mean ratio * A (+ entropy bonus), at the current parameters
+    surrogate: Callable[[], Tensor]  # L(theta) = mean ratio * A (+ entropy bonus)
     mean_kl: Callable[[], Tensor]  # mean KL(pi_old || pi_theta) over the whole batch
-    loss_grad: Tensor  # g = dL/dtheta at theta_old, flat
-    direction: Tensor  # s ~= (F + damping I)^-1 g, flat
-    curvature: Tensor  # s^T (F + damping I) s
-    cg: CGResult
-
-    def kl_scaled_step(self, max_kl: float) -> Tensor | None:
-        """``sqrt(2 max_kl / s^T F s) * s``: the step whose quadratic-model KL is ``max_kl``.
-
-        None when the direction is degenerate (zero or non-finite curvature, e.g. all
-        advantages zero): the caller then takes no step.
-        """
-        if not (self.curvature > 0 and torch.isfinite(self.curvature)):
-            return None
-        return math.sqrt(2 * max_kl / float(self.curvature)) * self.direction
+    fisher_kl: Callable[[], Tensor]  # the same on a random ``fvp_fraction`` of it: its Hessian is F
 
 
-def natural_gradient_step(
+def policy_objective(
     policy: Policy,
     obs: Tensor,
     actions: Tensor,
     advantages: Tensor,
     cfg: NaturalGradientConfig,
     generator: torch.Generator,
-) -> NaturalGradient:
-    """The surrogate at theta_old and the natural-gradient direction on this batch.
+) -> PolicyObjective:
+    """``obs`` ``(B, obs_dim)``, ``actions`` ``(B, ...)``, ``advantages`` ``(B,)``.
 
-    ``obs`` ``(B, obs_dim)``, ``actions`` ``(B, ...)``, ``advantages`` ``(B,)``.
-    Fisher-vector products use a random ``cfg.fvp_fraction`` of the batch
-    (drawn from ``generator``); the gradient uses all of it.
+    The Fisher-vector products use a random ``cfg.fvp_fraction`` of the batch
+    (drawn from ``generator`` when ``fisher_kl`` is called); the gradient uses all of it.
     """
-    params = list(policy.parameters())
     with torch.no_grad():
         old_dist = policy(obs)
         old_log_probs = old_dist.log_prob(actions)
@@ -73,11 +59,36 @@ def natural_gradient_step(
     def mean_kl() -> Tensor:
         return old_dist.kl(policy(obs)).mean()
 
-    fvp_idx = _subsample(len(obs), cfg.fvp_fraction, generator)
-    fvp_kl = old_dist[fvp_idx].kl(policy(obs[fvp_idx])).mean()
-    loss_grad = flat_grad(surrogate(), params)
-    direction, curvature, cg = natural_gradient(loss_grad, fvp_kl, params, cfg.damping, cfg.cg_iters, cfg.cg_tol)
-    return NaturalGradient(old_dist, surrogate, mean_kl, loss_grad, direction, curvature, cg)
+    def fisher_kl() -> Tensor:
+        idx = _subsample(len(obs), cfg.fvp_fraction, generator)
+        return old_dist[idx].kl(policy(obs[idx])).mean()
+
+    return PolicyObjective(old_dist, surrogate, mean_kl, fisher_kl)
+
+
+@dataclass
+class NaturalGradient:
+    """The natural-gradient direction on a batch, before any parameter moves."""
+
+    objective: PolicyObjective
+    loss_grad: Tensor  # g = dL/dtheta at theta_old, flat
+    direction: Tensor  # s ~= (F + damping I)^-1 g, flat
+    curvature: Tensor  # s^T (F + damping I) s
+    cg: CGResult
+
+    def kl_scaled_step(self, max_kl: float) -> Tensor | None:
+        """The step along ``direction`` whose quadratic-model KL is ``max_kl`` (None if degenerate)."""
+        return kl_scaled_step(self.direction, self.curvature, max_kl)
+
+
+def natural_gradient_step(objective: PolicyObjective, policy: Policy, cfg: NaturalGradientConfig) -> NaturalGradient:
+    """g and s = CG(F, g), computed exactly as :func:`~trustrl.trust_region.trust_region_step` does."""
+    params = list(policy.parameters())
+    loss_grad = flat_grad(objective.surrogate(), params)
+    direction, curvature, cg = natural_gradient(
+        loss_grad, objective.fisher_kl(), params, cfg.damping, cfg.cg_iters, cfg.cg_tol
+    )
+    return NaturalGradient(objective, loss_grad, direction, curvature, cg)
 
 
 def _subsample(n: int, fraction: float, generator: torch.Generator) -> Tensor | slice:
@@ -88,12 +99,10 @@ def _subsample(n: int, fraction: float, generator: torch.Generator) -> Tensor | 
     return torch.randperm(n, generator=generator)[:k]
 
 
-class NaturalGradientAlgorithm:
-    """What NPG and TRPO share beyond the step: the direction on a batch and the separate critic fit.
+class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
+    """What NPG and TRPO share beyond the step: the objective on a batch and the separate critic fit.
 
     Each defines only ``update_policy`` -- how far to move along the direction.
-    ``fit_critic`` touches only the critic, so the trainer may run it while the
-    next batch is collected (``run.overlap_critic``).
     """
 
     def __init__(self, policy: Policy, critic: ValueNet, cfg, critic_cfg: CriticConfig, generator: torch.Generator):
@@ -102,13 +111,19 @@ class NaturalGradientAlgorithm:
         self.generator = generator
         self.critic_fitter = make_fitter(critic, critic_cfg, generator)
 
-    def search_direction(self, batch: Batch) -> NaturalGradient:
-        return natural_gradient_step(
+    def objective(self, batch: Batch) -> PolicyObjective:
+        return policy_objective(
             self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
         )
+
+    def search_direction(self, batch: Batch) -> NaturalGradient:
+        return natural_gradient_step(self.objective(batch), self.policy, self.cfg)
 
     def fit_critic(self, batch: Batch) -> dict[str, float]:
         return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        return {**self.update_policy(batch), **self.fit_critic(batch)}
+    def state_dict(self) -> dict:
+        return {"critic": self.critic_fitter.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic_fitter.load_state_dict(state["critic"])

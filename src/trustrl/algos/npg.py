@@ -16,7 +16,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trustrl.algos.natural import NaturalGradientAlgorithm
 from trustrl.config import NPGConfig
-from trustrl.rollout import Batch
+from trustrl.samplers.batch import Batch
 
 
 class NPG(NaturalGradientAlgorithm):
@@ -33,10 +33,10 @@ class NPG(NaturalGradientAlgorithm):
         if step is not None:
             params = list(self.policy.parameters())
             with torch.no_grad():
-                base = float(ng.surrogate())
+                base = float(ng.objective.surrogate())
                 vector_to_parameters(parameters_to_vector(params) + step, params)
-                improvement = float(ng.surrogate()) - base
-                kl = float(ng.mean_kl())
+                improvement = float(ng.objective.surrogate()) - base
+                kl = float(ng.objective.mean_kl())
             step_norm = float(step.norm())
 
         obs = batch.flat("obs")

@@ -20,22 +20,14 @@ from __future__ import annotations
 
 import torch
 
-from trustrl.algos.actor_critic import joint_adam
-from trustrl.config import CriticConfig, PPOConfig
-from trustrl.nets import Policy, ValueNet
-from trustrl.rollout import Batch
+from trustrl.algos.actor_critic import ActorCriticAlgorithm
+from trustrl.config import PPOConfig
+from trustrl.samplers.batch import Batch
 from trustrl.value_fit import fit_report, l2_penalty, value_loss
 
 
-class PPO:
-    def __init__(self, policy: Policy, critic: ValueNet, cfg: PPOConfig, critic_cfg: CriticConfig, generator: torch.Generator):
-        self.policy = policy
-        self.critic = critic
-        self.cfg = cfg
-        self.critic_cfg = critic_cfg
-        self.generator = generator
-        self.optimizer, self.params, self.critic_fitter = joint_adam(policy, critic, cfg.lr, critic_cfg, generator)
-        self.joint = self.critic_fitter is None
+class PPO(ActorCriticAlgorithm):
+    cfg: PPOConfig
 
     def update(self, batch: Batch) -> dict[str, float]:
         cfg = self.cfg

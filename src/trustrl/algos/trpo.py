@@ -3,8 +3,9 @@
 maximise  L(theta) = E[ pi_theta(a|s) / pi_old(a|s) * A(s, a) ]
 s.t.      mean KL(pi_old || pi_theta) <= max_kl
 
-The direction s = F^-1 g is NPG's (:func:`~trustrl.algos.natural.natural_gradient_step`);
-only the backtracking line search is TRPO's own.
+The objective is NPG's (:func:`~trustrl.algos.natural.policy_objective`); the
+step is the one trust-region step every TRPO variant calls
+(:func:`~trustrl.trust_region.trust_region_step`).
 """
 
 from __future__ import annotations
@@ -13,39 +14,36 @@ import torch
 
 from trustrl.algos.natural import NaturalGradientAlgorithm
 from trustrl.config import TRPOConfig
-from trustrl.rollout import Batch
-from trustrl.trust_region import line_search
+from trustrl.samplers.batch import Batch
+from trustrl.trust_region import trust_region_step
 
 
 class TRPO(NaturalGradientAlgorithm):
     cfg: TRPOConfig
 
     def update_policy(self, batch: Batch) -> dict[str, float]:
-        ng = self.search_direction(batch)
-        full_step = ng.kl_scaled_step(self.cfg.max_kl)
-        result = None  # a degenerate direction (e.g. zero advantages): take no step
-        if full_step is not None:
-            result = line_search(
-                list(self.policy.parameters()),
-                full_step,
-                ng.surrogate,
-                ng.mean_kl,
-                self.cfg.max_kl,
-                self.cfg.backtrack_shrink,
-                self.cfg.backtrack_iters,
-            )
-
-        obs = batch.flat("obs")
+        cfg = self.cfg
+        objective = self.objective(batch)
+        step = trust_region_step(
+            self.policy.parameters(), objective.surrogate, objective.fisher_kl, objective.mean_kl, cfg.max_kl,
+            damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
+            shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters,
+        )  # fmt: skip
         with torch.no_grad():
-            entropy = float(self.policy(obs).entropy().mean())
-        return {
-            "surrogate_improvement": result.improvement if result else 0.0,
-            "kl": result.kl if result else 0.0,
-            "line_search_accepted": float(result.accepted) if result else 0.0,
-            "line_search_backtracks": float(result.n_backtracks) if result else 0.0,
-            "step_fraction": result.step_fraction if result else 0.0,
-            "entropy": entropy,
-            "grad_norm": float(ng.loss_grad.norm()),
-            "cg_iterations": float(ng.cg.iterations),
-            "cg_residual": ng.cg.residual_norm_sq,
-        }
+            entropy = float(self.policy(batch.flat("obs")).entropy().mean())
+        return {**step_stats(step), "entropy": entropy}
+
+
+def step_stats(step) -> dict[str, float]:
+    """metrics.csv columns of one :class:`~trustrl.trust_region.TrustRegionStep` (a degenerate one: no step)."""
+    search = step.search
+    return {
+        "surrogate_improvement": search.improvement if search else 0.0,
+        "kl": search.kl if search else 0.0,
+        "line_search_accepted": float(search.accepted) if search else 0.0,
+        "line_search_backtracks": float(search.n_backtracks) if search else 0.0,
+        "step_fraction": search.step_fraction if search else 0.0,
+        "grad_norm": float(step.loss_grad.norm()),
+        "cg_iterations": float(step.cg.iterations),
+        "cg_residual": step.cg.residual_norm_sq,
+    }

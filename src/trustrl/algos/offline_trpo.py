@@ -1,0 +1,218 @@
+"""Offline TRPO: TRPO's objective written for a behaviour policy beta, on a fixed dataset (reference notebook 000).
+
+Schulman et al. 2015, eq. 14, with the sampling distribution q = beta:
+
+    maximise  L(pi) = E_{s, a ~ beta}[ w(s, a) * A_beta(s, a) ],  w = pi(a|s) / beta(a|s)
+    s.t.      mean KL(beta || pi) <= offline.max_kl_behaviour     (stay where the data says something)
+              mean KL(pi_old || pi_new) <= algo.max_kl            (per update, as online TRPO)
+
+- :meth:`OfflineTRPO.prepare` (once, before anything moves): the policy starts
+  from a maximum-likelihood fit of the data (behaviour cloning), so it starts
+  inside the trust region; beta is the distribution recorded with the data, or
+  that fit when the dataset has none (the log says so); the critic is fitted to
+  the dataset's lambda-returns for ``offline.critic_rounds`` rounds, each
+  recomputing its targets.
+- A_beta: GAE over the dataset's episodes with that critic (the run loop
+  computes it; the data and the critic no longer change).
+- Importance weights: ``self-normalised`` by default -- w / mean(w) over the
+  minibatch (weighted importance sampling: biased by O(1/n), but bounded, and
+  its gradient subtracts the surrogate's value as a baseline); or ``clipped``
+  at ``offline.weight_clip``. ``ess_fraction`` in metrics.csv is the effective
+  sample size (sum w)^2 / sum w^2 over n.
+- Each step is :func:`~trustrl.trust_region.trust_region_step`, the one TRPO
+  calls, with this file's closures: the Fisher matrix of KL(pi_old || pi), and
+  a line search that accepts the first fraction inside *both* trust regions
+  with a positive surrogate improvement.
+- An epoch takes one step per minibatch (``offline.minibatch``; 0 is the whole
+  dataset). A full-batch step that the line search rejects leaves everything
+  as it was, so every later epoch would repeat it: the algorithm is then
+  ``finished`` and the run stops early.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from trustrl.advantages import compute_advantages
+from trustrl.algos.base import Algorithm
+from trustrl.algos.trpo import step_stats
+from trustrl.config import CriticConfig, OfflineConfig, TRPOConfig
+from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet
+from trustrl.samplers.batch import Batch
+from trustrl.trust_region import trust_region_step
+from trustrl.value_fit import make_fitter
+
+STEP_KEYS = (
+    "surrogate_improvement", "kl", "line_search_accepted", "line_search_backtracks", "step_fraction",
+    "ess_fraction", "weight_max", "grad_norm", "cg_iterations",
+)  # fmt: skip
+
+
+def importance_weights(log_ratio: Tensor, scheme: str, clip: float) -> Tensor:
+    """pi/beta from ``log pi - log beta``: ``self-normalised`` (w / mean w) or ``clipped`` (min(w, clip))."""
+    w = log_ratio.clamp(-30.0, 30.0).exp()  # finite even for actions one policy all but excludes
+    if scheme == "clipped":
+        return w.clamp(max=clip)
+    return w / w.mean()
+
+
+def distribution(params: dict[str, Tensor]) -> Distribution:
+    """A behaviour distribution from its recorded parameters (logits, or mean and log_std)."""
+    if "logits" in params:
+        return Categorical(params["logits"])
+    return DiagGaussian(params["mean"], params["log_std"])
+
+
+class OfflineTRPO(Algorithm):
+    def __init__(
+        self,
+        policy: Policy,
+        critic: ValueNet,
+        cfg: TRPOConfig,
+        critic_cfg: CriticConfig,
+        generator: torch.Generator,
+        offline: OfflineConfig,
+        behaviour_return: float = float("nan"),
+    ):
+        self.policy = policy
+        self.critic = critic
+        self.cfg = cfg
+        self.offline = offline
+        self.generator = generator
+        self.critic_fitter = make_fitter(critic, critic_cfg, generator)
+        self.beta_source = ""  # "dataset" or "maximum likelihood"
+        self.estimated_beta: dict[str, Tensor] | None = None  # beta's parameters when estimated, per valid step
+        self.estimated_log_probs: Tensor | None = None
+        self.critic_stats: dict[str, float] = {}
+        self.behaviour_return = behaviour_return  # the dataset's mean episode return, for metrics.csv
+
+    def prepare(self, batch: Batch) -> list[str]:
+        obs, actions = batch.flat("obs"), batch.flat("actions")
+        notes = []
+        nll = self._fit_max_likelihood(obs, actions)
+        with torch.no_grad():
+            fitted = self.policy(obs)
+        self.beta_source = "dataset" if batch.behaviour_log_probs is not None else "maximum likelihood"
+        if batch.behaviour_log_probs is None:
+            self.estimated_log_probs = fitted.log_prob(actions).detach()
+            notes.append("the dataset has no behaviour log-probabilities: estimated beta by maximum likelihood "
+                         f"({self.offline.bc_epochs} epochs, mean negative log-likelihood {nll:.3f})")
+        if batch.behaviour_params is None:
+            self.estimated_beta = {k: v.detach().clone() for k, v in fitted.params().items()}
+            if batch.behaviour_log_probs is not None:
+                notes.append("the dataset has no behaviour distribution parameters: KL(beta || pi) uses beta's "
+                             "maximum-likelihood estimate")
+        for _ in range(self.offline.critic_rounds):
+            compute_advantages(batch, self.critic, self.cfg.gamma, self.cfg.gae_lambda, normalize=False)
+            self.critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
+        self.critic_stats.pop("time_critic_s", None)
+        return notes
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        obs, actions, advantages = batch.flat("obs"), batch.flat("actions"), batch.flat("advantages")
+        beta_log_probs = (batch.flat("behaviour_log_probs") if self.estimated_log_probs is None
+                          else self.estimated_log_probs)
+        beta = self._beta(batch)
+        n = len(obs)
+        minibatch = self.offline.minibatch or n
+        order = torch.randperm(n, generator=self.generator) if minibatch < n else torch.arange(n)
+        steps = []
+        for lo in range(0, n, minibatch):
+            idx = order[lo : lo + minibatch]
+            steps.append(self._step(obs[idx], actions[idx], advantages[idx], beta_log_probs[idx], beta[idx]))
+        # a rejected full-batch step leaves everything as it was: every later epoch would repeat it
+        self.finished = minibatch >= n and steps[-1]["line_search_accepted"] == 0.0
+        with torch.no_grad():
+            dist = self.policy(obs)
+            kl_behaviour = float(beta.kl(dist).mean())
+            entropy = float(dist.entropy().mean())
+        return {
+            **{k: sum(s[k] for s in steps) / len(steps) for k in STEP_KEYS},
+            "kl_behaviour": kl_behaviour,
+            "entropy": entropy,
+            "behaviour_return_mean": self.behaviour_return,
+            "value_loss": self.critic_stats.get("value_loss", float("nan")),
+            "explained_variance": self.critic_stats.get("explained_variance", float("nan")),
+        }
+
+    def _beta(self, batch: Batch) -> Distribution:
+        if self.estimated_beta is not None:
+            return distribution(self.estimated_beta)
+        return distribution({k: v.reshape(-1, v.shape[-1])[batch.valid.reshape(-1)]
+                             for k, v in batch.behaviour_params.items()})
+
+    def _step(self, obs, actions, advantages, beta_log_probs, beta: Distribution) -> dict[str, float]:
+        """One trust-region step on the importance-weighted surrogate, inside both trust regions.
+
+        Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` is an online setting).
+        """
+        cfg, offline = self.cfg, self.offline
+        with torch.no_grad():
+            old = self.policy(obs).detach()
+
+        def surrogate() -> Tensor:
+            dist = self.policy(obs)
+            w = importance_weights(dist.log_prob(actions) - beta_log_probs, offline.weights, offline.weight_clip)
+            return (w * advantages).mean() + cfg.entropy_coef * dist.entropy().mean()
+
+        def fisher_kl() -> Tensor:
+            return old.kl(self.policy(obs)).mean()
+
+        def both_regions() -> Tensor:
+            """Both trust regions as one number: <= 1 exactly when both KLs are within their radius."""
+            dist = self.policy(obs)
+            return torch.maximum(old.kl(dist).mean() / cfg.max_kl, beta.kl(dist).mean() / offline.max_kl_behaviour)
+
+        step = trust_region_step(
+            self.policy.parameters(), surrogate, fisher_kl, both_regions, cfg.max_kl,
+            damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
+            shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters, constraint_limit=1.0,
+        )  # fmt: skip
+        with torch.no_grad():
+            dist = self.policy(obs)
+            w = (dist.log_prob(actions) - beta_log_probs).clamp(-30.0, 30.0).exp()
+            kl = float(old.kl(dist).mean())
+        return {
+            **step_stats(step),
+            "kl": kl,
+            "ess_fraction": float(w.sum() ** 2 / (w.pow(2).sum() * len(w))),
+            "weight_max": float(w.max()),
+        }
+
+    def _fit_max_likelihood(self, obs: Tensor, actions: Tensor) -> float:
+        """Behaviour cloning: Adam on the mean negative log-likelihood of the dataset's actions."""
+        optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.offline.bc_lr)
+        n = len(obs)
+        for _ in range(self.offline.bc_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for lo in range(0, n, self.offline.bc_minibatch):
+                idx = order[lo : lo + self.offline.bc_minibatch]
+                loss = -self.policy(obs[idx]).log_prob(actions[idx]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        with torch.no_grad():
+            return float(-self.policy(obs).log_prob(actions).mean())
+
+    def info(self) -> dict:
+        return {"behaviour_source": self.beta_source}
+
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic_fitter.state_dict(),
+            "beta_source": self.beta_source,
+            "estimated_beta": self.estimated_beta,
+            "estimated_log_probs": self.estimated_log_probs,
+            "critic_stats": self.critic_stats,
+            "finished": self.finished,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic_fitter.load_state_dict(state["critic"])
+        self.beta_source = state["beta_source"]
+        self.estimated_beta = state["estimated_beta"]
+        self.estimated_log_probs = state["estimated_log_probs"]
+        self.critic_stats = dict(state["critic_stats"])
+        self.finished = bool(state["finished"])
+

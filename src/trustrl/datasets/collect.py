@@ -1,0 +1,261 @@
+"""Collecting Minari datasets: roll out a checkpoint's policy (or a uniform one) and write what it did.
+
+Observations are stored raw (unnormalised); for Box actions the stored action
+is the one the env executed (clipped to the bounds). Each episode's ``infos``
+records the behaviour policy's log-probability of each action and its
+distribution parameters (see :mod:`trustrl.datasets.read`), so offline
+training knows beta exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trustrl import checkpoint
+from trustrl.config import EnvConfig
+from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
+from trustrl.envs import make_env
+from trustrl.errors import TrustrlError
+from trustrl.evaluate import LoadedPolicy, check_compatible, load_policy
+from trustrl.nets import Categorical
+
+
+@dataclass
+class CollectResult:
+    dataset_id: str
+    path: Path  # the dataset's directory under the Minari root
+    episodes: int
+    steps: int
+    mean_return: float
+    std_return: float
+    behaviour: str  # "policy" or "random"
+
+
+def collect(
+    dataset_id: str,
+    run: str | Path | None = None,
+    *,
+    episodes: int | None = None,
+    steps: int | None = None,
+    tag: str = "last",
+    random: bool = False,
+    env_id: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> CollectResult:
+    """Roll out a checkpoint's policy (sampling, not its mode) or a uniform random policy; write a Minari dataset.
+
+    Stops after ``episodes`` episodes, or after the episode during which
+    ``steps`` steps were reached (whole episodes only). Episode i is reset
+    with seed ``seed + i``. An existing dataset id is refused unless
+    ``overwrite``; then the old one is replaced only once the new one is written.
+    """
+    _check_dataset_id(dataset_id)
+    if (episodes is None) == (steps is None):
+        raise TrustrlError("collect needs exactly one of --episodes N or --steps N")
+    if (episodes is not None and episodes <= 0) or (steps is not None and steps <= 0):
+        raise TrustrlError("--episodes / --steps must be > 0")
+    target = _dataset_dir(dataset_id)
+    if target.exists() and not overwrite:
+        raise TrustrlError(
+            f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it or choose another id"
+        )
+
+    loaded = None
+    if run is not None:
+        loaded = load_policy(run, tag)
+        env_cfg = loaded.config.env
+        if env_id is not None:
+            env_cfg.id = env_id
+    elif random:
+        if env_id is None:
+            raise TrustrlError("collect --random needs --env ID (or a run directory whose env to use)")
+        env_cfg = EnvConfig(id=env_id)
+    else:
+        raise TrustrlError("collect needs a run directory (its checkpoint's policy) or --random --env ID")
+    env = make_env(env_cfg)
+    try:
+        if loaded is not None:
+            check_compatible(loaded.checkpoint, env)
+        action_space = env.action_space
+        behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
+        buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
+        source = "a uniform random policy" if random else (
+            f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
+        )
+        description = (
+            f"{len(buffers)} episodes of {env_cfg.id} collected by trustrl from {source}, actions sampled. "
+            f"infos['{LOG_PROB_KEY}'][t] = log beta(actions[t] | observations[t]); "
+            f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
+            "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
+        )
+        extra = {
+            "behaviour": "random" if random else "policy",
+            "checkpoint": None if random else str(loaded.checkpoint.path),
+            "checkpoint_step": None if random else loaded.checkpoint.step,
+            "seed": seed,
+            "trustrl_version": checkpoint.versions()["trustrl"],
+        }
+        _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
+    finally:
+        env.close()
+    return CollectResult(
+        dataset_id=dataset_id,
+        path=target,
+        episodes=len(buffers),
+        steps=int(sum(len(b.rewards) for b in buffers)),
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+        behaviour="random" if random else "policy",
+    )
+
+
+class _PolicyBehaviour:
+    """Samples from a checkpoint's policy; Box actions are clipped to the bounds before storing."""
+
+    def __init__(self, loaded: LoadedPolicy, action_space: gym.Space):
+        self.loaded = loaded
+        self.box = isinstance(action_space, gym.spaces.Box)
+        self.space = action_space
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> tuple[Any, float, dict[str, np.ndarray]]:
+        x = torch.from_numpy(self.loaded.obs_norm(np.asarray(obs)[None], update=False))
+        dist = self.loaded.policy(x)
+        action = dist.sample()
+        if self.box:
+            low = torch.as_tensor(self.space.low, dtype=action.dtype)
+            high = torch.as_tensor(self.space.high, dtype=action.dtype)
+            action = torch.maximum(torch.minimum(action, high), low)
+        log_prob = float(dist.log_prob(action)[0])
+        params = {k: v[0].numpy().astype(np.float32) for k, v in dist.params().items()}
+        stored = action[0].numpy().astype(np.float32) if self.box else int(action[0])
+        return stored, log_prob, params
+
+
+class _RandomBehaviour:
+    """Uniform over the actions: categorical with equal logits, or uniform on a bounded box."""
+
+    def __init__(self, action_space: gym.Space):
+        self.space = action_space
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.dist = Categorical(torch.zeros(1, int(action_space.n)))
+        else:
+            low, high = np.asarray(action_space.low, np.float64), np.asarray(action_space.high, np.float64)
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise TrustrlError(f"collect --random needs a bounded action space, got {action_space}")
+            self.low, self.width = low, high - low
+            self.log_prob = float(-np.log(self.width).sum())
+
+    def __call__(self, obs: np.ndarray) -> tuple[Any, float, dict[str, np.ndarray]]:
+        if isinstance(self.space, gym.spaces.Discrete):
+            action = self.dist.sample()
+            return int(action[0]), float(self.dist.log_prob(action)[0]), {"logits": self.dist.logits[0].numpy()}
+        u = torch.rand(len(self.low), dtype=torch.float64).numpy()
+        # no Gaussian parameters to record: offline training estimates beta's shape by maximum likelihood
+        return (self.low + u * self.width).astype(np.float32), self.log_prob, {}
+
+
+def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, seed: int):
+    from minari.data_collector import EpisodeBuffer
+
+    buffers, returns, total = [], [], 0
+    obs_dtype = env.observation_space.dtype
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        i = 0
+        while (episodes is not None and i < episodes) or (steps is not None and total < steps):
+            obs, _ = env.reset(seed=seed + i)
+            observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+            log_probs: list[float] = []
+            params: dict[str, list[np.ndarray]] = {}
+            done = False
+            while not done:
+                action, log_prob, dist_params = behaviour(obs)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                done = terminated or truncated
+                observations.append(obs)
+                actions.append(action)
+                rewards.append(float(reward))
+                terminations.append(bool(terminated))
+                truncations.append(bool(truncated))
+                log_probs.append(log_prob)
+                for k, v in dist_params.items():
+                    params.setdefault(k, []).append(v)
+            infos = {LOG_PROB_KEY: np.append(np.asarray(log_probs, np.float32), np.float32(np.nan))}
+            for k, values in params.items():
+                stacked = np.stack(values).astype(np.float32)
+                infos[PARAM_PREFIX + k] = np.concatenate([stacked, np.full_like(stacked[:1], np.nan)])
+            buffers.append(
+                EpisodeBuffer(
+                    id=i,
+                    seed=seed + i,
+                    observations=np.asarray(observations, obs_dtype),
+                    actions=np.asarray(actions),
+                    rewards=np.asarray(rewards, np.float64),
+                    terminations=np.asarray(terminations),
+                    truncations=np.asarray(truncations),
+                    infos=infos,
+                )
+            )
+            returns.append(float(np.sum(rewards)))
+            total += len(rewards)
+            i += 1
+    return buffers, returns
+
+
+def _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random) -> None:
+    """Write a new dataset; an existing one is set aside first and restored if writing fails."""
+    import minari
+
+    target = _dataset_dir(dataset_id)
+    aside = None
+    if target.exists():
+        if not overwrite:
+            raise TrustrlError(f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it")
+        aside = target.with_name(f".{target.name}.replaced-{os.getpid()}")
+        os.replace(target, aside)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink: none to give
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers,
+                env=env,
+                eval_env=env,
+                observation_space=env.observation_space,
+                action_space=env.action_space,
+                algorithm_name="random" if random else "trustrl",
+                description=description,
+            )
+        dataset.storage.update_metadata({"trustrl": extra})
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        if aside is not None:
+            os.replace(aside, target)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _check_dataset_id(dataset_id: str) -> None:
+    if not valid_id(dataset_id):
+        raise TrustrlError(
+            f"malformed dataset id {dataset_id!r}: Minari ids look like [namespace/]name-v<version>, "
+            "e.g. cartpole/trpo-medium-v0"
+        )
+
+
+def _dataset_dir(dataset_id: str) -> Path:
+    from minari.storage import get_dataset_path
+
+    return Path(get_dataset_path(dataset_id))

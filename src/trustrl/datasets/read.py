@@ -1,0 +1,179 @@
+"""Reading Minari datasets: episodes, raw, with what they record about their behaviour policy.
+
+Datasets live under the Minari root (``MINARI_DATASETS_PATH``, default
+``~/.minari/datasets``); nothing is ever downloaded. An episode's ``infos``
+may carry, aligned with its observations (entry t belongs to s_t; the last,
+for the final observation, is NaN):
+
+``behaviour_log_prob``
+    log beta(a_t | s_t) of the stored action under the behaviour policy.
+``behaviour_logits`` / ``behaviour_mean`` and ``behaviour_log_std``
+    the behaviour distribution's parameters (Discrete / Box).
+
+trustrl's own ``collect`` writes them (:mod:`trustrl.datasets.collect`);
+another tool's dataset without them is still read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from trustrl.envs import check_spaces, describe_spaces
+from trustrl.errors import ConfigError, TrustrlError
+
+LOG_PROB_KEY = "behaviour_log_prob"
+PARAM_PREFIX = "behaviour_"
+
+@dataclass
+class Episode:
+    """One episode of a dataset, raw: ``observations`` has T+1 rows (the last is the final observation)."""
+
+    observations: np.ndarray  # (T+1, obs_dim)
+    actions: np.ndarray  # (T,) int or (T, act_dim) float
+    rewards: np.ndarray  # (T,)
+    terminated: np.ndarray  # (T,) bool
+    truncated: np.ndarray  # (T,) bool; an episode that just stops is marked truncated at its last step
+    log_probs: np.ndarray | None  # (T,) behaviour log-probabilities, if recorded
+    params: dict[str, np.ndarray] | None  # behaviour distribution parameters, (T, k) each, if recorded
+
+    @property
+    def length(self) -> int:
+        return len(self.rewards)
+
+
+@dataclass
+class OfflineData:
+    """A dataset read into memory, with what it knows about its behaviour policy."""
+
+    dataset_id: str
+    source: str  # where it was read from
+    observation_space: gym.Space
+    action_space: gym.Space
+    episodes: list[Episode]
+
+    @property
+    def has_log_probs(self) -> bool:
+        return all(ep.log_probs is not None for ep in self.episodes)
+
+    @property
+    def has_params(self) -> bool:
+        return all(ep.params is not None for ep in self.episodes)
+
+    @property
+    def n_steps(self) -> int:
+        return sum(ep.length for ep in self.episodes)
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.array([ep.rewards.sum() for ep in self.episodes])
+
+
+def open_dataset(spec: str | Path):
+    """A local Minari dataset, by id under the Minari root or by path; never downloads."""
+    import minari
+    from minari.storage import get_dataset_path
+
+    spec = str(spec)
+    if valid_id(spec) and (get_dataset_path(spec) / "data" / "metadata.json").is_file():
+        return _open(lambda: minari.load_dataset(spec, download=False), spec)
+    path = Path(spec).expanduser()
+    for data_dir in (path / "data", path):
+        if (data_dir / "metadata.json").is_file():
+            return _open(lambda: minari.MinariDataset(data_dir), spec)
+    try:
+        local = sorted(minari.list_local_datasets())
+    except Exception:  # a damaged entry elsewhere under the root must not hide this message
+        local = []
+    listing = f"; local datasets: {', '.join(local)}" if local else "; there are no local datasets"
+    raise TrustrlError(
+        f"no Minari dataset {spec!r}: neither a dataset id under {get_dataset_path()} "
+        f"(MINARI_DATASETS_PATH) nor a dataset directory{listing} (trustrl never downloads datasets)"
+    )
+
+
+def read_dataset(spec: str | Path) -> OfflineData:
+    """Read a dataset's episodes and its behaviour log-probabilities / parameters when present."""
+    dataset = open_dataset(spec)
+    obs_space, act_space = dataset.observation_space, dataset.action_space
+    try:
+        check_spaces(obs_space, act_space, f"dataset {dataset.id}")
+    except ConfigError as exc:
+        raise TrustrlError(str(exc)) from None
+    episodes = []
+    for ep in dataset.iterate_episodes():
+        T = len(ep.rewards)
+        obs = np.asarray(ep.observations, np.float64)
+        if T == 0:
+            continue
+        if obs.shape != (T + 1, *obs_space.shape):
+            raise TrustrlError(
+                f"dataset {dataset.id}, episode {ep.id}: expected {T + 1} observations of shape "
+                f"{obs_space.shape}, got {obs.shape}"
+            )
+        terminated = np.asarray(ep.terminations, bool).copy()
+        truncated = np.asarray(ep.truncations, bool).copy()
+        if not (terminated[-1] or truncated[-1]):
+            truncated[-1] = True  # an unfinished episode: bootstrap from its last observation
+        infos = ep.infos or {}
+        log_probs = _info(infos, LOG_PROB_KEY, T)
+        params = {name: _info(infos, PARAM_PREFIX + name, T) for name in _param_names(act_space)}
+        params = params if all(v is not None for v in params.values()) else None
+        episodes.append(
+            Episode(
+                observations=obs,
+                actions=np.asarray(ep.actions),
+                rewards=np.asarray(ep.rewards, np.float64),
+                terminated=terminated,
+                truncated=truncated,
+                log_probs=log_probs,
+                params=params,
+            )
+        )
+    if not episodes:
+        raise TrustrlError(f"dataset {dataset.id} holds no steps")
+    return OfflineData(dataset.id, str(spec), obs_space, act_space, episodes)
+
+
+def check_dataset_fits(data: OfflineData, env: gym.Env) -> None:
+    """A dataset trains a policy only for an env with the same observation and action spaces."""
+    have = describe_spaces(data.observation_space, data.action_space)
+    want = describe_spaces(env.observation_space, env.action_space)
+    if have != want:
+        env_id = env.spec.id if env.spec else "the config's env"
+        raise TrustrlError(f"dataset {data.dataset_id} has spaces {have}, but {env_id} has {want}")
+
+
+def _open(load: Callable[[], Any], spec: str):
+    try:
+        return load()
+    except (ValueError, OSError, KeyError) as exc:
+        raise TrustrlError(f"cannot read Minari dataset {spec!r}: {exc}") from None
+
+
+def _info(infos: dict, key: str, T: int) -> np.ndarray | None:
+    if key not in infos:
+        return None
+    value = np.asarray(infos[key], np.float64)
+    if value.shape[0] not in (T, T + 1):
+        return None
+    value = value[:T]
+    return value if np.all(np.isfinite(value)) else None
+
+
+def _param_names(action_space: gym.Space) -> tuple[str, ...]:
+    return ("logits",) if isinstance(action_space, gym.spaces.Discrete) else ("mean", "log_std")
+
+
+def valid_id(dataset_id: str) -> bool:
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+        return True
+    except ValueError:
+        return False

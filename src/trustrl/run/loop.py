@@ -1,0 +1,238 @@
+"""The run loop: collect -> advantages -> update -> evaluate, log, checkpoint -> repeat.
+
+It is the same for every sampler and every algorithm; nothing in it is
+specific to either. With ``run.overlap_critic`` and an algorithm whose critic
+fit is separate (NPG, TRPO), the fit of update k runs in a thread while batch
+k+1 is collected, and update k is finished (evaluated, checkpointed, logged)
+once it is done -- exactly as without the thread: the loop captures what a
+checkpoint of update k holds before the next batch moves anything.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from trustrl.advantages import compute_advantages
+from trustrl.algos.base import Algorithm, SeparateCriticAlgorithm
+from trustrl.config import Config
+from trustrl.nets import Policy, ValueNet
+from trustrl.normalization import ObsNormalizer
+from trustrl.run.evaluation import NOT_EVALUATED, EvalStats, Evaluator
+from trustrl.run.recorder import Recorder
+from trustrl.samplers import Sampler
+
+
+@dataclass
+class LoopState:
+    """The loop's own counters and history: with the models and the sampler, all a continuation needs."""
+
+    update: int = 0  # updates done
+    best: float = -math.inf  # best score so far: evaluation mean, or rolling training return without evaluation
+    recent_returns: list[float] = field(default_factory=list)  # the last run.best_window training episodes
+    recent_lengths: list[int] = field(default_factory=list)
+    filmed: int = 0  # training videos written
+    eval_initial: float = math.nan
+    eval_last: float = math.nan
+
+    def to_json(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LoopState":
+        state = cls()
+        for key, default in vars(cls()).items():
+            value = data.get(key, default)
+            setattr(state, key, default if value is None else type(default)(value))
+        return state
+
+
+@dataclass
+class Parts:
+    """What one run is made of; the online and offline modes differ only in how these are built."""
+
+    cfg: Config
+    sampler: Sampler
+    policy: Policy
+    critic: ValueNet
+    algo: Algorithm
+    generator: torch.Generator
+    recorder: Recorder
+    n_updates: int
+    evaluator: Evaluator | None = None
+    eval_due: Callable[[int, int], bool] = lambda update, step: False  # (update, env step) -> evaluate now?
+    extra: dict = field(default_factory=dict)  # recorded in every checkpoint's JSON
+    notes: list[str] = field(default_factory=list)
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class _Pending:
+    """An update whose policy step is done and whose critic fit may still be running."""
+
+    update: int
+    step: int
+    obs_norm: ObsNormalizer  # frozen copy: the statistics the next batch acts with
+    reward_norm: dict
+    sampler_state: dict | None  # captured only when a checkpoint of this update is due
+    metrics: dict[str, float]
+    stats: dict[str, float]
+    critic: Future | None
+    timing: dict[str, float]
+    transitions: int  # real transitions in the batch, for steps/s
+    final: bool
+
+
+def run(parts: Parts, state: LoopState) -> LoopState:
+    """Train from ``state`` (fresh or resumed) to ``parts.n_updates``; returns the final state."""
+    cfg, sampler, policy, algo, recorder = parts.cfg, parts.sampler, parts.policy, parts.algo, parts.recorder
+    window = cfg.run.best_window
+    recent = deque(state.recent_returns, maxlen=window)
+    recent_lengths = deque(state.recent_lengths, maxlen=window)
+    overlap = cfg.run.overlap_critic and isinstance(algo, SeparateCriticAlgorithm)
+    critic_thread = ThreadPoolExecutor(1, thread_name_prefix="trustrl-critic") if overlap else None
+    pending: _Pending | None = None
+    start = last_logged = time.perf_counter()
+    by_eval = parts.evaluator is not None
+
+    def evaluate(obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
+        t0 = time.perf_counter()
+        result = parts.evaluator(policy, obs_norm)
+        return result, time.perf_counter() - t0
+
+    def save(tag: str, update: int, step: int, obs_norm: dict, reward_norm: dict, eval_return: float,
+             full_state: dict | None = None) -> None:
+        extra = {**parts.extra, **algo.info(), "eval_return_mean": eval_return, "recent_return_mean": _mean(recent)}
+        recorder.checkpoint(tag, policy, parts.critic, step=step, update=update, obs_norm=obs_norm,
+                            reward_norm=reward_norm, extra=extra, state=full_state)
+
+    def finish(done: _Pending) -> None:
+        """Wait for update ``done``'s critic fit; then evaluate, checkpoint and log it."""
+        nonlocal last_logged
+        t0 = time.perf_counter()
+        stats = {**done.stats, **(done.critic.result() if done.critic is not None else {})}
+        waited = time.perf_counter() - t0
+        timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
+        evaluation, eval_s = NOT_EVALUATED, 0.0
+        if by_eval and (done.final or parts.eval_due(done.update, done.step)):
+            evaluation, eval_s = evaluate(done.obs_norm)
+            state.eval_last = evaluation.return_mean
+        t1 = time.perf_counter()
+        if by_eval and evaluation.return_mean > state.best:
+            state.best = evaluation.return_mean
+            save("best", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.best)
+        state.update = done.update
+        state.recent_returns, state.recent_lengths = list(recent), list(recent_lengths)
+        if done.sampler_state is not None:
+            save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.eval_last,
+                 full_state=_full_state(state, done.sampler_state, algo, parts.generator))
+        now = time.perf_counter()
+        recorder.log(
+            done.step,
+            {**done.metrics, **(evaluation.metrics() if by_eval else {}), **stats},
+            {
+                "steps_per_s": done.transitions / (now - last_logged),
+                "elapsed_s": now - start,
+                **done.timing,
+                "critic_wait_s": waited,
+                "eval_s": eval_s,
+                "checkpoint_s": done.timing["checkpoint_s"] + (now - t1),
+                **timing,
+            },
+        )
+        last_logged = now
+
+    fresh = state.update == 0
+    try:
+        for update in range(state.update + 1, parts.n_updates + 1):
+            t0 = time.perf_counter()
+            acting_norm = sampler.obs_norm.copy()  # the statistics this batch is normalised with
+            batch = sampler.collect(policy)
+            t1 = time.perf_counter()
+            if pending is not None:  # the critic must be fitted before it is saved or used for GAE
+                finish(pending)
+                pending = None
+            t2 = time.perf_counter()
+            if fresh and update == 1:
+                for note in algo.prepare(batch):
+                    parts.notes.append(note)
+                    parts.log(note)
+                if by_eval:  # the starting policy, as a row of its own at step 0
+                    initial, eval_s = evaluate(acting_norm)
+                    state.eval_initial = state.eval_last = initial.return_mean
+                    recorder.log(0, {"update": 0, **initial.metrics()}, {"eval_s": eval_s})
+            recent.extend(batch.episode_returns)
+            recent_lengths.extend(batch.episode_lengths)
+            # Without evaluation, ``best`` holds the policy that just collected the episodes behind the score.
+            if not by_eval and len(recent) == window and _mean(recent) > state.best:
+                state.best = _mean(recent)
+                save("best", update - 1, sampler.total_steps, acting_norm.state(), sampler.reward_scaler.state(),
+                     math.nan)
+            t3 = time.perf_counter()
+            compute_advantages(batch, parts.critic if algo.uses_critic else None, cfg.algo.gamma,
+                               cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
+            t4 = time.perf_counter()
+            if overlap:
+                stats = algo.update_policy(batch)
+                fitting = critic_thread.submit(algo.fit_critic, batch)
+            else:
+                stats, fitting = algo.update(batch), None
+            t5 = time.perf_counter()
+            if cfg.run.video_every and sampler.total_steps // cfg.run.video_every > state.filmed:
+                state.filmed = sampler.total_steps // cfg.run.video_every
+                recorder.video(policy, sampler.obs_norm, sampler.total_steps)
+            t6 = time.perf_counter()
+            final = update == parts.n_updates or algo.finished
+            pending = _Pending(
+                update=update,
+                step=sampler.total_steps,
+                obs_norm=sampler.obs_norm.copy(),
+                reward_norm=sampler.reward_scaler.state(),
+                sampler_state=sampler.state() if final or update % cfg.run.checkpoint_every == 0 else None,
+                metrics={
+                    "update": update,
+                    "episode_return_mean": _mean(recent),
+                    "episode_length_mean": _mean(recent_lengths),
+                    "episodes": len(batch.episode_returns),
+                },
+                stats=stats,
+                critic=fitting,
+                timing={"sample_s": t1 - t0, "advantage_s": t4 - t3, "update_s": t5 - t4,
+                        "checkpoint_s": t3 - t2, "video_s": t6 - t5},
+                transitions=batch.n_steps,
+                final=final,
+            )
+            if fitting is None or final:
+                finish(pending)
+                pending = None
+            if algo.finished and update < parts.n_updates:
+                message = f"stopped after {update} updates: {type(algo).__name__} cannot improve further"
+                parts.notes.append(message)
+                parts.log(message)
+                break
+    finally:
+        if critic_thread is not None:
+            critic_thread.shutdown(wait=True)
+    return state
+
+
+def _full_state(state: LoopState, sampler_state: dict, algo: Algorithm, generator: torch.Generator) -> dict:
+    """The training state a ``last`` checkpoint carries for ``--resume``."""
+    return {
+        "loop": state.to_json(),
+        "sampler": sampler_state,
+        "algo": algo.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

@@ -1,0 +1,65 @@
+"""What a run leaves behind, written from one place for every mode: metrics, checkpoints, videos.
+
+The run loop hands the recorder numbers and models; the recorder knows the
+run directory's layout (see the README's "A run directory").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trustrl import checkpoint
+from trustrl.config import Config
+from trustrl.evaluate import write_training_video
+from trustrl.metrics import MetricsLogger
+from trustrl.nets import Policy, ValueNet
+from trustrl.normalization import ObsNormalizer
+
+
+class Recorder:
+    def __init__(
+        self,
+        run_dir: Path,
+        cfg: Config,
+        spaces: dict[str, Any],
+        total_steps: int,
+        progress: bool = True,
+        resume_step: int | None = None,
+    ):
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self.spaces = spaces
+        self.logger = MetricsLogger(run_dir, total_steps, progress=progress, resume_step=resume_step)
+
+    def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
+        self.logger.log(step, metrics, timing)
+
+    def checkpoint(
+        self,
+        tag: str,
+        policy: Policy,
+        critic: ValueNet,
+        *,
+        step: int,
+        update: int,
+        obs_norm: dict,
+        reward_norm: dict,
+        extra: dict[str, Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        checkpoint.save(
+            self.run_dir / "checkpoints", tag, policy, critic,
+            config=self.cfg.to_dict(), spaces=self.spaces, obs_norm=obs_norm, reward_norm=reward_norm,
+            step=step, update=update, extra=extra, state=state,
+        )  # fmt: skip
+
+    def video(self, policy: Policy, obs_norm: ObsNormalizer, step: int) -> None:
+        """One deterministic episode of the current policy into ``videos/step-<N>.mp4``."""
+        with torch.no_grad():
+            write_training_video(policy, obs_norm, self.cfg, self.run_dir, step)
+
+    def close(self) -> None:
+        self.logger.close()

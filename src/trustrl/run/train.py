@@ -1,0 +1,284 @@
+"""Training a policy, online or from a dataset, fresh or resumed: two short builders over one loop.
+
+:func:`train` builds a :class:`~trustrl.samplers.vector.VectorSampler` and the
+config's algorithm; :func:`train_offline` a
+:class:`~trustrl.samplers.dataset.DatasetSampler` and offline TRPO; both hand
+them to :func:`_execute`, which owns seeding, the run directory and the
+recorder, and runs :func:`trustrl.run.loop.run`. :func:`resume` rebuilds the
+same parts from a run's ``last`` checkpoint and continues the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from trustrl import checkpoint
+from trustrl.algos import make_algorithm, make_offline_algorithm
+from trustrl.config import Config, from_dict
+from trustrl.datasets.read import check_dataset_fits, read_dataset
+from trustrl.envs import describe_spaces, make_env, make_vec_env
+from trustrl.errors import CheckpointError, TrustrlError
+from trustrl.evaluate import check_can_render
+from trustrl.nets import make_critic, make_policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.run.evaluation import Evaluator
+from trustrl.run.loop import LoopState, Parts, run
+from trustrl.run.recorder import Recorder
+from trustrl.run.rundir import check_writable, prepare_run_dir, write_run_files
+from trustrl.samplers.dataset import DatasetSampler
+from trustrl.samplers.vector import VectorSampler
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int  # env steps (online) or dataset transitions processed (offline)
+    updates: int
+    seconds: float
+    best_return: float  # best evaluation, or best rolling training return without evaluation (nan if none)
+    last_return: float  # rolling mean of recent training episodes at the end (nan offline)
+    eval_initial: float = math.nan  # evaluation of the starting policy
+    eval_last: float = math.nan  # the last evaluation
+    notes: list[str] = field(default_factory=list)
+    name: str = ""  # the config name
+    extra: dict = field(default_factory=dict)  # offline: dataset, episodes, transitions, behaviour return and source
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg``'s algorithm on its env; ``cfg.offline.dataset`` set trains from that dataset instead."""
+    if cfg.offline.dataset:
+        return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log)
+    cfg.validate()
+    return _execute(cfg, Path(run_dir), _online, overwrite=overwrite, progress=progress, command=command, log=log)
+
+
+def train_offline(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg``'s policy from a Minari dataset (``dataset``, default ``cfg.offline.dataset``) with offline TRPO.
+
+    ``step`` in metrics.csv counts dataset transitions processed (epoch x
+    dataset size); the policy is evaluated online every ``offline.eval_every``
+    epochs, and ``best`` is the checkpoint with the best evaluation.
+    """
+    if dataset is not None:
+        cfg.offline.dataset = str(dataset)
+    cfg.validate()
+    if not cfg.offline.dataset:
+        raise TrustrlError("offline training needs a dataset: --offline ID (or offline.dataset in the config)")
+    return _execute(cfg, Path(run_dir), _offline, overwrite=overwrite, progress=progress, command=command, log=log)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    total_steps: int | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Continue a stopped (or killed) run from its ``last`` checkpoint, to ``total_steps`` (or ``epochs``).
+
+    Where the env's state could be captured the continuation is bit-for-bit
+    the run that never stopped; otherwise it continues with fresh episodes and
+    a note says so.
+    """
+    run_dir = Path(run_dir)
+    ckpt = checkpoint.load(run_dir, "last")
+    if ckpt.state is None:
+        raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older trustrl); "
+                              "it can be evaluated but not resumed")
+    if ckpt.path.parent.parent != run_dir and ckpt.path.parent != run_dir / "checkpoints":
+        run_dir = ckpt.path.parent.parent
+    try:
+        cfg = from_dict(ckpt.config, source=str(ckpt.path))
+    except TrustrlError as exc:
+        raise CheckpointError(f"checkpoint {ckpt.path} holds an invalid config: {exc}") from None
+    if total_steps is not None:
+        cfg.run.total_steps = total_steps
+    if epochs is not None:
+        if not cfg.offline.dataset:
+            raise TrustrlError("--epochs counts passes over a dataset; this run trained online: use --total-steps")
+        cfg.offline.epochs = epochs
+    cfg.validate()
+    build = _offline if cfg.offline.dataset else _online
+    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log)
+
+
+# A builder makes the sampler, the algorithm and the schedule for a config: (cfg, parts-so-far) -> Parts.
+_Builder = Callable[..., Parts]
+
+
+def _online(cfg: Config, policy_factory, log) -> Parts:
+    envs = make_vec_env(cfg.env)
+    try:
+        if cfg.run.video_every:
+            check_can_render(cfg.env)
+        obs_space, act_space = envs.single_observation_space, envs.single_action_space
+        policy, critic, generator = policy_factory(obs_space, act_space)
+        sampler = VectorSampler(
+            envs,
+            ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+            RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
+            cfg.run.n_steps,
+            cfg.run.seed,
+            cfg.run.device,
+        )
+    except BaseException:
+        envs.close()
+        raise
+    every, batch = cfg.run.eval_every, cfg.batch_size
+    return Parts(
+        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=make_algorithm(cfg, policy, critic, generator),
+        generator=generator, recorder=None, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
+        evaluator=Evaluator(cfg, cfg.run.eval_episodes) if every else None,
+        eval_due=lambda update, step: every > 0 and step // every > (step - batch) // every,
+        extra={}, log=log,
+    )  # fmt: skip
+
+
+def _offline(cfg: Config, policy_factory, log) -> Parts:
+    env = make_env(cfg.env)
+    try:
+        data = read_dataset(cfg.offline.dataset)
+        check_dataset_fits(data, env)
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    policy, critic, generator = policy_factory(obs_space, act_space)
+    sampler = DatasetSampler(
+        data,
+        ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+        RewardScaler(1, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
+        columns=64,
+        device=cfg.run.device,
+    )
+    algo = make_offline_algorithm(cfg, policy, critic, generator, sampler.behaviour_return)
+    message = (f"dataset {data.dataset_id}: {len(data.episodes)} episodes, {data.n_steps} transitions, "
+               f"behaviour return {sampler.behaviour_return:.1f} ± {float(data.returns.std()):.1f}")
+    log(message)
+    every = cfg.offline.eval_every
+    return Parts(
+        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo, generator=generator, recorder=None,
+        n_updates=cfg.offline.epochs, evaluator=Evaluator(cfg, cfg.offline.eval_episodes),
+        eval_due=lambda update, step: update % every == 0,
+        extra={"dataset": data.dataset_id, "episodes": len(data.episodes), "transitions": data.n_steps,
+               "behaviour_return_mean": sampler.behaviour_return},
+        notes=[message], log=log,
+    )  # fmt: skip
+
+
+def _execute(
+    cfg: Config,
+    run_dir: Path,
+    build: _Builder,
+    *,
+    overwrite: bool = False,
+    resume_from: checkpoint.Checkpoint | None = None,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    start = time.perf_counter()
+    log = log or (lambda message: print(message, file=sys.stderr))
+    torch.set_num_threads(cfg.run.torch_threads)
+    torch.manual_seed(cfg.run.seed)
+
+    def policy_factory(obs_space, act_space):
+        policy = make_policy(obs_space, act_space, cfg.policy).to(cfg.run.device)
+        critic = make_critic(obs_space, cfg.critic).to(cfg.run.device)
+        return policy, critic, torch.Generator().manual_seed(cfg.run.seed)
+
+    parts = build(cfg, policy_factory, log)  # a bad env or dataset fails here, before anything is written
+    state = LoopState()
+    try:
+        if resume_from is not None:
+            state = _restore(parts, resume_from)
+            if state.update >= parts.n_updates:
+                raise TrustrlError(
+                    f"{run_dir} has already trained {resume_from.step} steps ({state.update} updates); "
+                    "pass a larger --total-steps (or --epochs) to continue it"
+                )
+            try:
+                check_writable(run_dir)
+            except OSError as exc:
+                raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+        else:
+            prepare_run_dir(run_dir, overwrite)
+        write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
+        batch_steps = cfg.batch_size if not cfg.offline.dataset else parts.extra["transitions"]
+        parts.recorder = Recorder(
+            run_dir, cfg, describe_spaces(*_spaces(parts)), parts.n_updates * batch_steps, progress=progress,
+            resume_step=None if resume_from is None else resume_from.step,
+        )  # fmt: skip
+        try:
+            state = run(parts, state)
+        finally:
+            parts.recorder.close()
+    finally:
+        parts.sampler.close()
+        if parts.evaluator is not None:
+            parts.evaluator.close()
+    extra = {**parts.extra, **parts.algo.info()}
+    best = state.best if math.isfinite(state.best) else math.nan
+    recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan
+    return TrainResult(
+        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps, updates=state.update, seconds=time.perf_counter() - start,
+        best_return=best, last_return=recent, eval_initial=state.eval_initial, eval_last=state.eval_last,
+        notes=parts.notes, extra=extra,
+    )  # fmt: skip
+
+
+def _spaces(parts: Parts):
+    sampler = parts.sampler
+    if isinstance(sampler, DatasetSampler):
+        return sampler.data.observation_space, sampler.data.action_space
+    return sampler.envs.single_observation_space, sampler.envs.single_action_space
+
+
+def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
+    """Load everything ``last`` holds into freshly built parts; returns the loop's state."""
+    from trustrl.evaluate import check_compatible_spaces
+
+    check_compatible_spaces(ckpt, *_spaces(parts))
+    state = ckpt.state
+    try:
+        parts.policy.load_state_dict(ckpt.policy_state)
+        parts.critic.load_state_dict(ckpt.critic_state)
+        parts.algo.load_state_dict(state["algo"])
+        parts.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        for note in parts.sampler.load_state(state["sampler"]):
+            parts.notes.append(note)
+            parts.log(note)
+        loop = LoopState.from_json(state["loop"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        detail = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {ckpt.path}: cannot restore the training state ({detail})") from None
+    if loop.update != ckpt.update:
+        raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
+                              f"not {ckpt.update}")
+    return loop

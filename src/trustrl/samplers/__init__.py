@@ -1,0 +1,43 @@
+"""Sources of experience. The run loop is handed a sampler; it never builds one inside.
+
+A sampler turns the current policy into a :class:`Batch` and owns what that
+takes: the envs or the dataset, the observation and reward statistics the
+batches are normalised with, the random streams, and the count of env steps.
+Its ``state()`` is plain JSON, so a checkpoint carries it and a resumed run
+continues it exactly.
+
+- :class:`~trustrl.samplers.vector.VectorSampler`: ``n_envs`` copies of an env, ``n_steps`` each per batch.
+- :class:`~trustrl.samplers.dataset.DatasetSampler`: a Minari dataset, the whole of it per batch, statistics frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trustrl.nets import Policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.samplers.batch import Batch
+
+__all__ = ["Batch", "Sampler"]
+
+
+class Sampler(Protocol):
+    total_steps: int
+    """Transitions produced so far (env steps, or dataset transitions processed)."""
+    obs_norm: ObsNormalizer
+    """The statistics the next batch will be normalised with (and a checkpoint of now holds)."""
+    reward_scaler: RewardScaler
+
+    def collect(self, policy: Policy) -> Batch:
+        """One batch of experience for ``policy`` (which must not change during the call)."""
+        ...
+
+    def state(self) -> dict:
+        """Everything needed to continue exactly from here, as JSON-able values."""
+        ...
+
+    def load_state(self, state: dict) -> list[str]:
+        """Continue from ``state``; returns notes for the log (e.g. what could not be restored)."""
+        ...
+
+    def close(self) -> None: ...

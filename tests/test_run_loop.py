@@ -1,0 +1,113 @@
+"""The run loop: evaluation during training, best by evaluation, one trust-region step for TRPO and offline TRPO."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trustrl import config, trust_region
+from trustrl.evaluate import evaluate
+from trustrl.run import train
+from trustrl.run.evaluation import EVAL_SEED
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_periodic_evaluation_is_in_metrics_csv_and_tensorboard_and_picks_best(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "r"
+    cfg = config.load("cartpole-trpo", ["run.total_steps=8192", "env.n_envs=4", "run.n_steps=128",
+                                        "run.eval_every=1500", "run.eval_episodes=3", "run.seed=2"])
+    result = train(cfg, run, progress=False)
+    rows = _rows(run / "metrics.csv")
+    evaluated = [r for r in rows if math.isfinite(float(r["eval_return_mean"]))]
+    # the starting policy (step 0), every 1500 env steps crossed, and the end
+    assert [int(r["step"]) for r in evaluated] == [0, 1536, 3072, 4608, 6144, 7680, 8192]
+    assert rows[0]["update"] == "0" and int(rows[-1]["step"]) == 8192 == result.steps  # eval steps are not counted
+    timing = _rows(run / "timing.csv")
+    assert all(float(r["eval_s"]) > 0 for r in timing if r["step"] in {e["step"] for e in evaluated})
+
+    best = max(evaluated, key=lambda r: float(r["eval_return_mean"]))  # first of equals: strictly better replaces
+    record = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert record["step"] == int(best["step"]) and record["extra"]["eval_return_mean"] == float(best["eval_return_mean"])
+    assert result.best_return == float(best["eval_return_mean"])
+    # the evaluation is reproducible from the checkpoint: same episodes, same numbers
+    again = evaluate(run, episodes=3, tag="best", seed=EVAL_SEED)
+    assert again.mean_return == float(best["eval_return_mean"])
+    assert evaluate(run, episodes=3, tag="last", seed=EVAL_SEED).mean_return == float(rows[-1]["eval_return_mean"])
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"eval/return_mean", "eval/return_std", "train/episode_return_mean", "time/eval_s"} <= set(tags)
+    logged = [(e.step, e.value) for e in events.Scalars("eval/return_mean")]
+    assert [s for s, _ in logged] == [int(r["step"]) for r in evaluated]
+    np.testing.assert_allclose([v for _, v in logged], [float(r["eval_return_mean"]) for r in evaluated], rtol=1e-6)
+
+
+def test_without_evaluation_best_follows_the_rolling_training_return(tmp_path):
+    run = tmp_path / "r"
+    cfg = config.load("cartpole-trpo", ["run.total_steps=8192", "run.eval_every=0", "run.best_window=5"])
+    train(cfg, run, progress=False)
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "eval_return_mean" not in header
+    record = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert math.isfinite(record["extra"]["recent_return_mean"])
+
+
+def test_trpo_and_offline_trpo_take_the_one_trust_region_step(monkeypatch):
+    """Both algorithm files call trustrl.trust_region.trust_region_step; neither has a copy of its own."""
+    import trustrl.algos.offline_trpo as offline_trpo
+    import trustrl.algos.trpo as trpo
+    from trustrl.algos import OfflineTRPO, TRPO
+    from trustrl.config import CriticConfig, OfflineConfig, PolicyConfig, TRPOConfig
+    from trustrl.nets import CategoricalPolicy, ValueNet
+    from trustrl.samplers.batch import Batch
+
+    assert trpo.trust_region_step is offline_trpo.trust_region_step is trust_region.trust_region_step
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("constraint_limit"))
+        return trust_region.trust_region_step(*args, **kwargs)
+
+    monkeypatch.setattr(trpo, "trust_region_step", spy)
+    monkeypatch.setattr(offline_trpo, "trust_region_step", spy)
+    torch.manual_seed(0)
+    T, N = 16, 2
+    obs = torch.randn(T, N, 3)
+    actions = torch.randint(0, 2, (T, N))
+    batch = Batch(obs=obs, actions=actions, log_probs=torch.full((T, N), -0.7), rewards=torch.ones(T, N),
+                  terminated=torch.zeros(T, N, dtype=torch.bool), truncated=torch.zeros(T, N, dtype=torch.bool),
+                  last_obs=torch.zeros(N, 3), final_obs=torch.zeros(0, 3),
+                  final_index=torch.zeros(0, 2, dtype=torch.long), behaviour_log_probs=torch.full((T, N), -0.7),
+                  behaviour_params={"logits": torch.zeros(T, N, 2)}, valid=torch.ones(T, N, dtype=torch.bool))
+    batch.advantages = torch.randn(T, N)
+    batch.returns = torch.randn(T, N)
+    for algo in (TRPO(CategoricalPolicy(3, 2, PolicyConfig()), ValueNet(3, CriticConfig()), TRPOConfig(),
+                      CriticConfig(), torch.Generator()),
+                 OfflineTRPO(CategoricalPolicy(3, 2, PolicyConfig()), ValueNet(3, CriticConfig()), TRPOConfig(),
+                             CriticConfig(), torch.Generator(), OfflineConfig(bc_epochs=1, critic_rounds=1))):
+        algo.prepare(batch)
+        algo.update(batch)
+    assert calls == [None, 1.0]  # TRPO bounds the KL itself; offline TRPO both regions as a ratio <= 1
+
+
+@pytest.mark.parametrize("preset", ["cartpole-trpo", "pendulum-ppo"])
+def test_evaluation_changes_no_training_number(tmp_path, preset):
+    """Evaluating draws no random number of the run's and moves no statistic: training columns are unchanged."""
+    base = ["run.total_steps=4096", "env.n_envs=2", "run.n_steps=256"]
+    train(config.load(preset, [*base, "run.eval_every=0"]), tmp_path / "off", progress=False)
+    train(config.load(preset, [*base, "run.eval_every=1024", "run.eval_episodes=2"]), tmp_path / "on", progress=False)
+    off = _rows(tmp_path / "off" / "metrics.csv")
+    on = [r for r in _rows(tmp_path / "on" / "metrics.csv") if r["update"] != "0"]
+    assert len(on) == len(off) == 8
+    for a, b in zip(off, on):
+        assert a == {k: v for k, v in b.items() if not k.startswith("eval_")}
