@@ -139,9 +139,13 @@ def test_reinforce_weights_are_returns_to_go_minus_the_baseline_bootstrapped_at_
     torch.testing.assert_close(batch.advantages, torch.from_numpy(expected) - batch.values, rtol=1e-5, atol=1e-4)
 
 
-def test_reinforce_without_a_baseline_is_refused():
-    with pytest.raises(config.ConfigError, match="algo.baseline = false is not supported"):
-        config.load("cartpole-reinforce", ["algo.baseline=false"])
+def test_reinforce_without_a_baseline_is_refused_before_anything_is_written(tmp_path, capsys):
+    from trustrl.cli import main
+
+    assert main(["train", "cartpole-reinforce", "--set", "algo.baseline=false", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: algo.baseline = false is not supported") and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_reinforce_gae_lambda_must_be_one():

@@ -199,7 +199,7 @@ def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path):
     from trustrl.run import resume
 
     common = ["offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2",
-              "offline.minibatch=1024", "offline.eval_every=2", "run.checkpoint_every=1"]
+              "offline.minibatch=1024", "offline.eval_every=3", "run.checkpoint_every=1"]  # split off the schedule
     quiet = dict(progress=False, log=lambda msg: None)
     train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=4"]), tmp_path / "whole", dataset=medium, **quiet)
     train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=2"]), tmp_path / "split", dataset=medium, **quiet)
@@ -212,3 +212,34 @@ def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path):
         assert a["weights_sha256"] == b["weights_sha256"]
     # an offline run plots its online evaluations
     assert main(["plot", str(tmp_path / "whole"), "--out", str(tmp_path / "curve.png")]) == 0
+
+
+def test_offline_resume_refuses_a_changed_dataset_and_a_run_that_stopped_early(behaviour_run, tmp_path, capsys):
+    quiet = ["--quiet", "--set", "offline.eval_episodes=1", "--set", "offline.bc_epochs=1",
+             "--set", "offline.critic_rounds=1"]
+    assert main(["collect", str(behaviour_run), "--episodes", "5", "--dataset", "cartpole/changing-v0"]) == 0
+    run = tmp_path / "r"
+    assert main(["train", "cartpole-trpo", "--offline", "cartpole/changing-v0", "--epochs", "1",
+                 "--run-dir", str(run), *quiet]) == 0
+    assert main(["collect", str(behaviour_run), "--episodes", "9", "--dataset", "cartpole/changing-v0",
+                 "--overwrite"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "has changed since the checkpoint" in err[-1]
+    assert main(["train", "--resume", str(run), "--total-steps", "9999"]) == 2
+    assert "extend it with --epochs" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    # no step fits inside a vanishing trust region around the data: the run stops after one epoch
+    stuck = tmp_path / "stuck"
+    assert main(["train", "cartpole-trpo", "--offline", "cartpole/changing-v0", "--epochs", "5",
+                 "--set", "offline.max_kl_behaviour=1e-12", "--run-dir", str(stuck), *quiet]) == 0
+    assert checkpoint_update(stuck) == 1
+    assert main(["train", "--resume", str(stuck), "--epochs", "9"]) == 2
+    assert "stopped early after 1 updates" in capsys.readouterr().err
+
+
+def checkpoint_update(run):
+    return json.loads((run / "checkpoints" / "last.json").read_text())["update"]

@@ -27,9 +27,10 @@ def _files(run: Path) -> dict[str, str]:
 @pytest.mark.parametrize(
     "preset, overrides, batch",
     [
-        ("cartpole-trpo", ["env.n_envs=4", "run.n_steps=128", "run.eval_every=1024", "run.eval_episodes=2"], 512),
-        ("pendulum-ppo", ["env.n_envs=2", "run.n_steps=256", "run.eval_every=1024", "run.eval_episodes=1"], 512),
-        ("walker2d-trpo", ["run.n_steps=128", "critic.epochs=2", "run.eval_every=512", "run.eval_episodes=1"], 256),
+        # evaluations at 1.5k, 3k (cartpole, pendulum) and 768, 1536 (walker): the split is off the schedule
+        ("cartpole-trpo", ["env.n_envs=4", "run.n_steps=128", "run.eval_every=1536", "run.eval_episodes=2"], 512),
+        ("pendulum-ppo", ["env.n_envs=2", "run.n_steps=256", "run.eval_every=1536", "run.eval_episodes=1"], 512),
+        ("walker2d-trpo", ["run.n_steps=128", "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
     ],
 )
 def test_k_updates_then_resume_for_k_more_is_the_run_in_one_go(tmp_path, preset, overrides, batch):
@@ -89,7 +90,9 @@ def test_resume_refusals_are_one_clear_error(tmp_path, capsys):
         (["train", "--resume", str(run)], "already trained 1024 steps"),
         (["train", "--resume", str(run), "--total-steps", "512"], "already trained 1024 steps"),
         (["train", "cartpole-trpo", "--resume", str(run)], "cannot be combined with a config (cartpole-trpo)"),
-        (["train", "--resume", str(run), "--seed", "3"], "cannot be combined with --seed"),
+        (["train", "--resume", str(run), "--seed", "0"], "cannot be combined with --seed"),
+        (["train", "--resume", str(run), "--overwrite"], "cannot be combined with --overwrite"),
+        (["train", "--resume", str(run / "checkpoints" / "best.json")], "takes a run directory"),
         (["train", "--resume", str(run), "--epochs", "3"], "this run trained online"),
         (["train", "--resume", str(tmp_path / "nothing")], "no run or checkpoint"),
     ]
@@ -110,3 +113,34 @@ def test_a_checkpoint_without_training_state_is_refused_for_resume(tmp_path, cap
     assert main(["train", "--resume", str(run), "--total-steps", "2048"]) == 2
     assert "holds no training state" in capsys.readouterr().err
     assert main(["eval", str(run), "--episodes", "1"]) == 0  # still a good checkpoint to evaluate
+
+
+def test_resume_refuses_a_checkpoint_whose_state_does_not_fit_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(config.load("cartpole-trpo", ["run.total_steps=1024", "run.n_steps=128"]), run, progress=False)
+    record_path = run / "checkpoints" / "last.json"
+    good = record_path.read_text()
+    for broken in ({"raw_obs": [[0.0] * 4] * 3}, {"ep_return": [0.0]}, None):
+        record = json.loads(good)
+        if broken is None:
+            record["state"]["loop"] = [1]
+        else:
+            record["state"]["sampler"].update(broken)
+        record_path.write_text(json.dumps(record))
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        assert main(["train", "--resume", str(run), "--total-steps", "2048"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: checkpoint") and len(err.splitlines()) == 1, err
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_a_directory_holding_a_loose_checkpoint_writes_nothing_beside_it(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(config.load("cartpole-trpo", ["run.total_steps=1024", "run.n_steps=128"]), run, progress=False)
+    loose = tmp_path / "parent" / "loose"
+    loose.mkdir(parents=True)
+    for f in (run / "checkpoints").glob("last*"):
+        (loose / f.name).write_bytes(f.read_bytes())
+    assert main(["train", "--resume", str(loose), "--total-steps", "2048"]) == 2
+    assert "takes a run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "parent").iterdir()) == ["loose"]

@@ -70,7 +70,7 @@ def gae(
 def standardize(x: Tensor, mask: Tensor | None = None) -> Tensor:
     """``(x - mean) / (std + 1e-8)`` with mean and std over the entries ``mask`` keeps (all when None).
 
-    Entries outside the mask (a dataset's padding) are left as they were.
+    Entries outside the mask (a dataset's padding) are shifted and scaled too, but never used.
     """
     kept = x if mask is None else x[mask]
     if kept.numel() <= 1:

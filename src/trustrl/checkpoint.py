@@ -98,7 +98,7 @@ def save(
 
     record = {
         "format": "trustrl-checkpoint",
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if state is not None else 1,  # readable by older trustrl when it can be
         "tag": tag,
         "step": int(step),
         "update": int(update),

@@ -116,9 +116,10 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.run import resume, train
 
     if args.resume is not None:
-        given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo), ("--set", args.overrides),
-                                          ("--seed", args.seed), ("--run-dir", args.run_dir),
-                                          ("--overwrite", args.overwrite), ("--offline", args.offline)) if value]
+        given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo),
+                                          ("--set", args.overrides or None), ("--seed", args.seed),
+                                          ("--run-dir", args.run_dir), ("--overwrite", args.overwrite or None),
+                                          ("--offline", args.offline)) if value is not None]
         if given:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
                                f"with {', '.join(given)} (only with --total-steps, --epochs and --quiet)")

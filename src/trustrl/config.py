@@ -233,11 +233,6 @@ class REINFORCEConfig(AlgoConfig):
                 f"algo.gae_lambda must be 1.0 for reinforce (Monte-Carlo returns), got {self.gae_lambda}; "
                 "use algo.name=a2c for lambda-returns"
             )
-        if not self.baseline:
-            raise ConfigError(
-                "algo.baseline = false is not supported: without a critic the steps of episodes still "
-                "running at the batch boundary have no return; reinforce always subtracts V(s_t)"
-            )
         _positive("algo.lr", self.lr)
         if self.max_grad_norm is not None:
             _positive("algo.max_grad_norm", self.max_grad_norm)
@@ -340,9 +335,9 @@ class RunConfig:
     """Film one deterministic evaluation episode every this many env steps into
     ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""
     eval_every: int = 0
-    """Play ``eval_episodes`` deterministic episodes on a separate env every this many env steps, at the
-    start and at the end (0: never). With it on, ``best`` is the checkpoint with the best evaluation;
-    off, ``best`` follows the rolling mean of ``best_window`` training episodes."""
+    """Play ``eval_episodes`` deterministic episodes on a separate env at the start and after each batch that
+    crosses a multiple of this many env steps (0: never). With it on, ``best`` is the checkpoint with the best
+    evaluation; off, ``best`` follows the rolling mean of ``best_window`` training episodes."""
     eval_episodes: int = 10
     """Episodes per evaluation during training (reset seeds 2_000_000, 2_000_001, ... every time)."""
 
@@ -388,7 +383,8 @@ class OfflineConfig:
     bc_minibatch: int = 256
     """Minibatch size of that fit."""
     eval_every: int = 5
-    """Evaluate online (deterministic episodes in the env) every this many epochs, and at the start and end."""
+    """Evaluate online (deterministic episodes in the env) every this many epochs, at the start, and when training
+    stops early."""
     eval_episodes: int = 5
     """Episodes per online evaluation; ``best`` is the checkpoint with the best evaluation."""
 

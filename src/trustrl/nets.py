@@ -204,9 +204,17 @@ def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:
     A hard clamp has zero gradient outside the bounds -- and a zero Fisher row --
     so a coordinate that once crossed a bound could never come back. Passing the
     gradient straight through keeps the bound on the distribution and leaves
-    the parameter free to return.
+    the parameter free to return; :func:`keep_in_bounds`, after every update,
+    stops it drifting beyond the bound meanwhile (which changes no distribution).
     """
     return log_std + (log_std.clamp(low, high) - log_std).detach()
+
+
+@torch.no_grad()
+def keep_in_bounds(policy: "Policy") -> None:
+    """Project a Gaussian policy's log-std parameter back into its bounds (a no-op for the distribution)."""
+    if isinstance(policy, GaussianPolicy):
+        policy.log_std.clamp_(policy.log_std_min, policy.log_std_max)
 
 
 class GaussianPolicy(nn.Module):

@@ -9,10 +9,9 @@ scalar": each algorithm brings its own surrogate and KL closures to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
-
-import math
 
 import torch
 from torch import Tensor, nn

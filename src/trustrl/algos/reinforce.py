@@ -18,6 +18,7 @@ import torch
 
 from trustrl.algos.base import Algorithm
 from trustrl.config import CriticConfig, REINFORCEConfig
+from trustrl.errors import ConfigError
 from trustrl.nets import Policy, ValueNet
 from trustrl.samplers.batch import Batch
 from trustrl.value_fit import make_fitter
@@ -25,6 +26,11 @@ from trustrl.value_fit import make_fitter
 
 class REINFORCE(Algorithm):
     def __init__(self, policy: Policy, critic: ValueNet, cfg: REINFORCEConfig, critic_cfg: CriticConfig, generator: torch.Generator):
+        if not cfg.baseline:  # refused here, not in the config, so runs saved with it can still be evaluated
+            raise ConfigError(
+                "algo.baseline = false is not supported: without a critic the steps of episodes still "
+                "running at the batch boundary have no return; reinforce always subtracts V(s_t)"
+            )
         self.policy = policy
         self.cfg = cfg
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)

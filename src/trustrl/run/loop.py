@@ -23,7 +23,7 @@ import torch
 from trustrl.advantages import compute_advantages
 from trustrl.algos.base import Algorithm, SeparateCriticAlgorithm
 from trustrl.config import Config
-from trustrl.nets import Policy, ValueNet
+from trustrl.nets import Policy, ValueNet, keep_in_bounds
 from trustrl.normalization import ObsNormalizer
 from trustrl.run.evaluation import NOT_EVALUATED, EvalStats, Evaluator
 from trustrl.run.recorder import Recorder
@@ -87,7 +87,7 @@ class _Pending:
     critic: Future | None
     timing: dict[str, float]
     transitions: int  # real transitions in the batch, for steps/s
-    final: bool
+    finished: bool  # the algorithm can improve no further: evaluate this last policy
 
 
 def run(parts: Parts, state: LoopState) -> LoopState:
@@ -100,6 +100,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
     critic_thread = ThreadPoolExecutor(1, thread_name_prefix="trustrl-critic") if overlap else None
     pending: _Pending | None = None
     start = last_logged = time.perf_counter()
+    carried_checkpoint_s = 0.0  # time of the last ``last`` save, reported on the next row
     by_eval = parts.evaluator is not None
 
     def evaluate(obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
@@ -115,25 +116,24 @@ def run(parts: Parts, state: LoopState) -> LoopState:
 
     def finish(done: _Pending) -> None:
         """Wait for update ``done``'s critic fit; then evaluate, checkpoint and log it."""
-        nonlocal last_logged
+        nonlocal last_logged, carried_checkpoint_s
         t0 = time.perf_counter()
         stats = {**done.stats, **(done.critic.result() if done.critic is not None else {})}
         waited = time.perf_counter() - t0
         timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
         evaluation, eval_s = NOT_EVALUATED, 0.0
-        if by_eval and (done.final or parts.eval_due(done.update, done.step)):
+        # Only on the schedule (a function of the step alone), so a run extended by --resume evaluates
+        # exactly where the run that never stopped did.
+        if by_eval and (done.finished or parts.eval_due(done.update, done.step)):
             evaluation, eval_s = evaluate(done.obs_norm)
             state.eval_last = evaluation.return_mean
         t1 = time.perf_counter()
         if by_eval and evaluation.return_mean > state.best:
             state.best = evaluation.return_mean
             save("best", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.best)
-        state.update = done.update
-        state.recent_returns, state.recent_lengths = list(recent), list(recent_lengths)
-        if done.sampler_state is not None:
-            save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.eval_last,
-                 full_state=_full_state(state, done.sampler_state, algo, parts.generator))
         now = time.perf_counter()
+        # The row goes out before ``last`` does: a resume keeps the rows up to its checkpoint's step,
+        # so a run killed between the two loses nothing. The save's time is on the next row.
         recorder.log(
             done.step,
             {**done.metrics, **(evaluation.metrics() if by_eval else {}), **stats},
@@ -143,11 +143,19 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 **done.timing,
                 "critic_wait_s": waited,
                 "eval_s": eval_s,
-                "checkpoint_s": done.timing["checkpoint_s"] + (now - t1),
+                "checkpoint_s": done.timing["checkpoint_s"] + carried_checkpoint_s + (now - t1),
                 **timing,
             },
         )
         last_logged = now
+        state.update = done.update
+        state.recent_returns, state.recent_lengths = list(recent), list(recent_lengths)
+        carried_checkpoint_s = 0.0
+        if done.sampler_state is not None:
+            t2 = time.perf_counter()
+            save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.eval_last,
+                 full_state=_full_state(state, done.sampler_state, algo, parts.generator))
+            carried_checkpoint_s = time.perf_counter() - t2
 
     fresh = state.update == 0
     try:
@@ -164,10 +172,13 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 for note in algo.prepare(batch):
                     parts.notes.append(note)
                     parts.log(note)
-                if by_eval:  # the starting policy, as a row of its own at step 0
+                if by_eval:  # the starting policy, as a row of its own at step 0; it may well be the best
                     initial, eval_s = evaluate(acting_norm)
                     state.eval_initial = state.eval_last = initial.return_mean
                     recorder.log(0, {"update": 0, **initial.metrics()}, {"eval_s": eval_s})
+                    if initial.return_mean > state.best:
+                        state.best = initial.return_mean
+                        save("best", 0, 0, acting_norm.state(), sampler.reward_scaler.state(), state.best)
             recent.extend(batch.episode_returns)
             recent_lengths.extend(batch.episode_lengths)
             # Without evaluation, ``best`` holds the policy that just collected the episodes behind the score.
@@ -184,6 +195,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 fitting = critic_thread.submit(algo.fit_critic, batch)
             else:
                 stats, fitting = algo.update(batch), None
+            keep_in_bounds(policy)
             t5 = time.perf_counter()
             if cfg.run.video_every and sampler.total_steps // cfg.run.video_every > state.filmed:
                 state.filmed = sampler.total_steps // cfg.run.video_every
@@ -207,7 +219,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 timing={"sample_s": t1 - t0, "advantage_s": t4 - t3, "update_s": t5 - t4,
                         "checkpoint_s": t3 - t2, "video_s": t6 - t5},
                 transitions=batch.n_steps,
-                final=final,
+                finished=algo.finished,
             )
             if fitting is None or final:
                 finish(pending)

@@ -24,8 +24,8 @@ from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config, from_dict
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env, make_vec_env
-from trustrl.errors import CheckpointError, TrustrlError
-from trustrl.evaluate import check_can_render
+from trustrl.errors import CheckpointError, ConfigError, TrustrlError
+from trustrl.evaluate import check_can_render, check_compatible_spaces
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
@@ -106,18 +106,20 @@ def resume(
     the run that never stopped; otherwise it continues with fresh episodes and
     a note says so.
     """
-    run_dir = Path(run_dir)
     ckpt = checkpoint.load(run_dir, "last")
-    if ckpt.state is None:
+    if ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints":
+        raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
+    run_dir = ckpt.path.parent.parent  # the run the checkpoint belongs to, and nothing else, is written
+    if not isinstance(ckpt.state, dict):
         raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older trustrl); "
                               "it can be evaluated but not resumed")
-    if ckpt.path.parent.parent != run_dir and ckpt.path.parent != run_dir / "checkpoints":
-        run_dir = ckpt.path.parent.parent
     try:
         cfg = from_dict(ckpt.config, source=str(ckpt.path))
-    except TrustrlError as exc:
+    except (TrustrlError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {ckpt.path} holds an invalid config: {exc}") from None
     if total_steps is not None:
+        if cfg.offline.dataset:
+            raise TrustrlError("this run trained from a dataset: extend it with --epochs N, not --total-steps")
         cfg.run.total_steps = total_steps
     if epochs is not None:
         if not cfg.offline.dataset:
@@ -128,7 +130,8 @@ def resume(
     return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log)
 
 
-# A builder makes the sampler, the algorithm and the schedule for a config: (cfg, parts-so-far) -> Parts.
+# A builder makes the sampler, the algorithm and the evaluation schedule of a config:
+# (cfg, policy_factory, log) -> Parts, where policy_factory(obs_space, act_space) -> (policy, critic, generator).
 _Builder = Callable[..., Parts]
 
 
@@ -217,11 +220,16 @@ def _execute(
     try:
         if resume_from is not None:
             state = _restore(parts, resume_from)
+            if parts.algo.finished:
+                raise TrustrlError(f"{run_dir} stopped early after {state.update} updates: its algorithm can "
+                                   "improve no further, so there is nothing to continue")
             if state.update >= parts.n_updates:
                 raise TrustrlError(
                     f"{run_dir} has already trained {resume_from.step} steps ({state.update} updates); "
                     "pass a larger --total-steps (or --epochs) to continue it"
                 )
+            if parts.notes:  # not the same run: a best from the timeline that was thrown away must not win
+                _set_aside_later_best(run_dir, resume_from, state, parts)
             try:
                 check_writable(run_dir)
             except OSError as exc:
@@ -261,8 +269,6 @@ def _spaces(parts: Parts):
 
 def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
     """Load everything ``last`` holds into freshly built parts; returns the loop's state."""
-    from trustrl.evaluate import check_compatible_spaces
-
     check_compatible_spaces(ckpt, *_spaces(parts))
     state = ckpt.state
     try:
@@ -275,10 +281,29 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
             parts.notes.append(note)
             parts.log(note)
         loop = LoopState.from_json(state["loop"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {ckpt.path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {ckpt.path}: cannot restore the training state ({detail})") from None
     if loop.update != ckpt.update:
         raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
                               f"not {ckpt.update}")
     return loop
+
+
+def _set_aside_later_best(run_dir: Path, ckpt: checkpoint.Checkpoint, state: LoopState, parts: Parts) -> None:
+    """A resume with fresh episodes is another run from ``last`` on: a ``best`` written after ``last`` by the
+    run that stopped is removed, and the best score is taken anew from the resumed run's evaluations."""
+    try:
+        best = checkpoint.load(run_dir, "best")
+    except CheckpointError:
+        return
+    if best.step > ckpt.step:
+        for path in (best.path, best.path.parent / best.path.name.replace(".json", f"-{best.step:09d}.safetensors")):
+            path.unlink(missing_ok=True)
+        state.best = float("-inf")
+        message = (f"removed the best checkpoint at step {best.step}: it was chosen after the last checkpoint "
+                   f"(step {ckpt.step}), on episodes this continuation does not replay")
+        parts.notes.append(message)
+        parts.log(message)

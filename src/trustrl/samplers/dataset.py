@@ -56,14 +56,22 @@ class DatasetSampler:
         return dataclasses.replace(self.batch, values=None, next_values=None, advantages=None, returns=None)
 
     def state(self) -> dict:
-        return {"kind": "dataset", "total_steps": self.total_steps, "dataset": self.data.dataset_id,
-                "obs_norm": self.obs_norm.state(), "reward_norm": self.reward_scaler.state()}
+        return {"kind": "dataset", "total_steps": self.total_steps, **self._fingerprint()}
 
     def load_state(self, state: dict) -> list[str]:
         if state.get("kind") != "dataset":
             raise ConfigError("the checkpoint's sampler state is not a dataset's")
+        if {k: state.get(k) for k in self._fingerprint()} != self._fingerprint():
+            raise ConfigError(f"dataset {self.data.dataset_id} has changed since the checkpoint was written "
+                              "(other episodes or statistics); a run resumes only on the data it trained on")
         self.total_steps = int(state["total_steps"])
         return []
+
+    def _fingerprint(self) -> dict:
+        """What identifies the data: its id, size and statistics (any other dataset differs in one of them)."""
+        return {"dataset": self.data.dataset_id, "transitions": self.transitions,
+                "episodes": len(self.data.episodes), "obs_norm": self.obs_norm.state(),
+                "reward_norm": self.reward_scaler.state()}
 
     def close(self) -> None:
         pass

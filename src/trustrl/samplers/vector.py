@@ -153,7 +153,11 @@ class VectorSampler:
         }
 
     def load_state(self, state: dict) -> list[str]:
-        if state.get("kind") != "vector" or len(state["rngs"]) != self.n_envs:
+        N, obs_shape = self.n_envs, self.raw_obs.shape
+        if (state.get("kind") != "vector" or len(state["rngs"]) != N
+                or np.shape(state["raw_obs"]) != obs_shape or np.shape(state["reward_returns"]) != (N,)
+                or np.shape(state["ep_return"]) != (N,) or np.shape(state["ep_length"]) != (N,)
+                or (state.get("envs") is not None and len(state["envs"]) != N)):
             raise ConfigError("the checkpoint's sampler state does not match this run's env copies")
         self.total_steps = int(state["total_steps"])
         self.obs_norm.load_state(state["obs_norm"])
@@ -172,6 +176,7 @@ class VectorSampler:
         self.raw_obs, _ = self.envs.reset(seed=self.seed + 7919 * (1 + self.total_steps))
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, np.int64)
+        self.reward_scaler.returns = np.zeros(self.n_envs)  # the discounted returns restart with the episodes
         return [f"resumed with fresh episodes: the state of {_env_id(self.envs)} cannot be captured here, "
                 "so the continuation is not bit-for-bit the run that stopped"]
 
