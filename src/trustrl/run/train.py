@@ -41,7 +41,7 @@ class TrainResult:
     run_dir: Path
     steps: int  # env steps (online) or dataset transitions processed (offline)
     updates: int
-    seconds: float
+    seconds: float  # wall time of the training loop (this session of it, for a resumed run)
     best_return: float  # best evaluation, or best rolling training return without evaluation (nan if none)
     last_return: float  # rolling mean of recent training episodes at the end (nan offline)
     eval_initial: float = math.nan  # evaluation of the starting policy
@@ -205,7 +205,6 @@ def _execute(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    start = time.perf_counter()
     log = log or (lambda message: print(message, file=sys.stderr))
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
@@ -242,9 +241,11 @@ def _execute(
             run_dir, cfg, describe_spaces(*_spaces(parts)), parts.n_updates * batch_steps, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
         )  # fmt: skip
+        started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:
             state = run(parts, state)
         finally:
+            seconds = time.perf_counter() - started
             parts.recorder.close()
     finally:
         parts.sampler.close()
@@ -254,7 +255,7 @@ def _execute(
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan
     return TrainResult(
-        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps, updates=state.update, seconds=time.perf_counter() - start,
+        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps, updates=state.update, seconds=seconds,
         best_return=best, last_return=recent, eval_initial=state.eval_initial, eval_last=state.eval_last,
         notes=parts.notes, extra=extra,
     )  # fmt: skip

@@ -83,6 +83,7 @@ class VectorSampler:
         actor = NumpyActor(policy)
         noise = np.stack([actor.draw_noise(rng, T) for rng in self.rngs], axis=1)  # (T, N, k)
         normalize = self.obs_norm.normalize  # the statistics stay as they are until the batch ends
+        scaling = self.reward_scaler.enabled
 
         for t in range(T):
             raw_buf[t] = self.raw_obs
@@ -91,7 +92,8 @@ class VectorSampler:
             raw_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = terminated | truncated
             rew_buf[t] = reward
-            ret_buf[t] = self.reward_scaler.accumulate(reward, done)
+            if scaling:
+                ret_buf[t] = self.reward_scaler.accumulate(reward, done)
             term_buf[t] = terminated
             trunc_buf[t] = truncated
             self.ep_return += reward
@@ -113,7 +115,8 @@ class VectorSampler:
         # The per-batch update, once, in copy order within each step. Nothing acts on rewards, so they
         # are scaled with the statistics that include this batch (the first batch too has a scale).
         self.obs_norm.update(raw_buf.reshape(T * N, obs_dim))
-        self.reward_scaler.update(ret_buf.reshape(-1))
+        if scaling:
+            self.reward_scaler.update(ret_buf.reshape(-1))
         rewards = self.reward_scaler.scale(rew_buf)
         self.total_steps += T * N
 
