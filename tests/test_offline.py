@@ -238,7 +238,7 @@ def test_offline_resume_refuses_a_changed_dataset_and_a_run_that_stopped_early(b
                  "--set", "offline.max_kl_behaviour=1e-12", "--run-dir", str(stuck), *quiet]) == 0
     assert checkpoint_update(stuck) == 1
     assert main(["train", "--resume", str(stuck), "--epochs", "9"]) == 2
-    assert "stopped early after 1 updates" in capsys.readouterr().err
+    assert "ended after 1 updates with a step its algorithm could not improve on" in capsys.readouterr().err
 
 
 def checkpoint_update(run):

@@ -120,10 +120,12 @@ def test_resume_refuses_a_checkpoint_whose_state_does_not_fit_and_writes_nothing
     train(config.load("cartpole-trpo", ["run.total_steps=1024", "run.n_steps=128"]), run, progress=False)
     record_path = run / "checkpoints" / "last.json"
     good = record_path.read_text()
-    for broken in ({"raw_obs": [[0.0] * 4] * 3}, {"ep_return": [0.0]}, None):
+    for broken in ({"raw_obs": [[0.0] * 4] * 3}, {"ep_return": [0.0]}, "obs_norm", None):
         record = json.loads(good)
         if broken is None:
             record["state"]["loop"] = [1]
+        elif broken == "obs_norm":
+            record["state"]["sampler"]["obs_norm"]["mean"] = [0.0] * 3
         else:
             record["state"]["sampler"].update(broken)
         record_path.write_text(json.dumps(record))

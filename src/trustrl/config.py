@@ -218,9 +218,10 @@ class REINFORCEConfig(AlgoConfig):
     gae_lambda: float = 1.0
     """Must be 1: REINFORCE weights by Monte-Carlo returns-to-go (use ``a2c`` for lambda-returns)."""
     baseline: bool = True
-    """Always true: the advantage is G_t - V(s_t) with the critic fitted by ``critic.fit``, and an
-    episode cut by the batch boundary bootstraps its return from V there. (Pure Monte Carlo with no
-    baseline would have to drop or guess the steps of episodes still running at the boundary.)"""
+    """Must be true to train: the advantage is G_t - V(s_t) with the critic fitted by ``critic.fit``, and
+    an episode cut by the batch boundary bootstraps its return from V there. (Pure Monte Carlo with no
+    baseline would have to drop or guess the steps of episodes still running at the boundary.)
+    ``false`` is still read, so runs saved with it can be evaluated, but training with it is refused."""
     lr: float = 1e-3
     """Adam learning rate of the policy."""
     max_grad_norm: float | None = None
@@ -328,7 +329,8 @@ class RunConfig:
     checkpoint_every: int = 10
     """Write the ``last`` checkpoint every this many updates (and at the end)."""
     best_window: int = 20
-    """``best`` is saved when the mean of this many recent episode returns beats the best so far."""
+    """Training episodes in the rolling ``episode_return_mean``; with ``eval_every = 0``, ``best`` is saved
+    when the mean of this many recent episode returns beats the best so far."""
     device: str = "cpu"
     """Torch device for the networks."""
     video_every: int = 0

@@ -168,10 +168,12 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 finish(pending)
                 pending = None
             t2 = time.perf_counter()
+            prepare_s = 0.0
             if fresh and update == 1:
                 for note in algo.prepare(batch):
                     parts.notes.append(note)
                     parts.log(note)
+                prepare_s = time.perf_counter() - t2
                 if by_eval:  # the starting policy, as a row of its own at step 0; it may well be the best
                     initial, eval_s = evaluate(acting_norm)
                     state.eval_initial = state.eval_last = initial.return_mean
@@ -179,6 +181,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                     if initial.return_mean > state.best:
                         state.best = initial.return_mean
                         save("best", 0, 0, acting_norm.state(), sampler.reward_scaler.state(), state.best)
+                t2 = time.perf_counter()
             recent.extend(batch.episode_returns)
             recent_lengths.extend(batch.episode_lengths)
             # Without evaluation, ``best`` holds the policy that just collected the episodes behind the score.
@@ -216,7 +219,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 },
                 stats=stats,
                 critic=fitting,
-                timing={"sample_s": t1 - t0, "advantage_s": t4 - t3, "update_s": t5 - t4,
+                timing={"sample_s": t1 - t0, "prepare_s": prepare_s, "advantage_s": t4 - t3, "update_s": t5 - t4,
                         "checkpoint_s": t3 - t2, "video_s": t6 - t5},
                 transitions=batch.n_steps,
                 finished=algo.finished,

@@ -10,6 +10,7 @@ same parts from a run's ``last`` checkpoint and continues the loop.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -41,7 +42,7 @@ class TrainResult:
     run_dir: Path
     steps: int  # env steps (online) or dataset transitions processed (offline)
     updates: int
-    seconds: float  # wall time of the training loop (this session of it, for a resumed run)
+    seconds: float  # wall time of the training loop (of this invocation, for a resumed run)
     best_return: float  # best evaluation, or best rolling training return without evaluation (nan if none)
     last_return: float  # rolling mean of recent training episodes at the end (nan offline)
     eval_initial: float = math.nan  # evaluation of the starting policy
@@ -107,7 +108,8 @@ def resume(
     a note says so.
     """
     ckpt = checkpoint.load(run_dir, "last")
-    if ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints":
+    if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
+            or not (ckpt.path.parent.parent / "config.toml").is_file()):
         raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
     run_dir = ckpt.path.parent.parent  # the run the checkpoint belongs to, and nothing else, is written
     if not isinstance(ckpt.state, dict):
@@ -150,12 +152,13 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
             cfg.run.seed,
             cfg.run.device,
         )
+        algo = make_algorithm(cfg, policy, critic, generator)
     except BaseException:
         envs.close()
         raise
     every, batch = cfg.run.eval_every, cfg.batch_size
     return Parts(
-        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=make_algorithm(cfg, policy, critic, generator),
+        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
         generator=generator, recorder=None, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
         evaluator=Evaluator(cfg, cfg.run.eval_episodes) if every else None,
         eval_due=lambda update, step: every > 0 and step // every > (step - batch) // every,
@@ -218,19 +221,19 @@ def _execute(
     state = LoopState()
     try:
         if resume_from is not None:
-            state = _restore(parts, resume_from)
+            state, inexact = _restore(parts, resume_from)
             if parts.algo.finished:
-                raise TrustrlError(f"{run_dir} stopped early after {state.update} updates: its algorithm can "
-                                   "improve no further, so there is nothing to continue")
+                raise TrustrlError(f"{run_dir} ended after {state.update} updates with a step its algorithm "
+                                   "could not improve on, so there is nothing to continue")
             if state.update >= parts.n_updates:
                 raise TrustrlError(
                     f"{run_dir} has already trained {resume_from.step} steps ({state.update} updates); "
                     "pass a larger --total-steps (or --epochs) to continue it"
                 )
-            if parts.notes:  # not the same run: a best from the timeline that was thrown away must not win
-                _set_aside_later_best(run_dir, resume_from, state, parts)
             try:
                 check_writable(run_dir)
+                if inexact:  # not the same run: a best from the timeline that was thrown away must not win
+                    _set_aside_later_best(run_dir, resume_from, state, parts)
             except OSError as exc:
                 raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
         else:
@@ -268,8 +271,12 @@ def _spaces(parts: Parts):
     return sampler.envs.single_observation_space, sampler.envs.single_action_space
 
 
-def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
-    """Load everything ``last`` holds into freshly built parts; returns the loop's state."""
+def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool]:
+    """Load everything ``last`` holds into freshly built parts.
+
+    Returns the loop's state, and whether the continuation is inexact (the sampler could not restore
+    the envs' state, and said so in a note).
+    """
     check_compatible_spaces(ckpt, *_spaces(parts))
     state = ckpt.state
     try:
@@ -278,7 +285,8 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
         parts.algo.load_state_dict(state["algo"])
         parts.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        for note in parts.sampler.load_state(state["sampler"]):
+        sampler_notes = parts.sampler.load_state(state["sampler"])
+        for note in sampler_notes:
             parts.notes.append(note)
             parts.log(note)
         loop = LoopState.from_json(state["loop"])
@@ -290,19 +298,21 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> LoopState:
     if loop.update != ckpt.update:
         raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
                               f"not {ckpt.update}")
-    return loop
+    return loop, bool(sampler_notes)
 
 
 def _set_aside_later_best(run_dir: Path, ckpt: checkpoint.Checkpoint, state: LoopState, parts: Parts) -> None:
     """A resume with fresh episodes is another run from ``last`` on: a ``best`` written after ``last`` by the
     run that stopped is removed, and the best score is taken anew from the resumed run's evaluations."""
+    record_path = run_dir / "checkpoints" / "best.json"
     try:
-        best = checkpoint.load(run_dir, "best")
-    except CheckpointError:
+        best = checkpoint.load(record_path)
+        weights = json.loads(record_path.read_text())["weights"]
+    except (CheckpointError, OSError, ValueError, KeyError, TypeError):
         return
     if best.step > ckpt.step:
-        for path in (best.path, best.path.parent / best.path.name.replace(".json", f"-{best.step:09d}.safetensors")):
-            path.unlink(missing_ok=True)
+        record_path.unlink()
+        (record_path.parent / Path(weights).name).unlink(missing_ok=True)
         state.best = float("-inf")
         message = (f"removed the best checkpoint at step {best.step}: it was chosen after the last checkpoint "
                    f"(step {ckpt.step}), on episodes this continuation does not replay")

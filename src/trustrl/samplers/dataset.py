@@ -12,6 +12,7 @@ dataset and frozen: they are the data's, not the learner's.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 
 import gymnasium as gym
@@ -48,6 +49,7 @@ class DatasetSampler:
         reward_scaler.frozen = True
         self.batch = pack(data, obs_norm, reward_scaler, columns, device)
         self.transitions = data.n_steps
+        self.digest = dataset_digest(data)
         self.behaviour_return = float(data.returns.mean())  # the dataset's mean episode return
         self.total_steps = 0
 
@@ -63,18 +65,31 @@ class DatasetSampler:
             raise ConfigError("the checkpoint's sampler state is not a dataset's")
         if {k: state.get(k) for k in self._fingerprint()} != self._fingerprint():
             raise ConfigError(f"dataset {self.data.dataset_id} has changed since the checkpoint was written "
-                              "(other episodes or statistics); a run resumes only on the data it trained on")
+                              "(other episodes or values); a run resumes only on the data it trained on")
         self.total_steps = int(state["total_steps"])
         return []
 
     def _fingerprint(self) -> dict:
-        """What identifies the data: its id, size and statistics (any other dataset differs in one of them)."""
+        """What identifies the data: its id, size and the SHA-256 of its arrays, in episode order."""
         return {"dataset": self.data.dataset_id, "transitions": self.transitions,
-                "episodes": len(self.data.episodes), "obs_norm": self.obs_norm.state(),
-                "reward_norm": self.reward_scaler.state()}
+                "episodes": len(self.data.episodes), "sha256": self.digest}
 
     def close(self) -> None:
         pass
+
+
+def dataset_digest(data: OfflineData) -> str:
+    """SHA-256 over every episode's observations, actions, rewards, ends and behaviour records."""
+    h = hashlib.sha256()
+    for ep in data.episodes:
+        arrays = [ep.observations, ep.actions, ep.rewards, ep.terminated, ep.truncated]
+        arrays += [ep.log_probs] if ep.log_probs is not None else []
+        arrays += [ep.params[k] for k in sorted(ep.params)] if ep.params is not None else []
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            h.update(f"{array.dtype.str}{array.shape}".encode())
+            h.update(array.tobytes())
+    return h.hexdigest()
 
 
 def discounted_running_return(rewards: np.ndarray, gamma: float) -> np.ndarray:
