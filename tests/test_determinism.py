@@ -35,7 +35,7 @@ def test_loaded_policy_acts_deterministically_with_frozen_statistics(tmp_path):
     np.testing.assert_array_equal(mean, loaded.obs_norm.rms.mean)
     assert loaded.obs_norm.rms.count > 2048 - 1
     with torch.no_grad():
-        dist = loaded.policy(torch.from_numpy(loaded.obs_norm(obs, update=False)))
+        dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(obs)))
     np.testing.assert_allclose(dist.mean.numpy()[0], loaded.act(obs[0]), rtol=1e-5, atol=1e-6)
 
 

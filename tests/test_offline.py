@@ -55,7 +55,7 @@ def test_collected_dataset_loads_with_minari_as_written(behaviour_run, medium):
         assert ep.infos[LOG_PROB_KEY].shape == (T + 1,) and np.isnan(ep.infos[LOG_PROB_KEY][-1])
         # the recorded log-probabilities and logits are the behaviour policy's, at the stored (raw) observations
         with torch.no_grad():
-            dist = loaded.policy(torch.from_numpy(loaded.obs_norm(ep.observations[:-1], update=False)))
+            dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(ep.observations[:-1])))
         np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-5)
         np.testing.assert_allclose(ep.infos["behaviour_logits"][:-1], dist.logits, atol=1e-5)
         if i == 0:  # episode i starts from reset(seed=i)
@@ -76,7 +76,7 @@ def test_collect_by_steps_keeps_whole_episodes_and_box_actions_in_bounds(tmp_pat
         assert np.all(np.abs(ep.actions) <= 2.0)  # stored as executed: clipped to the bounds
         mean, log_std = ep.infos["behaviour_mean"][:-1], ep.infos["behaviour_log_std"][:-1]
         with torch.no_grad():
-            dist = loaded.policy(torch.from_numpy(loaded.obs_norm(ep.observations[:-1], update=False)))
+            dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(ep.observations[:-1])))
         np.testing.assert_allclose(mean, dist.mean, atol=1e-5)
         np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-4)
 

@@ -47,7 +47,7 @@ class LoadedPolicy:
     @torch.inference_mode()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         device = next(self.policy.parameters()).device
-        x = torch.from_numpy(self.obs_norm(np.asarray(obs)[None], update=False)).to(device)
+        x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs)[None])).to(device)
         dist = self.policy(x)
         action = dist.mode() if deterministic else dist.sample()
         return action[0].cpu().numpy()

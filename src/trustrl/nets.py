@@ -192,11 +192,6 @@ class NumpyActor:
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
         return np.argmax(out - np.log(-np.log(noise)), axis=-1)
 
-    def mode(self, obs: np.ndarray) -> np.ndarray:
-        """The deterministic action: the Gaussian's mean or the categorical's arg-max."""
-        out = self.forward(obs)
-        return out if self.std is not None else np.argmax(out, axis=-1)
-
 
 def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:
     """``clamp(log_std, low, high)`` in value, the identity in gradient (a straight-through bound).

@@ -72,12 +72,6 @@ class ObsNormalizer:
         self.eps = eps
         self.frozen = False
 
-    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
-        """Normalise a batch ``(B, *shape)``; update the statistic first unless frozen."""
-        if update:
-            self.update(obs)
-        return self.normalize(obs)
-
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """``(B, *shape)`` float32, with the statistic as it stands (never updated here)."""
         if not self.enabled:

@@ -136,6 +136,24 @@ def natural_gradient(
     return cg.x, curvature, cg
 
 
+def natural_direction(
+    params: Sequence[nn.Parameter],
+    surrogate: Callable[[], Tensor],
+    fisher_kl: Callable[[], Tensor],
+    damping: float,
+    cg_iters: int,
+    cg_tol: float,
+) -> tuple[Tensor, Tensor, Tensor, CGResult]:
+    """``(g, s, s^T F s, cg)`` at the current parameters: the surrogate's gradient and s = CG(F, g).
+
+    The one place NPG, TRPO and offline TRPO get their direction from closures.
+    """
+    params = list(params)
+    loss_grad = flat_grad(surrogate(), params)
+    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl(), params, damping, cg_iters, cg_tol)
+    return loss_grad, direction, curvature, cg
+
+
 def kl_scaled_step(direction: Tensor, curvature: Tensor, max_kl: float) -> Tensor | None:
     """``sqrt(2 max_kl / s^T F s) * s``: the step whose quadratic-model KL is ``max_kl``.
 
@@ -184,8 +202,7 @@ def trust_region_step(
     one ratio. The full step is scaled so its quadratic-model KL is ``max_kl``.
     """
     params = list(params)
-    loss_grad = flat_grad(surrogate(), params)
-    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl(), params, damping, cg_iters, cg_tol)
+    loss_grad, direction, curvature, cg = natural_direction(params, surrogate, fisher_kl, damping, cg_iters, cg_tol)
     full_step = kl_scaled_step(direction, curvature, max_kl)
     search = None
     if full_step is not None:

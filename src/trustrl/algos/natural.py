@@ -20,7 +20,7 @@ from trustrl.algos.base import SeparateCriticAlgorithm
 from trustrl.config import CriticConfig, NaturalGradientConfig
 from trustrl.nets import Distribution, Policy, ValueNet
 from trustrl.samplers.batch import Batch
-from trustrl.trust_region import CGResult, flat_grad, kl_scaled_step, natural_gradient
+from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction
 from trustrl.value_fit import make_fitter
 
 
@@ -82,13 +82,10 @@ class NaturalGradient:
 
 
 def natural_gradient_step(objective: PolicyObjective, policy: Policy, cfg: NaturalGradientConfig) -> NaturalGradient:
-    """g and s = CG(F, g), computed exactly as :func:`~trustrl.trust_region.trust_region_step` does."""
-    params = list(policy.parameters())
-    loss_grad = flat_grad(objective.surrogate(), params)
-    direction, curvature, cg = natural_gradient(
-        loss_grad, objective.fisher_kl(), params, cfg.damping, cfg.cg_iters, cfg.cg_tol
-    )
-    return NaturalGradient(objective, loss_grad, direction, curvature, cg)
+    """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them."""
+    parts = natural_direction(policy.parameters(), objective.surrogate, objective.fisher_kl,
+                              cfg.damping, cfg.cg_iters, cfg.cg_tol)
+    return NaturalGradient(objective, *parts)
 
 
 def _subsample(n: int, fraction: float, generator: torch.Generator) -> Tensor | slice:

@@ -129,7 +129,7 @@ class _PolicyBehaviour:
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray) -> tuple[Any, float, dict[str, np.ndarray]]:
-        x = torch.from_numpy(self.loaded.obs_norm(np.asarray(obs)[None], update=False))
+        x = torch.from_numpy(self.loaded.obs_norm.normalize(np.asarray(obs)[None]))
         dist = self.loaded.policy(x)
         action = dist.sample()
         if self.box:

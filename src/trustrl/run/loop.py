@@ -157,7 +157,6 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                  full_state=_full_state(state, done.sampler_state, algo, parts.generator))
             carried_checkpoint_s = time.perf_counter() - t2
 
-    fresh = state.update == 0
     try:
         for update in range(state.update + 1, parts.n_updates + 1):
             t0 = time.perf_counter()
@@ -169,7 +168,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 pending = None
             t2 = time.perf_counter()
             prepare_s = 0.0
-            if fresh and update == 1:
+            if update == 1:  # a fresh run (a resumed one starts past it)
                 for note in algo.prepare(batch):
                     parts.notes.append(note)
                     parts.log(note)

@@ -240,8 +240,9 @@ def _execute(
             prepare_run_dir(run_dir, overwrite)
         write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
         batch_steps = cfg.batch_size if not cfg.offline.dataset else parts.extra["transitions"]
+        spaces = describe_spaces(parts.sampler.observation_space, parts.sampler.action_space)
         parts.recorder = Recorder(
-            run_dir, cfg, describe_spaces(*_spaces(parts)), parts.n_updates * batch_steps, progress=progress,
+            run_dir, cfg, spaces, parts.n_updates * batch_steps, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
@@ -264,20 +265,13 @@ def _execute(
     )  # fmt: skip
 
 
-def _spaces(parts: Parts):
-    sampler = parts.sampler
-    if isinstance(sampler, DatasetSampler):
-        return sampler.data.observation_space, sampler.data.action_space
-    return sampler.envs.single_observation_space, sampler.envs.single_action_space
-
-
 def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool]:
     """Load everything ``last`` holds into freshly built parts.
 
     Returns the loop's state, and whether the continuation is inexact (the sampler could not restore
     the envs' state, and said so in a note).
     """
-    check_compatible_spaces(ckpt, *_spaces(parts))
+    check_compatible_spaces(ckpt, parts.sampler.observation_space, parts.sampler.action_space)
     state = ckpt.state
     try:
         parts.policy.load_state_dict(ckpt.policy_state)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import gymnasium as gym
+
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.samplers.batch import Batch
@@ -27,6 +29,9 @@ class Sampler(Protocol):
     obs_norm: ObsNormalizer
     """The statistics the next batch will be normalised with (and a checkpoint of now holds)."""
     reward_scaler: RewardScaler
+    observation_space: gym.Space
+    """The single-copy spaces the batches are of (what a checkpoint records and checks)."""
+    action_space: gym.Space
 
     def collect(self, policy: Policy) -> Batch:
         """One batch of experience for ``policy`` (which must not change during the call)."""

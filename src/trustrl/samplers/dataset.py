@@ -38,6 +38,7 @@ class DatasetSampler:
         device: str = "cpu",
     ):
         self.data = data
+        self.observation_space, self.action_space = data.observation_space, data.action_space
         self.obs_norm = obs_norm
         if obs_norm.enabled:
             obs_norm.update(np.concatenate([ep.observations for ep in data.episodes]))

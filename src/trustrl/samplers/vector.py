@@ -59,6 +59,7 @@ class VectorSampler:
         self.seed = seed
         self.device = device
         self.n_envs = envs.num_envs
+        self.observation_space, self.action_space = envs.single_observation_space, envs.single_action_space
         act_space = envs.single_action_space
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
         self.act_shape = () if self.discrete else act_space.shape
@@ -72,7 +73,8 @@ class VectorSampler:
     def collect(self, policy: Policy) -> Batch:
         T, N = self.n_steps, self.n_envs
         obs_dim = self.raw_obs.shape[-1]
-        raw_buf = np.empty((T, N, obs_dim), np.float64)
+        raw_buf = np.empty((T, N, obs_dim), np.float64)  # for the statistics' update after the batch
+        obs_buf = np.empty((T, N, obs_dim), np.float32)  # normalised, as the policy saw them
         act_buf = np.empty((T, N, *self.act_shape), np.int64 if self.discrete else np.float32)
         rew_buf = np.empty((T, N), np.float64)
         ret_buf = np.empty((T, N), np.float64)  # each copy's running discounted return, for the reward scale
@@ -87,7 +89,8 @@ class VectorSampler:
 
         for t in range(T):
             raw_buf[t] = self.raw_obs
-            action = actor.act(normalize(self.raw_obs), noise[t])
+            obs_buf[t] = normalize(self.raw_obs)
+            action = actor.act(obs_buf[t], noise[t])
             act_buf[t] = action
             raw_obs, reward, terminated, truncated, info = self.envs.step(action)
             done = terminated | truncated
@@ -109,7 +112,6 @@ class VectorSampler:
                 self.ep_length[done] = 0
             self.raw_obs = raw_obs
 
-        obs = normalize(raw_buf.reshape(T * N, obs_dim)).reshape(T, N, obs_dim)
         last_obs = normalize(self.raw_obs)
         final = normalize(np.stack(final_obs)) if final_obs else np.empty((0, obs_dim), np.float32)
         # The per-batch update, once, in copy order within each step. Nothing acts on rewards, so they
@@ -121,7 +123,7 @@ class VectorSampler:
         self.total_steps += T * N
 
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        obs_t, actions = to(obs), to(act_buf)
+        obs_t, actions = to(obs_buf), to(act_buf)
         # One batched pass instead of T small ones: the policy has not changed since it acted.
         log_probs = policy(obs_t.reshape(T * N, -1)).log_prob(actions.reshape(T * N, *self.act_shape))
         return Batch(
@@ -139,9 +141,10 @@ class VectorSampler:
         )
 
     def state(self) -> dict:
-        env_states = None
-        if _can_snapshot(self.envs):
-            env_states = self.envs.snapshot()
+        try:
+            env_states = self.envs.snapshot() if isinstance(self.envs, envs_mod.SyncVecEnv) else None
+        except ConfigError:  # an env whose state cannot be captured: a resume starts fresh episodes
+            env_states = None
         return {
             "kind": "vector",
             "total_steps": self.total_steps,
