@@ -25,7 +25,7 @@ train: install
 	$(BIN)/trustrl train $(PRESET) --run-dir $(RUN_DIR) $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -q $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)
 
 $(VENV)/.bench: $(VENV)/.installed
 	$(BIN)/pip install -e '.[test,bench]'

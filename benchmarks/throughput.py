@@ -3,20 +3,24 @@
     .venv/bin/python benchmarks/throughput.py                 # after `make bench`
     .venv/bin/python benchmarks/throughput.py --json --rounds 3 --steps 40960
 
-Each measurement runs in a fresh subprocess (clean peak memory, no shared
-state), and the kinds alternate -- raw, trustrl, peer, raw, trustrl, peer, ... --
+Each measurement runs in a fresh subprocess (no shared state), its peak
+memory summed over the whole process tree (workers, and Ray's own processes,
+included), and the kinds alternate -- raw, trustrl, peer, raw, trustrl, peer, ... --
 so drift of the machine's speed affects them alike. Reported figures are
 medians over rounds.
 
-- raw:      the vector env trustrl trains on, stepping random actions (the ceiling);
-            ``raw_gym`` is gymnasium's own SyncVectorEnv in the same configuration.
-- trustrl:  ``trustrl.run.train`` on the preset for ``--steps`` env steps
-            (``trustrl_serial``: the same with ``run.overlap_critic = false``).
+- raw:      the vector env trustrl trains on, stepping random actions in one process (the one-core ceiling);
+            ``raw_parallel``: the same copies split over 2 processes stepping at once (the ceiling of
+            this 2-core machine); ``raw_gym`` is gymnasium's own SyncVectorEnv in one process.
+- trustrl:  ``trustrl.run.train`` on the preset for ``--steps`` env steps, copies in this process
+            (``trustrl_serial``: the same with ``run.overlap_critic = false``; ``trustrl_workers``:
+            ``run.workers = 2`` worker processes; ``trustrl_ray``: 2 actors on a local Ray).
 - peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
             network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
             damping, target KL, line search, observation normalisation).
 
-``--scaling`` adds a table of TRPO update time against batch size and width.
+``--scaling`` adds a table of TRPO update time against batch size and width,
+and of training steps/s against workers (1, 2, 4) and batch size.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ import tempfile
 import time
 from pathlib import Path
 
-KINDS = ("raw", "raw_gym", "trustrl", "trustrl_serial", "peer")
+KINDS = ("raw", "raw_parallel", "raw_gym", "trustrl", "trustrl_serial", "trustrl_workers", "trustrl_ray", "peer")
+TRUSTRL_KINDS = {  # kind -> the overrides it trains with
+    "trustrl": [],
+    "trustrl_serial": ["run.overlap_critic=false"],
+    "trustrl_workers": ["run.workers=2"],
+    "trustrl_ray": ['run.sampler="ray"', "run.workers=2"],
+}
 
 
 # --------------------------------------------------------------------------- workers
@@ -43,13 +53,54 @@ def _max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_raw(preset: str, steps: int, gym_vector: bool) -> dict:
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants now, from /proc."""
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0) / 1024.0
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class PeakTreeRss:
+    """Samples the summed RSS of this process tree every 50 ms; ``peak`` is the largest sum seen."""
+
+    def __enter__(self) -> "PeakTreeRss":
+        import threading
+
+        self.peak, self._stop = _max_rss_mb(), threading.Event()
+
+        def poll() -> None:
+            while not self._stop.wait(0.05):
+                self.peak = max(self.peak, _tree_rss_mb(os.getpid()))
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _max_rss_mb())
+
+
+def worker_raw(preset: str, steps: int, gym_vector: bool, n_envs: int | None = None) -> dict:
     import gymnasium as gym
 
     from trustrl import config
     from trustrl.envs import make_vec_env
 
-    cfg = config.load(preset)
+    cfg = config.load(preset, [f"env.n_envs={n_envs}"] if n_envs else [])
     if gym_vector:
         envs = gym.make_vec(
             cfg.env.id,
@@ -71,16 +122,33 @@ def worker_raw(preset: str, steps: int, gym_vector: bool) -> dict:
     return {"sps": n_vec_steps * cfg.env.n_envs / seconds, "seconds": seconds, "max_rss_mb": _max_rss_mb()}
 
 
-def worker_trustrl(preset: str, steps: int, overlap: bool = True) -> dict:
+def worker_raw_parallel(preset: str, steps: int, processes: int = 2) -> dict:
+    """The preset's copies split over ``processes`` processes stepping random actions at once."""
+    from trustrl import config
+
+    n_envs = config.load(preset).env.n_envs
+    shares = [n_envs // processes + (i < n_envs % processes) for i in range(processes)]
+    with PeakTreeRss() as rss:
+        procs = [subprocess.Popen([sys.executable, __file__, "--worker", "raw", "--preset", preset,
+                                   "--steps", str(steps * share // n_envs), "--n-envs", str(share)],
+                                  stdout=subprocess.PIPE, text=True) for share in shares]
+        results = [json.loads(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+    seconds = max(r["seconds"] for r in results)  # they run at once: the slower one bounds the pair
+    done = sum(r["sps"] * r["seconds"] for r in results)
+    return {"sps": done / seconds, "seconds": seconds, "max_rss_mb": rss.peak}
+
+
+def worker_trustrl(preset: str, steps: int, kind: str = "trustrl", extra: tuple[str, ...] = ()) -> dict:
     import csv
 
     from trustrl import config
     from trustrl.run import train
 
     # evaluation during training off: this measures training, side by side with a trainer that has none
-    cfg = config.load(preset, [f"run.total_steps={steps}", f"run.overlap_critic={str(overlap).lower()}",
-                               "run.eval_every=0"])
-    with tempfile.TemporaryDirectory() as tmp:
+    overrides = [f"run.total_steps={steps}", "run.eval_every=0", *TRUSTRL_KINDS[kind], *extra]
+    cfg = config.load(preset, overrides)
+    overlap = cfg.run.overlap_critic
+    with tempfile.TemporaryDirectory() as tmp, PeakTreeRss() as rss:
         result = train(cfg, Path(tmp) / "run", progress=False)
         with open(Path(tmp) / "run" / "timing.csv") as f:
             rows = list(csv.DictReader(f))
@@ -103,7 +171,7 @@ def worker_trustrl(preset: str, steps: int, overlap: bool = True) -> dict:
         "update_s_per_batch": statistics.median(per_batch[1:] or per_batch),  # policy step + critic fit
         "critic_fit_s_total": total("time_critic_s"),  # the fit's own duration, overlapped or not
         "split_s": split,
-        "max_rss_mb": _max_rss_mb(),
+        "max_rss_mb": rss.peak,
     }
 
 
@@ -157,16 +225,17 @@ def worker_peer(preset: str, steps: int) -> dict:
         train_times.append(time.perf_counter() - t)
 
     model.train = timed_train
-    start = time.perf_counter()
-    model.learn(total_timesteps=steps)
-    seconds = time.perf_counter() - start
+    with PeakTreeRss() as rss:
+        start = time.perf_counter()
+        model.learn(total_timesteps=steps)
+        seconds = time.perf_counter() - start
     done = model.num_timesteps
     return {
         "sps": done / seconds,
         "seconds": seconds,
         "steps": done,
         "update_s_per_batch": statistics.median(train_times[1:] or train_times),
-        "max_rss_mb": _max_rss_mb(),
+        "max_rss_mb": rss.peak,
     }
 
 
@@ -223,11 +292,26 @@ def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256
     }
 
 
+def workers_table(preset: str, steps: int, workers=(1, 2, 4), n_steps=(512, 2048), n_envs: int = 4) -> dict:
+    """Training steps/s with ``n_envs`` copies against workers and batch size (each in a fresh subprocess)."""
+    table: dict = {}
+    for T in n_steps:
+        for w in workers:
+            extra = [f"env.n_envs={n_envs}", f"run.n_steps={T}", f"run.workers={w}"]
+            res = run_worker("trustrl", preset, max(steps, 4 * T * n_envs), extra)
+            table[f"batch{T * n_envs}_workers{w}"] = {"batch": T * n_envs, "workers": w, "sps": res["sps"],
+                                                     "sampling_s": res["split_s"]["sampling_s"],
+                                                     "seconds": res["seconds"], "max_rss_mb": res["max_rss_mb"]}
+            print(f"  batch {T * n_envs:6d}, workers {w}: {res['sps']:8.0f} steps/s", file=sys.stderr, flush=True)
+    return table
+
+
 # --------------------------------------------------------------------------- driver
 
 
-def run_worker(kind: str, preset: str, steps: int) -> dict:
+def run_worker(kind: str, preset: str, steps: int, extra: list[str] | tuple[str, ...] = ()) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--preset", preset, "--steps", str(steps)]
+    cmd += [arg for item in extra for arg in ("--set", item)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     if out.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{out.stderr[-3000:]}")
@@ -248,7 +332,7 @@ def measure(preset: str, steps: int, rounds: int, kinds: tuple[str, ...]) -> dic
         summary[f"{kind}_sps"] = med(kind, "sps")
         summary[f"{kind}_max_rss_mb"] = max(x["max_rss_mb"] for x in results[kind])
         summary[f"{kind}_sps_all"] = [x["sps"] for x in results[kind]]
-    for kind in ("trustrl", "trustrl_serial"):
+    for kind in TRUSTRL_KINDS:
         if kind not in kinds:
             continue
         split = {key: statistics.median(x["split_s"][key] for x in results[kind]) for key in results[kind][0]["split_s"]}
@@ -264,6 +348,18 @@ def measure(preset: str, steps: int, rounds: int, kinds: tuple[str, ...]) -> dic
         summary["memory_ratio_trustrl_over_peer"] = summary["trustrl_max_rss_mb"] / summary["peer_max_rss_mb"]
     if "raw" in kinds and "trustrl" in kinds:
         summary["ratio_vs_raw"] = summary["trustrl_sps"] / summary["raw_sps"]
+    # The parallel kinds: 2 worker processes against sb3 and against both cores stepping random actions.
+    if "trustrl_workers" in kinds:
+        if "peer" in kinds:
+            summary["workers_ratio_vs_peer"] = summary["trustrl_workers_sps"] / summary["peer_sps"]
+            summary["workers_memory_ratio_over_peer"] = summary["trustrl_workers_max_rss_mb"] / summary["peer_max_rss_mb"]
+        if "raw_parallel" in kinds:
+            summary["ratio_vs_raw_parallel"] = summary["trustrl_workers_sps"] / summary["raw_parallel_sps"]
+        if "raw" in kinds:
+            summary["workers_ratio_vs_raw"] = summary["trustrl_workers_sps"] / summary["raw_sps"]
+        if "trustrl_ray" in kinds:
+            summary["ray_sps"] = summary["trustrl_ray_sps"]
+            summary["ray_ratio_vs_workers"] = summary["trustrl_ray_sps"] / summary["trustrl_workers_sps"]
     if "trustrl_serial" in kinds and "trustrl" in kinds:
         summary["overlap_speedup"] = summary["trustrl_sps"] / summary["trustrl_serial_sps"]
     if "raw_gym" in kinds and "trustrl" in kinds:
@@ -277,7 +373,8 @@ def print_table(s: dict) -> None:
         if f"{kind}_sps" in s:
             print(f"  {kind:8s} {s[f'{kind}_sps']:9.0f} steps/s   peak RSS {s[f'{kind}_max_rss_mb']:6.0f} MB")
     for key in ("ratio_vs_peer", "ratio_vs_raw", "ratio_vs_raw_gym", "overlap_speedup", "update_ratio_peer_over_trustrl",
-                "memory_ratio_trustrl_over_peer"):
+                "memory_ratio_trustrl_over_peer", "workers_ratio_vs_peer", "ratio_vs_raw_parallel", "workers_ratio_vs_raw",
+                "ray_ratio_vs_workers", "workers_memory_ratio_over_peer"):
         if key in s:
             print(f"  {key:32s} {s[key]:.2f}")
     serial = "trustrl_serial" if "trustrl_serial_update_s_per_batch" in s else "trustrl"
@@ -286,7 +383,7 @@ def print_table(s: dict) -> None:
         if "peer_update_s_per_batch" in s:
             print(f", peer train() {s['peer_update_s_per_batch'] * 1e3:.0f} ms", end="")
         print()
-    for kind in ("trustrl", "trustrl_serial"):
+    for kind in TRUSTRL_KINDS:
         if f"{kind}_split_fraction" in s:
             parts = ", ".join(f"{k.removesuffix('_s')} {v:.0%}" for k, v in s[f"{kind}_split_fraction"].items())
             print(f"  {kind} time split: {parts}")
@@ -301,20 +398,28 @@ def main() -> None:
     p.add_argument("--no-peer", action="store_true", help="skip sb3-contrib (not installed)")
     p.add_argument("--scaling", action="store_true", help="also time updates vs batch size and width")
     p.add_argument("--json", action="store_true", help="end with one JSON line holding every figure")
+    p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {', '.join(KINDS)}")
     p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
+    p.add_argument("--n-envs", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.worker:
         if args.worker in ("raw", "raw_gym"):
-            res = worker_raw(args.preset, args.steps, gym_vector=args.worker == "raw_gym")
-        elif args.worker in ("trustrl", "trustrl_serial"):
-            res = worker_trustrl(args.preset, args.steps, overlap=args.worker == "trustrl")
+            res = worker_raw(args.preset, args.steps, gym_vector=args.worker == "raw_gym", n_envs=args.n_envs)
+        elif args.worker == "raw_parallel":
+            res = worker_raw_parallel(args.preset, args.steps)
+        elif args.worker in TRUSTRL_KINDS:
+            res = worker_trustrl(args.preset, args.steps, args.worker, tuple(args.overrides))
         else:
             res = worker_peer(args.preset, args.steps)
         print(json.dumps(res))
         return
 
-    kinds = tuple(k for k in KINDS if not (args.no_peer and k == "peer"))
+    unknown = set(args.kinds.split(",")) - set(KINDS)
+    if unknown:
+        p.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    kinds = tuple(k for k in KINDS if k in args.kinds.split(",") and not (args.no_peer and k == "peer"))
     out: dict = {}
     walker = measure(args.preset, args.steps, args.rounds, kinds)
     print_table(walker)
@@ -333,6 +438,11 @@ def main() -> None:
             print(f"  batch   2048, width {w}: {t * 1e3:8.1f} ms")
         print(f"  slope of log time vs log batch: {scaling['slope_log_time_vs_log_batch']:.2f}; "
               f"vs log width: {scaling['slope_log_time_vs_log_width']:.2f}")
+        print(f"\ntraining steps/s against workers and batch size ({args.preset}, 4 copies):", file=sys.stderr)
+        out["workers_table"] = workers_table(args.preset, args.steps)
+        for row in out["workers_table"].values():
+            print(f"  batch {row['batch']:6d}, workers {row['workers']}: {row['sps']:8.0f} steps/s, "
+                  f"peak RSS {row['max_rss_mb']:5.0f} MB")
     if args.json:
         print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from trustrl.config import PolicyConfig
-from trustrl.nets import CategoricalPolicy, GaussianPolicy, NumpyActor
+from trustrl.nets import CategoricalPolicy, GaussianPolicy, numpy_actor
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -13,7 +13,7 @@ def test_numpy_actor_computes_the_policy_mean(activation):
     torch.manual_seed(0)
     policy = GaussianPolicy(5, 3, PolicyConfig(hidden=(16, 8), activation=activation, out_gain=1.0, log_std_init=-0.7))
     obs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
-    actor = NumpyActor(policy)
+    actor = numpy_actor(policy)
     with torch.no_grad():
         dist = policy(torch.from_numpy(obs))
     np.testing.assert_allclose(actor.forward(obs), dist.mean.numpy(), rtol=1e-5, atol=1e-6)
@@ -24,7 +24,7 @@ def test_numpy_actor_gaussian_samples_have_the_policy_distribution():
     torch.manual_seed(1)
     policy = GaussianPolicy(3, 2, PolicyConfig(hidden=(8,), out_gain=1.0, log_std_init=-0.5))
     obs = np.ones((1, 3), np.float32)
-    actor = NumpyActor(policy)
+    actor = numpy_actor(policy)
     samples = actor.act(np.repeat(obs, 20_000, 0), actor.draw_noise(np.random.default_rng(1), 20_000))
     with torch.no_grad():
         dist = policy(torch.from_numpy(obs))
@@ -36,7 +36,7 @@ def test_numpy_actor_categorical_samples_follow_the_softmax():
     torch.manual_seed(2)
     policy = CategoricalPolicy(4, 3, PolicyConfig(hidden=(8,), out_gain=1.0))
     obs = np.random.default_rng(2).normal(size=(1, 4)).astype(np.float32)
-    actor = NumpyActor(policy)
+    actor = numpy_actor(policy)
     counts = np.bincount(actor.act(np.repeat(obs, 30_000, 0), actor.draw_noise(np.random.default_rng(2), 30_000)),
                          minlength=3) / 30_000
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_log_std_is_bounded_but_keeps_its_gradient():
         policy.log_std.copy_(torch.tensor([3.0, -4.0]))
     dist = policy(torch.zeros(1, 2))
     assert torch.equal(dist.log_std, torch.tensor([[0.5, -1.0]]))
-    np.testing.assert_allclose(NumpyActor(policy).std, np.exp([0.5, -1.0]), rtol=1e-6)
+    np.testing.assert_allclose(numpy_actor(policy).std, np.exp([0.5, -1.0]), rtol=1e-6)
     action = torch.tensor([[0.3, -0.2]])
     grad, = torch.autograd.grad(dist.log_prob(action).sum(), policy.log_std)
     assert torch.all(grad != 0)
@@ -84,3 +84,14 @@ def test_fisher_row_of_a_bounded_log_std_is_not_zero():
     offset = sum(p.numel() for p in params[: [p is policy.log_std for p in params].index(True)])
     e[offset] = 1.0
     assert fvp(e)[offset] > 0
+
+
+def test_numpy_actor_rows_are_the_same_bits_whatever_the_number_of_rows():
+    """A BLAS product over B rows may pick its kernel by B; the actor's rows must not depend on their neighbours."""
+    torch.manual_seed(3)
+    policy = GaussianPolicy(17, 6, PolicyConfig(hidden=(64, 64), out_gain=1.0))
+    obs = np.random.default_rng(3).normal(size=(64, 17)).astype(np.float32)
+    actor = numpy_actor(policy)
+    full = actor.forward(obs)
+    for start, stop in [(0, 1), (0, 2), (5, 8), (3, 19), (0, 32), (7, 64)]:
+        assert np.array_equal(actor.forward(obs[start:stop]), full[start:stop])

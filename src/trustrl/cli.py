@@ -117,14 +117,15 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.resume is not None:
         given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo),
-                                          ("--set", args.overrides or None), ("--seed", args.seed),
+                                          ("--seed", args.seed),
                                           ("--run-dir", args.run_dir), ("--overwrite", args.overwrite or None),
                                           ("--offline", args.offline)) if value is not None]
         if given:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
-                               f"with {', '.join(given)} (only with --total-steps, --epochs and --quiet)")
-        result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, progress=not args.quiet,
-                        command=["trustrl", *argv])
+                               f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
+                               "run.workers, run.sampler or run.worker_cpus)")
+        result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
+                        progress=not args.quiet, command=["trustrl", *argv])
         _print_result(result)
         return 0
     if args.config is None:

@@ -342,6 +342,13 @@ class RunConfig:
     evaluation; off, ``best`` follows the rolling mean of ``best_window`` training episodes."""
     eval_episodes: int = 10
     """Episodes per evaluation during training (reset seeds 2_000_000, 2_000_001, ... every time)."""
+    workers: int = 1
+    """Processes that simulate the env copies, each a contiguous share of them collecting whole fragments
+    (1: this process steps them). The same seed gives the same metrics.csv whatever this is."""
+    sampler: str = "local"
+    """``local``: the workers are processes on this machine; ``ray``: Ray actors (``RAY_ADDRESS`` picks the cluster)."""
+    worker_cpus: float = 1.0
+    """CPUs each Ray actor reserves (``run.sampler = "ray"``); fractions share a CPU between actors."""
 
     def validate(self) -> None:
         _positive("run.total_steps", self.total_steps)
@@ -355,8 +362,13 @@ class RunConfig:
         _non_negative("run.video_every", self.video_every)
         _non_negative("run.eval_every", self.eval_every)
         _positive("run.eval_episodes", self.eval_episodes)
+        _positive("run.workers", self.workers)
+        _choice("run.sampler", self.sampler, SAMPLERS)
+        if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
+            raise ConfigError(f"run.worker_cpus must be between 0 and 1024, got {self.worker_cpus}")
 
 
+SAMPLERS = ("local", "ray")
 WEIGHTINGS = ("self-normalised", "clipped")
 
 
@@ -424,6 +436,12 @@ class Config:
     def validate(self) -> "Config":
         for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline):
             section.validate()
+        if self.run.workers > self.env.n_envs:
+            raise ConfigError(f"run.workers = {self.run.workers} is more than env.n_envs = {self.env.n_envs}: "
+                              "each worker steps at least one env copy")
+        if (self.run.workers > 1 or self.run.sampler == "ray") and self.env.vectorization != "sync":
+            raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
+                              "or run.sampler = 'ray' the workers step the copies, so leave it 'sync'")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -574,6 +592,22 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
         f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; "
         "or pass a .toml file or a gymnasium env id such as CartPole-v1)"
     )
+
+
+# Where the env copies run, never what they compute: a resumed run may change these.
+LAYOUT_KEYS = ("run.workers", "run.sampler", "run.worker_cpus")
+
+
+def with_layout(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A config dict with ``overrides`` of :data:`LAYOUT_KEYS` only applied (anything else is refused)."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in LAYOUT_KEYS:
+            raise ConfigError(f"a resumed run keeps its config; --set may change only where it runs "
+                              f"({', '.join(LAYOUT_KEYS)}), not {key!r}")
+        _apply_override(data, item)
+    return data
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:

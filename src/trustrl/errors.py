@@ -11,3 +11,7 @@ class ConfigError(TrustrlError):
 
 class CheckpointError(TrustrlError):
     """A checkpoint that is missing, corrupt, tampered with, or for another env."""
+
+
+class WorkerError(TrustrlError):
+    """A sampling worker (process or Ray actor) that died or failed; nothing saved is touched."""

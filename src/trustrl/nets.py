@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trustrl.actor import NumpyActor
 from trustrl.config import CriticConfig, PolicyConfig
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -136,61 +136,17 @@ def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> MLP:
     return MLP(sizes, activation, init, out_gain)
 
 
-class NumpyActor:
-    """A numpy snapshot of a policy that picks actions for one env step at a time.
-
-    The sampler asks for an action every step for a few observations; at that
-    size torch's per-op dispatch costs ~4x the arithmetic, so acting runs on
-    numpy copies of the weights (taken once per batch, when the policy is
-    fixed). The math is the policy's own: tests check means, logits and
-    samples against the torch module.
-
-    Randomness comes in from outside, as pre-drawn noise: each env copy owns
-    its own random stream (:meth:`draw_noise`), so which process steps a copy
-    never changes the actions it takes.
-    """
-
-    def __init__(self, policy: "Policy"):
-        net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
-        self.layers = [
-            (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())
-            for layer in net.layers
-        ]
-        self.relu = net.activation is torch.relu
-        self.std = None
-        if isinstance(policy, GaussianPolicy):
-            log_std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max)
-            self.std = log_std.exp().cpu().numpy()
-        self.noise_size = self.layers[-1][1].shape[0]  # action dims (Gaussian) or actions (categorical)
-
-    def forward(self, obs: np.ndarray) -> np.ndarray:
-        """Gaussian mean or categorical logits for a batch ``(B, obs_dim)`` of float32 observations."""
-        x = obs
-        *hidden, (w_out, b_out) = self.layers
-        for w, b in hidden:
-            x = x @ w
-            x += b
-            if self.relu:
-                np.maximum(x, 0.0, out=x)
-            else:
-                np.tanh(x, out=x)
-        out = x @ w_out
-        out += b_out
-        return out
-
-    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
-        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (categorical)."""
-        if self.std is not None:
-            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
-        return rng.random((n_steps, self.noise_size))
-
-    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
-        out = self.forward(obs)
-        if self.std is not None:
-            return out + self.std * noise
-        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
-        return np.argmax(out - np.log(-np.log(noise)), axis=-1)
+def numpy_actor(policy: "Policy") -> NumpyActor:
+    """A numpy snapshot of ``policy`` for acting (see :mod:`trustrl.actor`); tests check it against the module."""
+    net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
+    layers = [
+        (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())
+        for layer in net.layers
+    ]
+    std = None
+    if isinstance(policy, GaussianPolicy):
+        std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max).exp().cpu().numpy()
+    return NumpyActor(layers, relu=net.activation is torch.relu, std=std)
 
 
 def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:

@@ -1,6 +1,7 @@
 """Training a policy, online or from a dataset, fresh or resumed: two short builders over one loop.
 
-:func:`train` builds a :class:`~trustrl.samplers.vector.VectorSampler` and the
+:func:`train` builds a :class:`~trustrl.samplers.vector.VectorSampler` over the
+config's env copies (here, in worker processes or on Ray actors) and the
 config's algorithm; :func:`train_offline` a
 :class:`~trustrl.samplers.dataset.DatasetSampler` and offline TRPO; both hand
 them to :func:`_execute`, which owns seeding, the run directory and the
@@ -22,9 +23,9 @@ import torch
 
 from trustrl import checkpoint
 from trustrl.algos import make_algorithm, make_offline_algorithm
-from trustrl.config import Config, from_dict
+from trustrl.config import Config, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
-from trustrl.envs import describe_spaces, make_env, make_vec_env
+from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, ConfigError, TrustrlError
 from trustrl.evaluate import check_can_render, check_compatible_spaces
 from trustrl.nets import make_critic, make_policy
@@ -34,6 +35,7 @@ from trustrl.run.loop import LoopState, Parts, run
 from trustrl.run.recorder import Recorder
 from trustrl.run.rundir import check_writable, prepare_run_dir, write_run_files
 from trustrl.samplers.dataset import DatasetSampler
+from trustrl.samplers.pools import make_pool
 from trustrl.samplers.vector import VectorSampler
 
 
@@ -97,6 +99,7 @@ def resume(
     *,
     total_steps: int | None = None,
     epochs: int | None = None,
+    layout: list[str] | tuple[str, ...] = (),
     progress: bool = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
@@ -105,7 +108,8 @@ def resume(
 
     Where the env's state could be captured the continuation is bit-for-bit
     the run that never stopped; otherwise it continues with fresh episodes and
-    a note says so.
+    a note says so. ``layout`` (``run.workers=4``, ``run.sampler=ray``, ...)
+    moves the env copies elsewhere, which changes no number.
     """
     ckpt = checkpoint.load(run_dir, "last")
     if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
@@ -119,6 +123,8 @@ def resume(
         cfg = from_dict(ckpt.config, source=str(ckpt.path))
     except (TrustrlError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {ckpt.path} holds an invalid config: {exc}") from None
+    if layout:
+        cfg = from_dict(with_layout(cfg.to_dict(), layout), source="--set")
     if total_steps is not None:
         if cfg.offline.dataset:
             raise TrustrlError("this run trained from a dataset: extend it with --epochs N, not --total-steps")
@@ -138,14 +144,14 @@ _Builder = Callable[..., Parts]
 
 
 def _online(cfg: Config, policy_factory, log) -> Parts:
-    envs = make_vec_env(cfg.env)
+    pool = make_pool(cfg.env, cfg.run.workers, cfg.run.sampler, cfg.run.worker_cpus)
     try:
         if cfg.run.video_every:
             check_can_render(cfg.env)
-        obs_space, act_space = envs.single_observation_space, envs.single_action_space
+        obs_space, act_space = pool.observation_space, pool.action_space
         policy, critic, generator = policy_factory(obs_space, act_space)
         sampler = VectorSampler(
-            envs,
+            pool,
             ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
             RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
             cfg.run.n_steps,
@@ -154,7 +160,7 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
         )
         algo = make_algorithm(cfg, policy, critic, generator)
     except BaseException:
-        envs.close()
+        pool.close()
         raise
     every, batch = cfg.run.eval_every, cfg.batch_size
     return Parts(

@@ -1,7 +1,7 @@
 """Sampling ``T x N`` batches from ``N`` copies of an env, episodes running on across batches.
 
-Two rules make a batch independent of where its env copies run (one process
-today, worker processes or Ray actors tomorrow):
+Two rules make a batch independent of where its env copies run (this
+process, worker processes or Ray actors: :mod:`trustrl.samplers.pools`):
 
 - the policy acts on observations normalised with the statistics as they
   stood at the start of the batch, and the statistics are updated once, after
@@ -14,15 +14,18 @@ today, worker processes or Ray actors tomorrow):
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import torch
 
-from trustrl import envs as envs_mod
 from trustrl.errors import ConfigError
-from trustrl.nets import NumpyActor, Policy
+from trustrl.fragments import Fragment
+from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.samplers.batch import Batch
+from trustrl.samplers.pools import LocalPool, WorkerPool
 
 
 def copy_rng(seed: int, index: int) -> np.random.Generator:
@@ -30,119 +33,123 @@ def copy_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(index,))))
 
 
-def _can_snapshot(envs) -> bool:
-    """Only trustrl's own SyncVecEnv holds its copies in this process, where their state can be read."""
-    return isinstance(envs, envs_mod.SyncVecEnv) and all(envs_mod.can_snapshot(env) for env in envs.envs)
-
-
-def _env_id(envs) -> str:
-    spec = envs.envs[0].spec if isinstance(envs, envs_mod.SyncVecEnv) else getattr(envs, "spec", None)
-    return spec.id if spec is not None else "this env"
-
-
 class VectorSampler:
-    """Steps a vector env with a policy for ``n_steps`` per copy per batch."""
+    """Steps ``N`` env copies with a policy for ``n_steps`` per copy per batch.
+
+    ``copies`` is a vector env (stepped in this process) or a
+    :class:`~trustrl.samplers.pools.WorkerPool` (worker processes, Ray actors):
+    the workers simulate whole fragments, and everything that spans copies --
+    statistics, noise streams, episode bookkeeping, reward scale -- stays here,
+    so the batches are the same bits for the same seed whatever the layout.
+    :meth:`start` sends a batch off and :meth:`finish` gathers it;
+    :meth:`collect` does both.
+    """
 
     def __init__(
         self,
-        envs,
+        copies,
         obs_norm: ObsNormalizer,
         reward_scaler: RewardScaler,
         n_steps: int,
         seed: int,
         device: str = "cpu",
     ):
-        self.envs = envs
+        self.pool: WorkerPool = copies if isinstance(copies, WorkerPool) else LocalPool(copies)
         self.obs_norm = obs_norm
         self.reward_scaler = reward_scaler
         self.n_steps = n_steps
         self.seed = seed
         self.device = device
-        self.n_envs = envs.num_envs
-        self.observation_space, self.action_space = envs.single_observation_space, envs.single_action_space
-        act_space = envs.single_action_space
-        self.discrete = isinstance(act_space, gym.spaces.Discrete)
-        self.act_shape = () if self.discrete else act_space.shape
-        self.raw_obs, _ = envs.reset(seed=seed)
+        self.n_envs = self.pool.n_envs
+        self.observation_space, self.action_space = self.pool.observation_space, self.pool.action_space
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self.act_shape = () if self.discrete else self.action_space.shape
+        self.raw_obs = self._reset(seed)
         self.rngs = [copy_rng(seed, i) for i in range(self.n_envs)]
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, np.int64)
         self.total_steps = 0
+        self._acting: tuple[Policy, ObsNormalizer] | None = None  # the batch in flight: its policy and statistics
+
+    def _reset(self, seed: int) -> np.ndarray:
+        """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
+        return np.concatenate(self.pool.call("reset", [(seed,)] * self.pool.workers), axis=0)
+
+    def collect(self, policy: Policy) -> Batch:
+        self.start(policy)
+        return self.finish()
+
+    def start(self, policy: Policy) -> None:
+        """Send the next batch off to be collected with ``policy`` (as it is now) and the statistics as they are."""
+        actor = numpy_actor(policy)
+        noise = np.stack([actor.draw_noise(rng, self.n_steps) for rng in self.rngs], axis=1)  # (T, N, k)
+        acting_norm = self.obs_norm.copy()  # frozen: the statistics stay as they are until the batch ends
+        shared_actor, shared_norm = self.pool.share(actor), self.pool.share(acting_norm)
+        self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share]) for share in self.pool.copies])
+        self._acting = (copy.deepcopy(policy), acting_norm)
 
     @torch.no_grad()  # not inference_mode: the batch's tensors feed autograd later
-    def collect(self, policy: Policy) -> Batch:
+    def finish(self) -> Batch:
+        """The batch :meth:`start` sent off; the statistics are updated from it."""
+        fragments: list[Fragment] = self.pool.finish()
+        acting_policy, acting_norm = self._acting
+        self._acting = None
         T, N = self.n_steps, self.n_envs
-        obs_dim = self.raw_obs.shape[-1]
-        raw_buf = np.empty((T, N, obs_dim), np.float64)  # for the statistics' update after the batch
-        obs_buf = np.empty((T, N, obs_dim), np.float32)  # normalised, as the policy saw them
-        act_buf = np.empty((T, N, *self.act_shape), np.int64 if self.discrete else np.float32)
-        rew_buf = np.empty((T, N), np.float64)
-        ret_buf = np.empty((T, N), np.float64)  # each copy's running discounted return, for the reward scale
-        term_buf = np.empty((T, N), bool)
-        trunc_buf = np.empty((T, N), bool)
-        final_obs, final_index = [], []
-        ep_returns, ep_lengths = [], []
-        actor = NumpyActor(policy)
-        noise = np.stack([actor.draw_noise(rng, T) for rng in self.rngs], axis=1)  # (T, N, k)
-        normalize = self.obs_norm.normalize  # the statistics stay as they are until the batch ends
-        scaling = self.reward_scaler.enabled
+        join = lambda name: np.concatenate([getattr(f, name) for f in fragments], axis=1)  # noqa: E731
+        raw, obs, actions = join("raw_obs"), join("obs"), join("actions")
+        rewards, terminated, truncated = join("rewards"), join("terminated"), join("truncated")
+        self.raw_obs = np.concatenate([f.last_raw_obs for f in fragments], axis=0)
+        final_obs, final_index = _finals(fragments, [share.start for share in self.pool.copies])
 
+        # Episode bookkeeping and each copy's running discounted return, step by step as if stepped here.
+        scaling = self.reward_scaler.enabled
+        ret_buf = np.empty((T, N), np.float64) if scaling else None
+        ep_returns, ep_lengths = [], []
         for t in range(T):
-            raw_buf[t] = self.raw_obs
-            obs_buf[t] = normalize(self.raw_obs)
-            action = actor.act(obs_buf[t], noise[t])
-            act_buf[t] = action
-            raw_obs, reward, terminated, truncated, info = self.envs.step(action)
-            done = terminated | truncated
-            rew_buf[t] = reward
+            reward, done = rewards[t], terminated[t] | truncated[t]
             if scaling:
                 ret_buf[t] = self.reward_scaler.accumulate(reward, done)
-            term_buf[t] = terminated
-            trunc_buf[t] = truncated
             self.ep_return += reward
             self.ep_length += 1
             if done.any():
                 for n in np.flatnonzero(done):
                     ep_returns.append(float(self.ep_return[n]))
                     ep_lengths.append(int(self.ep_length[n]))
-                    if truncated[n] and not terminated[n]:
-                        final_obs.append(info["final_obs"][n])
-                        final_index.append((t, n))
                 self.ep_return[done] = 0.0
                 self.ep_length[done] = 0
-            self.raw_obs = raw_obs
 
-        last_obs = normalize(self.raw_obs)
-        final = normalize(np.stack(final_obs)) if final_obs else np.empty((0, obs_dim), np.float32)
+        obs_dim = raw.shape[-1]
+        last_obs = acting_norm.normalize(self.raw_obs)
+        final = acting_norm.normalize(final_obs) if len(final_obs) else np.empty((0, obs_dim), np.float32)
         # The per-batch update, once, in copy order within each step. Nothing acts on rewards, so they
         # are scaled with the statistics that include this batch (the first batch too has a scale).
-        self.obs_norm.update(raw_buf.reshape(T * N, obs_dim))
+        self.obs_norm.update(raw.reshape(T * N, obs_dim))
         if scaling:
             self.reward_scaler.update(ret_buf.reshape(-1))
-        rewards = self.reward_scaler.scale(rew_buf)
+        scaled = self.reward_scaler.scale(rewards)
         self.total_steps += T * N
 
         to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        obs_t, actions = to(obs_buf), to(act_buf)
-        # One batched pass instead of T small ones: the policy has not changed since it acted.
-        log_probs = policy(obs_t.reshape(T * N, -1)).log_prob(actions.reshape(T * N, *self.act_shape))
+        obs_t, actions_t = to(obs), to(actions)
+        # One batched pass instead of T small ones, with the policy as it acted.
+        log_probs = acting_policy(obs_t.reshape(T * N, -1)).log_prob(actions_t.reshape(T * N, *self.act_shape))
         return Batch(
             obs=obs_t,
-            actions=actions,
+            actions=actions_t,
             log_probs=log_probs.reshape(T, N),
-            rewards=to(rewards),
-            terminated=to(term_buf),
-            truncated=to(trunc_buf),
+            rewards=to(scaled),
+            terminated=to(terminated),
+            truncated=to(truncated),
             last_obs=to(last_obs),
             final_obs=to(final),
-            final_index=torch.tensor(final_index, dtype=torch.long).reshape(-1, 2),
+            final_index=torch.from_numpy(final_index),
             episode_returns=ep_returns,
             episode_lengths=ep_lengths,
         )
 
     def state(self) -> dict:
         try:
-            env_states = self.envs.snapshot() if isinstance(self.envs, envs_mod.SyncVecEnv) else None
+            env_states = [snap for share in self.pool.call("snapshot") for snap in share]
         except ConfigError:  # an env whose state cannot be captured: a resume starts fresh episodes
             env_states = None
         return {
@@ -152,7 +159,7 @@ class VectorSampler:
             "reward_norm": self.reward_scaler.state(),
             "reward_returns": self.reward_scaler.returns.tolist(),
             "rngs": [rng.bit_generator.state for rng in self.rngs],
-            "raw_obs": np.asarray(self.raw_obs, np.float64).tolist(),
+            "raw_obs": self.raw_obs.tolist(),
             "ep_return": self.ep_return.tolist(),
             "ep_length": self.ep_length.tolist(),
             "envs": env_states,
@@ -173,20 +180,29 @@ class VectorSampler:
         self.reward_scaler.returns = np.asarray(state["reward_returns"], np.float64)
         for rng, rng_state in zip(self.rngs, state["rngs"]):
             rng.bit_generator.state = rng_state
-        if state.get("envs") is not None and _can_snapshot(self.envs):
-            self.envs.restore(state["envs"])
-            dtype = self.envs.single_observation_space.dtype
-            self.raw_obs = np.asarray(state["raw_obs"], np.float64).astype(dtype)
+        if state.get("envs") is not None and all(self.pool.call("can_restore")):
+            raw_obs = np.asarray(state["raw_obs"], np.float64)
+            self.pool.call("restore", [(state["envs"][share.start:share.stop], raw_obs[share].tolist())
+                                       for share in self.pool.copies])
+            self.raw_obs = raw_obs
             self.ep_return = np.asarray(state["ep_return"], np.float64)
             self.ep_length = np.asarray(state["ep_length"], np.int64)
             return []
         # The env state could not be captured: start fresh episodes, seeded apart from the first ones.
-        self.raw_obs, _ = self.envs.reset(seed=self.seed + 7919 * (1 + self.total_steps))
+        self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, np.int64)
         self.reward_scaler.returns = np.zeros(self.n_envs)  # the discounted returns restart with the episodes
-        return [f"resumed with fresh episodes: the state of {_env_id(self.envs)} cannot be captured here, "
+        return [f"resumed with fresh episodes: the state of {self.pool.env_id} cannot be captured here, "
                 "so the continuation is not bit-for-bit the run that stopped"]
 
     def close(self) -> None:
-        self.envs.close()
+        self.pool.close()
+
+
+def _finals(fragments: list[Fragment], firsts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The truncated steps' final observations of all fragments, at run-wide ``(t, copy)``, in step-then-copy order."""
+    index = np.concatenate([f.final_index + np.array([0, first]) for f, first in zip(fragments, firsts)])
+    obs = np.concatenate([f.final_obs for f in fragments])
+    order = np.lexsort((index[:, 1], index[:, 0]))
+    return obs[order], index[order]

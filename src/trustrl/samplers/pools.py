@@ -1,0 +1,226 @@
+"""Where a run's env copies live: this process, worker processes on this machine, or Ray actors.
+
+A pool holds the copies split into contiguous shares, one
+:class:`~trustrl.fragments.FragmentCollector` per share, and forwards a call
+to every share at once -- :meth:`WorkerPool.start` sends, :meth:`WorkerPool.finish`
+gathers the replies in copy order -- so the workers simulate in parallel and
+the learner waits once per batch. All replies are gathered before an error
+is raised, so one failing share never leaves another's reply unread.
+
+- :class:`LocalPool`: the copies in this process (``run.workers = 1``).
+- :class:`ProcessPool`: ``run.workers`` processes (``python -m trustrl.worker``), one socket each.
+- :class:`~trustrl.samplers.ray.RayPool`: ``run.workers`` Ray actors, on this machine or a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from trustrl.config import EnvConfig
+from trustrl.envs import make_vec_env
+from trustrl.errors import ConfigError, WorkerError
+from trustrl.fragments import FragmentCollector
+
+
+def make_pool(env_cfg: EnvConfig, workers: int = 1, sampler: str = "local", worker_cpus: float = 1.0) -> "WorkerPool":
+    """``env_cfg``'s copies in this process (one local worker), in ``workers`` processes, or on Ray actors."""
+    if sampler == "ray":
+        from trustrl.samplers.ray import RayPool  # ray is imported only by runs that use it
+
+        return RayPool(env_cfg, workers, worker_cpus)
+    if workers == 1:
+        return LocalPool(make_vec_env(env_cfg))
+    return ProcessPool(env_cfg, workers)
+
+
+def split_copies(n_envs: int, workers: int) -> list[range]:
+    """Copies ``0 .. n_envs - 1`` in ``workers`` contiguous shares, the first ``n_envs % workers`` one larger."""
+    if not 1 <= workers <= n_envs:
+        raise ConfigError(f"run.workers must be between 1 and env.n_envs = {n_envs}, got {workers}")
+    size, extra = divmod(n_envs, workers)
+    bounds = [0]
+    for w in range(workers):
+        bounds.append(bounds[-1] + size + (w < extra))
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class WorkerPool:
+    """Shares of env copies, called together. Subclasses implement ``_send``, ``_receive`` and ``close``."""
+
+    copies: list[range]
+    env_id: str  # for messages
+
+    def __init__(self) -> None:
+        self._pending: str | None = None  # the method whose replies are outstanding
+
+    @property
+    def n_envs(self) -> int:
+        return self.copies[-1].stop
+
+    @property
+    def workers(self) -> int:
+        return len(self.copies)
+
+    def share(self, value: Any) -> Any:
+        """``value`` as every share will receive it (Ray: one object in the store instead of a copy per call)."""
+        return value
+
+    def start(self, method: str, args: list[tuple] | None = None) -> None:
+        """Send ``method(*args[w])`` to every share ``w`` (no args: ``method()``) without waiting."""
+        if self._pending is not None:
+            raise RuntimeError(f"{method!r} sent while {self._pending!r} is still outstanding")
+        for w in range(self.workers):
+            self._send(w, method, args[w] if args is not None else ())
+        self._pending = method
+
+    def finish(self) -> list:
+        """The replies of the outstanding call, in share order; raises the first error after reading them all."""
+        method, self._pending = self._pending, None
+        replies, error = [], None
+        for w in range(self.workers):
+            try:
+                replies.append(self._receive(w, method))
+            except (ConfigError, WorkerError) as exc:
+                replies.append(None)
+                error = error or exc
+        if error is not None:
+            raise error
+        return replies
+
+    def call(self, method: str, args: list[tuple] | None = None) -> list:
+        self.start(method, args)
+        return self.finish()
+
+    @property
+    def busy(self) -> bool:
+        return self._pending is not None
+
+    def _send(self, w: int, method: str, args: tuple) -> None:
+        raise NotImplementedError
+
+    def _receive(self, w: int, method: str) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class LocalPool(WorkerPool):
+    """All copies in this process, as one share: a call runs when its result is asked for."""
+
+    def __init__(self, envs):
+        super().__init__()
+        self.collector = FragmentCollector(envs, first=0)
+        self.copies = [range(envs.num_envs)]
+        spec = envs.envs[0].spec if hasattr(envs, "envs") else getattr(envs, "spec", None)
+        self.env_id = spec.id if spec is not None else "this env"
+        self.observation_space, self.action_space = self.collector.spaces()
+        self._call: tuple[str, tuple] | None = None
+
+    def _send(self, w: int, method: str, args: tuple) -> None:
+        self._call = (method, args)
+
+    def _receive(self, w: int, method: str) -> Any:
+        name, args = self._call
+        self._call = None
+        return getattr(self.collector, name)(*args)
+
+    def close(self) -> None:
+        self._pending = None
+        self.collector.close()
+
+
+class ProcessPool(WorkerPool):
+    """``workers`` processes on this machine, each building and stepping its share of ``env_cfg``'s copies."""
+
+    def __init__(self, env_cfg: EnvConfig, workers: int):
+        super().__init__()
+        self.copies = split_copies(env_cfg.n_envs, workers)
+        self.env_id = env_cfg.id
+        self.procs: list[subprocess.Popen] = []
+        self.conns: list[Connection] = []
+        try:
+            for _ in self.copies:
+                self._spawn()
+            self.call("build", [(env_cfg, share.start, len(share)) for share in self.copies])
+            self.observation_space, self.action_space = self.call("spaces")[0]
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["trustrl"].__file__)))
+        env = {
+            **os.environ,
+            # trustrl importable however this process found it; one BLAS thread: the worker's products are tiny
+            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        }  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trustrl.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        self.procs.append(proc)
+        self.conns.append(Connection(ours.detach()))
+
+    def _send(self, w: int, method: str, args: tuple) -> None:
+        try:
+            self.conns[w].send((method, args))
+        except OSError:
+            pass  # a dead worker is reported when its reply is read
+
+    def _receive(self, w: int, method: str) -> Any:
+        try:
+            status, *rest = self.conns[w].recv()
+        except (EOFError, OSError):
+            raise WorkerError(self._death(w, method)) from None
+        if status == "ok":
+            return rest[0]
+        is_config_error, message = rest
+        if is_config_error:
+            raise ConfigError(message)
+        raise WorkerError(f"sampling worker {w} (copies {_span(self.copies[w])}) failed in {method}: {message}")
+
+    def _death(self, w: int, method: str) -> str:
+        proc = self.procs[w]
+        try:
+            code = proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = ("closed its connection" if code is None
+               else f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        doing = "collecting a batch" if method == "collect" else f"answering {method}"
+        return (f"sampling worker {w} (pid {proc.pid}, copies {_span(self.copies[w])}) {how} while {doing}; "
+                "the run stopped here and its saved checkpoints are as they were")
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            if proc.poll() is None:
+                try:
+                    if self._pending is None:
+                        conn.send(("close", ()))
+                        if conn.poll(5.0):
+                            conn.recv()
+                except (OSError, EOFError):
+                    pass
+            conn.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.conns, self.procs, self._pending = [], [], None
+
+
+def _span(share: range) -> str:
+    return f"{share.start}" if len(share) == 1 else f"{share.start}-{share.stop - 1}"

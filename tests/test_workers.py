@@ -1,0 +1,206 @@
+"""Env copies in worker processes or on Ray actors: the same numbers as in one process, and clear failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from trustrl import checkpoint, config
+from trustrl.cli import main
+from trustrl.errors import ConfigError, WorkerError
+from trustrl.nets import make_policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.run import resume, train
+from trustrl.samplers.pools import LocalPool, ProcessPool, make_pool, split_copies
+from trustrl.samplers.vector import VectorSampler
+
+# Terminations (CartPole falls), truncations (a 40-step limit), reward scaling and 3 copies over 2 workers
+# (shares of 2 and 1): every path by which a copy's place could leak into the numbers.
+SMALL = ["env.n_envs=3", "run.n_steps=64", "env.max_episode_steps=40", "env.norm_reward=true",
+         "run.total_steps=1152", "run.eval_every=384", "run.eval_episodes=2", "run.checkpoint_every=2", "run.seed=4"]
+
+
+def _run(tmp_path: Path, name: str, *extra: str) -> Path:
+    train(config.load("cartpole-trpo", [*SMALL, *extra]), tmp_path / name, progress=False)
+    return tmp_path / name
+
+
+def _same_run(a: Path, b: Path) -> None:
+    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+    for tag in ("last", "best"):
+        record_a = json.loads((a / "checkpoints" / f"{tag}.json").read_text())
+        record_b = json.loads((b / "checkpoints" / f"{tag}.json").read_text())
+        assert record_a["weights_sha256"] == record_b["weights_sha256"]
+
+
+def test_split_copies_gives_contiguous_shares_the_first_ones_larger():
+    assert split_copies(8, 3) == [range(0, 3), range(3, 6), range(6, 8)]
+    assert split_copies(2, 2) == [range(0, 1), range(1, 2)]
+    assert split_copies(5, 1) == [range(0, 5)]
+    with pytest.raises(ConfigError, match="between 1 and env.n_envs = 2"):
+        split_copies(2, 3)
+
+
+def test_two_worker_processes_give_the_run_of_one_process_byte_for_byte(tmp_path):
+    _same_run(_run(tmp_path, "one"), _run(tmp_path, "two", "run.workers=2"))
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_actors_give_the_run_of_one_process_byte_for_byte(tmp_path, ray_cluster):
+    one = _run(tmp_path, "one")
+    _same_run(one, _run(tmp_path, "ray2", "run.sampler=\"ray\"", "run.workers=2"))
+    _same_run(one, _run(tmp_path, "ray1", "run.sampler=\"ray\"", "run.workers=1", "run.worker_cpus=0.5"))
+
+
+def test_mujoco_copies_in_workers_give_the_same_batches():
+    """Walker2d's physics in two processes, one copy each: the batch is the one-process batch, bit for bit."""
+    cfg = config.load("walker2d-trpo", ["run.n_steps=200", "env.max_episode_steps=150"])
+    batches = []
+    for workers in (1, 2):
+        sampler, policy = _sampler(cfg, workers)
+        batches.append([sampler.collect(policy) for _ in range(2)])
+        sampler.close()
+    for a, b in zip(*batches):
+        for name in ("obs", "actions", "log_probs", "rewards", "terminated", "truncated", "last_obs",
+                     "final_obs", "final_index"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert a.episode_returns == b.episode_returns and len(a.episode_returns) > 0
+
+
+def _sampler(cfg, workers, sampler="local"):
+    pool = make_pool(cfg.env, workers, sampler)
+    torch.manual_seed(0)
+    policy = make_policy(pool.observation_space, pool.action_space, cfg.policy)
+    return VectorSampler(pool, ObsNormalizer(pool.observation_space.shape),
+                         RewardScaler(cfg.env.n_envs, 0.99, cfg.env.norm_reward), cfg.run.n_steps, 7), policy
+
+
+def test_sampler_state_moves_between_layouts():
+    """The state a one-process sampler saves (env snapshots included) continues in worker processes, exactly."""
+    cfg = config.load("pendulum-ppo", ["env.n_envs=3", "run.n_steps=50"])
+    local, policy = _sampler(cfg, 1)
+    local.collect(policy)
+    state = json.loads(json.dumps(local.state()))
+    expected = local.collect(policy)
+    local.close()
+    workers, _ = _sampler(cfg, 3)
+    assert workers.load_state(state) == []
+    got = workers.collect(policy)
+    workers.close()
+    for name in ("obs", "actions", "rewards", "last_obs"):
+        assert torch.equal(getattr(got, name), getattr(expected, name)), name
+
+
+def test_a_resumed_run_may_move_to_workers_and_is_still_the_run_in_one_go(tmp_path):
+    whole = _run(tmp_path, "whole")
+    train(config.load("cartpole-trpo", [*SMALL, "run.total_steps=576"]), tmp_path / "split", progress=False)
+    result = resume(tmp_path / "split", total_steps=1152, layout=["run.workers=3"], progress=False)
+    assert result.notes == []
+    _same_run(whole, tmp_path / "split")
+    assert "workers = 3" in (tmp_path / "split" / "config.toml").read_text()
+
+
+def test_resume_refuses_to_change_anything_but_the_layout(tmp_path, capsys):
+    run = _run(tmp_path, "r")
+    before = (run / "metrics.csv").read_bytes()
+    assert main(["train", "--resume", str(run), "--total-steps", "2304", "--set", "algo.max_kl=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "may change only where it runs" in err and "'algo.max_kl'" in err
+    assert (run / "metrics.csv").read_bytes() == before
+
+
+def test_a_worker_killed_mid_run_is_one_clear_error():
+    cfg = config.load("cartpole-trpo", ["env.n_envs=4", "run.n_steps=32"])
+    sampler, policy = _sampler(cfg, 2)
+    sampler.collect(policy)
+    victim = sampler.pool.procs[1]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    with pytest.raises(WorkerError, match=rf"sampling worker 1 \(pid {victim.pid}, copies 2-3\) was killed by signal 9 "
+                                          r"while collecting a batch"):
+        sampler.collect(policy)
+    procs = list(sampler.pool.procs)
+    sampler.close()
+    assert all(proc.poll() is not None for proc in procs)
+
+
+def test_training_whose_worker_dies_stops_with_one_error_line_and_keeps_its_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    exe = Path(sys.executable).parent / "trustrl"
+    proc = subprocess.Popen([str(exe), "train", "cartpole-trpo", "--run-dir", str(run), "--total-steps", "4000000",
+                             "--quiet", "--set", "run.workers=2", "--set", "run.checkpoint_every=1",
+                             "--set", "run.eval_every=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "last.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2
+    os.kill(int(children[0]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.count("\n") == 1 and err.startswith("error: sampling worker 0 ") and "killed by signal 9" in err
+    last = checkpoint.load(run)  # intact and loadable: written whole, before the worker died
+    assert 0 < last.step < 4_000_000
+    assert not list((run / "checkpoints").glob("*.tmp"))
+    assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout == b""
+
+
+@pytest.mark.xdist_group("ray")
+def test_a_ray_actor_killed_mid_run_is_one_clear_error(ray_cluster):
+    import ray
+
+    cfg = config.load("cartpole-trpo", ["env.n_envs=2", "run.n_steps=32"])
+    sampler, policy = _sampler(cfg, 2, "ray")
+    sampler.collect(policy)
+    ray.kill(sampler.pool.actors[0])
+    with pytest.raises(WorkerError, match=r"Ray sampling worker 0 \(copies 0\) died while collecting a batch"):
+        sampler.collect(policy)
+    sampler.close()
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_refuses_more_actors_than_the_cluster_has_cpus(ray_cluster, tmp_path, capsys):
+    argv = ["train", "cartpole-trpo", "--run-dir", str(tmp_path / "r"), "--set", "run.sampler=ray",
+            "--set", "run.workers=3"]
+    assert main(argv) == 2
+    assert "need 3 CPUs; the Ray cluster has 2" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_env_a_worker_cannot_make_is_one_config_error(tmp_path, capsys):
+    argv = ["train", "pendulum-ppo", "--run-dir", str(tmp_path / "r"), "--set", "run.workers=2",
+            "--set", "env.kwargs={no_such_argument=1}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot make environment 'Pendulum-v1'" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["run.workers=9"], "run.workers = 9 is more than env.n_envs = 8"),
+    (["run.workers=0"], "run.workers must be"),
+    (["run.workers=2", 'env.vectorization="async"'], "leave it 'sync'"),
+    (['run.sampler="slurm"'], "run.sampler"),
+    (["run.worker_cpus=-1"], "run.worker_cpus must be between 0 and 1024"),
+])
+def test_bad_layouts_are_refused_by_the_config(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load("cartpole-trpo", overrides)
+
+
+def test_the_local_pool_is_the_default_layout():
+    cfg = config.load("cartpole-trpo")
+    pool = make_pool(cfg.env)
+    assert isinstance(pool, LocalPool) and pool.n_envs == 8 and pool.workers == 1
+    pool.close()
+    pool = make_pool(cfg.env, 3)
+    assert isinstance(pool, ProcessPool) and [len(c) for c in pool.copies] == [3, 3, 2]
+    procs = list(pool.procs)
+    pool.close()
+    assert all(proc.returncode == 0 for proc in procs)  # each asked to close, and exited on its own
