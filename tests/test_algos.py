@@ -3,11 +3,13 @@
 import copy
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from trustrl import config
+from trustrl.config import PolicyConfig
 from trustrl.algos import ALGORITHMS, make_algorithm
 from trustrl.algos.npg import NPG
 from trustrl.algos.trpo import TRPO
@@ -174,3 +176,26 @@ def test_ppo_value_clipping_limits_the_critic_step():
         moved_clipped = (critic(obs) - old).abs().mean()
         moved_free = (free(obs) - old).abs().mean()
     assert moved_clipped < 0.2 * moved_free
+
+
+def test_a_stale_batch_is_weighted_by_the_policy_that_acted_with_the_trust_region_around_the_current_one():
+    """Surrogate mean(pi_theta / beta * A): its value at theta against numpy, its gradient against the
+    importance-weighted score function; the KL is to the current policy (zero before any step)."""
+    from trustrl.algos.natural import policy_objective
+    from trustrl.config import TRPOConfig
+
+    torch.manual_seed(0)
+    policy = make_policy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)), PolicyConfig(hidden=(8,), out_gain=1.0))
+    obs, actions, adv = torch.randn(64, 3), torch.randn(64, 2), torch.randn(64)
+    behaviour = policy(obs).log_prob(actions).detach() + 0.3 * torch.randn(64)  # another policy's log-probs
+    cfg = TRPOConfig(entropy_coef=0.0)
+    objective = policy_objective(policy, obs, actions, adv, cfg, torch.Generator(), behaviour)
+    current = policy(obs).log_prob(actions).detach()
+    weights = np.exp(current.double().numpy() - behaviour.double().numpy())
+    assert objective.surrogate().item() == pytest.approx(float(np.mean(weights * adv.double().numpy())), rel=1e-5)
+    grads = torch.autograd.grad(objective.surrogate(), list(policy.parameters()))
+    score = torch.autograd.grad((torch.from_numpy(weights).float() * adv * policy(obs).log_prob(actions)).mean(),
+                                list(policy.parameters()))
+    for g, s in zip(grads, score):
+        torch.testing.assert_close(g, s, rtol=1e-4, atol=1e-6)
+    assert objective.mean_kl().item() == pytest.approx(0.0, abs=1e-7)

@@ -204,3 +204,48 @@ def test_the_local_pool_is_the_default_layout():
     procs = list(pool.procs)
     pool.close()
     assert all(proc.returncode == 0 for proc in procs)  # each asked to close, and exited on its own
+
+
+# --------------------------------------------------------------------------- asynchronous sampling
+
+
+def test_asynchronous_runs_are_the_same_bits_whatever_the_layout(tmp_path):
+    one = _run(tmp_path, "one", "run.async_sampling=true")
+    _same_run(one, _run(tmp_path, "two", "run.async_sampling=true", "run.workers=2"))
+    sync = _run(tmp_path, "sync")
+    assert (sync / "metrics.csv").read_bytes() != (one / "metrics.csv").read_bytes()  # a stale batch is another run
+
+
+def test_an_asynchronous_run_killed_mid_batch_resumes_into_the_run_that_never_stopped(tmp_path):
+    """The checkpoint holds the state from before the batch that was out, and the policy that acted on it."""
+    args = ["cartpole-trpo", "--total-steps", "24576", "--seed", "2", "--quiet", "--set", "run.async_sampling=true",
+            "--set", "run.workers=2", "--set", "run.checkpoint_every=2", "--set", "run.eval_every=4096",
+            "--set", "run.eval_episodes=2"]
+    assert main(["train", *args, "--run-dir", str(tmp_path / "whole")]) == 0
+    killed = tmp_path / "killed"
+    exe = Path(sys.executable).parent / "trustrl"
+    proc = subprocess.Popen([str(exe), "train", *args, "--run-dir", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoints" / "last.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= checkpoint.load(killed).update < 24, "the kill should land mid-run"
+    for pid in map(int, workers):  # orphaned workers see the learner's socket close and exit
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3] \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert time.monotonic() < deadline, f"worker {pid} outlived its learner"
+    assert main(["train", "--resume", str(killed), "--quiet", "--set", "run.workers=1"]) == 0
+    assert (killed / "metrics.csv").read_bytes() == (tmp_path / "whole" / "metrics.csv").read_bytes()
+    _same_run(killed, tmp_path / "whole")
+
+
+def test_asynchronous_sampling_is_refused_where_nothing_corrects_for_the_stale_policy():
+    with pytest.raises(ConfigError, match="run.async_sampling needs online TRPO or NPG"):
+        config.load("pendulum-ppo", ["run.async_sampling=true"])
+    config.load("cartpole-npg", ["run.async_sampling=true"])

@@ -349,6 +349,10 @@ class RunConfig:
     """``local``: the workers are processes on this machine; ``ray``: Ray actors (``RAY_ADDRESS`` picks the cluster)."""
     worker_cpus: float = 1.0
     """CPUs each Ray actor reserves (``run.sampler = "ray"``); fractions share a CPU between actors."""
+    async_sampling: bool = False
+    """Collect batch k+1 with the policy before update k while update k is computed (TRPO, NPG): simulation
+    and learning overlap. Each batch is then one update stale; the surrogate weights it by pi_theta / beta
+    with beta the policy that acted, under the trust region around the current policy."""
 
     def validate(self) -> None:
         _positive("run.total_steps", self.total_steps)
@@ -439,6 +443,10 @@ class Config:
         if self.run.workers > self.env.n_envs:
             raise ConfigError(f"run.workers = {self.run.workers} is more than env.n_envs = {self.env.n_envs}: "
                               "each worker steps at least one env copy")
+        if self.run.async_sampling and (self.algo.name not in ("trpo", "npg") or self.offline.dataset):
+            raise ConfigError("run.async_sampling needs online TRPO or NPG, whose surrogate corrects for the "
+                              f"policy that acted one update earlier (not {self.algo.name}"
+                              f"{' from a dataset' if self.offline.dataset else ''})")
         if (self.run.workers > 1 or self.run.sampler == "ray") and self.env.vectorization != "sync":
             raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
                               "or run.sampler = 'ray' the workers step the copies, so leave it 'sync'")

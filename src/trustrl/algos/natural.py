@@ -41,15 +41,22 @@ def policy_objective(
     advantages: Tensor,
     cfg: NaturalGradientConfig,
     generator: torch.Generator,
+    behaviour_log_probs: Tensor | None = None,
 ) -> PolicyObjective:
     """``obs`` ``(B, obs_dim)``, ``actions`` ``(B, ...)``, ``advantages`` ``(B,)``.
 
     The Fisher-vector products use a random ``cfg.fvp_fraction`` of the batch
     (drawn from ``generator`` when ``fisher_kl`` is called); the gradient uses all of it.
+
+    ``behaviour_log_probs``: log beta(a|s) of the policy that acted, when that is not the policy
+    being updated (asynchronous sampling). The surrogate is then E_beta[pi_theta / beta * A], the
+    objective whose gradient at theta is the policy gradient at pi_theta for data from beta, while
+    the trust region stays around the current policy: KL(pi_old || pi_theta) with pi_old the
+    parameters before this step, not beta.
     """
     with torch.no_grad():
         old_dist = policy(obs)
-        old_log_probs = old_dist.log_prob(actions)
+        old_log_probs = old_dist.log_prob(actions) if behaviour_log_probs is None else behaviour_log_probs
 
     def surrogate() -> Tensor:
         dist = policy(obs)
@@ -109,9 +116,9 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
         self.critic_fitter = make_fitter(critic, critic_cfg, generator)
 
     def objective(self, batch: Batch) -> PolicyObjective:
-        return policy_objective(
-            self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"), self.cfg, self.generator
-        )
+        behaviour = batch.flat("log_probs") if batch.stale else None
+        return policy_objective(self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"),
+                                self.cfg, self.generator, behaviour)
 
     def search_direction(self, batch: Batch) -> NaturalGradient:
         return natural_gradient_step(self.objective(batch), self.policy, self.cfg)

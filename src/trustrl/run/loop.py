@@ -1,7 +1,9 @@
 """The run loop: collect -> advantages -> update -> evaluate, log, checkpoint -> repeat.
 
 It is the same for every sampler and every algorithm; nothing in it is
-specific to either. With ``run.overlap_critic`` and an algorithm whose critic
+specific to either. With ``run.async_sampling`` the sampler collects batch
+k+1 with the policy before update k while update k is computed (the batch
+is marked stale, and the algorithm weights it by pi_theta / beta). With ``run.overlap_critic`` and an algorithm whose critic
 fit is separate (NPG, TRPO), the fit of update k runs in a thread while batch
 k+1 is collected, and update k is finished (evaluated, checkpointed, logged)
 once it is done -- exactly as without the thread: the loop captures what a
@@ -102,6 +104,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
     start = last_logged = time.perf_counter()
     carried_checkpoint_s = 0.0  # time of the last ``last`` save, reported on the next row
     by_eval = parts.evaluator is not None
+    asynchronous = cfg.run.async_sampling
 
     def evaluate(obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
         t0 = time.perf_counter()
@@ -161,7 +164,17 @@ def run(parts: Parts, state: LoopState) -> LoopState:
         for update in range(state.update + 1, parts.n_updates + 1):
             t0 = time.perf_counter()
             acting_norm = sampler.obs_norm.copy()  # the statistics this batch is normalised with
-            batch = sampler.collect(policy)
+            if asynchronous:
+                if not sampler.busy:  # the first batch of this invocation (a resumed one re-sends the batch it had out)
+                    sampler.start(policy, capture=True)
+                batch = sampler.finish()
+                batch.stale = True
+                if update < parts.n_updates:  # the next batch, with this policy, while this one is learned from
+                    sampler.start(policy, capture=True)
+                else:  # none is due; a checkpoint still records which policy would act next
+                    sampler.defer(policy)
+            else:
+                batch = sampler.collect(policy)
             t1 = time.perf_counter()
             if pending is not None:  # the critic must be fitted before it is saved or used for GAE
                 finish(pending)

@@ -31,6 +31,7 @@ class Batch:
     valid: Tensor | None = None  # (T, N) bool: real transitions (a packed dataset pads its columns); None: all
     behaviour_log_probs: Tensor | None = None  # (T, N) log beta(a|s) recorded with a dataset
     behaviour_params: dict[str, Tensor] | None = None  # beta's distribution parameters, (T, N, k) each
+    stale: bool = False  # acted on by an earlier policy than the one it updates: ratios are pi_theta / log_probs'
     # Filled by trustrl.advantages:
     values: Tensor | None = None  # (T, N) V(s_t)
     next_values: Tensor | None = None  # (T, N) V(s_{t+1}), V(final_obs) at truncations

@@ -70,6 +70,9 @@ class VectorSampler:
         self.ep_length = np.zeros(self.n_envs, np.int64)
         self.total_steps = 0
         self._acting: tuple[Policy, ObsNormalizer] | None = None  # the batch in flight: its policy and statistics
+        self._captured: dict | None = None  # the state before the batch in flight was sent (asynchronous runs)
+        self._resend: dict | None = None  # weights of the policy that acted on a batch in flight at a checkpoint
+        self._deferred: dict | None = None  # weights the next batch is to be acted with (see defer)
 
     def _reset(self, seed: int) -> np.ndarray:
         """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
@@ -79,21 +82,48 @@ class VectorSampler:
         self.start(policy)
         return self.finish()
 
-    def start(self, policy: Policy) -> None:
-        """Send the next batch off to be collected with ``policy`` (as it is now) and the statistics as they are."""
+    @property
+    def busy(self) -> bool:
+        """A batch has been sent off and not gathered yet."""
+        return self._acting is not None
+
+    def start(self, policy: Policy, capture: bool = False) -> None:
+        """Send the next batch off to be collected with ``policy`` (as it is now) and the statistics as they are.
+
+        ``capture``: first take the state a checkpoint needs while the batch is out (:meth:`state`).
+        After :meth:`load_state` of such a checkpoint the first call re-sends that batch with the policy
+        that acted on it, so the continuation is exact.
+        """
+        policy = copy.deepcopy(policy)  # as it acts now, for the batch's log-probabilities when it is gathered
+        if self._resend is not None:
+            try:
+                policy.load_state_dict(self._resend)
+            except (RuntimeError, TypeError, AttributeError) as exc:
+                raise ConfigError(f"the checkpoint's policy of the batch in flight does not fit this policy: {exc}") from None
+            self._resend = None
+        self._captured = self._state_now() if capture else None
+        self._deferred = None
         actor = numpy_actor(policy)
         noise = np.stack([actor.draw_noise(rng, self.n_steps) for rng in self.rngs], axis=1)  # (T, N, k)
         acting_norm = self.obs_norm.copy()  # frozen: the statistics stay as they are until the batch ends
         shared_actor, shared_norm = self.pool.share(actor), self.pool.share(acting_norm)
         self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share]) for share in self.pool.copies])
-        self._acting = (copy.deepcopy(policy), acting_norm)
+        self._acting = (policy, acting_norm)
+
+    def defer(self, policy: Policy) -> None:
+        """Record, without sending anything, that the next batch is to be acted on by ``policy`` as it is now.
+
+        An asynchronous run ends with its next batch unsent; a checkpoint then still says which policy
+        acts next, so a run extended by ``--resume`` is the run that never stopped.
+        """
+        self._deferred = copy.deepcopy(policy.state_dict())
 
     @torch.no_grad()  # not inference_mode: the batch's tensors feed autograd later
     def finish(self) -> Batch:
         """The batch :meth:`start` sent off; the statistics are updated from it."""
         fragments: list[Fragment] = self.pool.finish()
         acting_policy, acting_norm = self._acting
-        self._acting = None
+        self._acting = self._captured = None
         T, N = self.n_steps, self.n_envs
         join = lambda name: np.concatenate([getattr(f, name) for f in fragments], axis=1)  # noqa: E731
         raw, obs, actions = join("raw_obs"), join("obs"), join("actions")
@@ -148,6 +178,15 @@ class VectorSampler:
         )
 
     def state(self) -> dict:
+        if self.busy:
+            if self._captured is None:
+                raise RuntimeError("the state of a sampler with a batch out is known only if start() captured it")
+            return {**self._captured, "in_flight": {"policy": self._acting[0].state_dict()}}
+        if self._deferred is not None:
+            return {**self._state_now(), "in_flight": {"policy": self._deferred}}
+        return self._state_now()
+
+    def _state_now(self) -> dict:
         try:
             env_states = [snap for share in self.pool.call("snapshot") for snap in share]
         except ConfigError:  # an env whose state cannot be captured: a resume starts fresh episodes
@@ -175,6 +214,7 @@ class VectorSampler:
                 or (state.get("envs") is not None and len(state["envs"]) != N)):
             raise ConfigError("the checkpoint's sampler state does not match this run's env copies")
         self.total_steps = int(state["total_steps"])
+        self._resend = state["in_flight"]["policy"] if state.get("in_flight") else None
         self.obs_norm.load_state(state["obs_norm"])
         self.reward_scaler.load_state(state["reward_norm"])
         self.reward_scaler.returns = np.asarray(state["reward_returns"], np.float64)
