@@ -1,11 +1,6 @@
 """Resume: a run stopped (or killed) and continued with --resume is the run that never stopped."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +8,8 @@ import pytest
 from trustrl import checkpoint, config
 from trustrl.cli import main
 from trustrl.run import resume, train
+
+from killing import train_until_first_checkpoint_then_kill
 
 
 def _weights(run: Path, tag: str = "last") -> tuple[str, str]:
@@ -57,15 +54,7 @@ def test_resume_of_a_run_killed_mid_training_gives_the_uninterrupted_run(tmp_pat
             "--set", "run.checkpoint_every=2", "--set", "run.eval_every=4096", "--set", "run.eval_episodes=2"]
     assert main(["train", *args, "--run-dir", str(tmp_path / "whole")]) == 0
     killed = tmp_path / "killed"
-    exe = Path(sys.executable).parent / "trustrl"
-    proc = subprocess.Popen([str(exe), "train", *args, "--run-dir", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "last.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    train_until_first_checkpoint_then_kill(args, killed)
     stopped_at = checkpoint.load(killed).update
     assert 2 <= stopped_at < 24, "the kill should land mid-run"
     assert main(["train", "--resume", str(killed), "--quiet"]) == 0

@@ -20,6 +20,8 @@ from trustrl.run import resume, train
 from trustrl.samplers.pools import LocalPool, ProcessPool, make_pool, split_copies
 from trustrl.samplers.vector import VectorSampler
 
+from killing import train_until_first_checkpoint_then_kill
+
 # Terminations (CartPole falls), truncations (a 40-step limit), reward scaling and 3 copies over 2 workers
 # (shares of 2 and 1): every path by which a copy's place could leak into the numbers.
 SMALL = ["env.n_envs=3", "run.n_steps=64", "env.max_episode_steps=40", "env.norm_reward=true",
@@ -223,18 +225,10 @@ def test_an_asynchronous_run_killed_mid_batch_resumes_into_the_run_that_never_st
             "--set", "run.eval_episodes=2"]
     assert main(["train", *args, "--run-dir", str(tmp_path / "whole")]) == 0
     killed = tmp_path / "killed"
-    exe = Path(sys.executable).parent / "trustrl"
-    proc = subprocess.Popen([str(exe), "train", *args, "--run-dir", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "last.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    workers = train_until_first_checkpoint_then_kill(args, killed)
+    assert len(workers) == 2
     assert 2 <= checkpoint.load(killed).update < 24, "the kill should land mid-run"
-    for pid in map(int, workers):  # orphaned workers see the learner's socket close and exit
+    for pid in workers:  # orphaned workers see the learner's socket close and exit
         deadline = time.monotonic() + 10
         while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3] \
                 and time.monotonic() < deadline:
