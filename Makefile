@@ -6,6 +6,8 @@ TORCH   := torch==2.13.0
 ARGS    ?=
 PRESET  ?= walker2d-trpo
 RUN_DIR ?= runs/$(PRESET)
+# processes stepping the env copies (run.workers): the same numbers whatever this is
+WORKERS ?= 2
 
 .PHONY: install train test bench throughput clean
 
@@ -22,7 +24,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 train: install
-	$(BIN)/trustrl train $(PRESET) --run-dir $(RUN_DIR) $(ARGS)
+	$(BIN)/trustrl train $(PRESET) --run-dir $(RUN_DIR) --set run.workers=$(WORKERS) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)

@@ -299,11 +299,53 @@ def workers_table(preset: str, steps: int, workers=(1, 2, 4), n_steps=(512, 2048
         for w in workers:
             extra = [f"env.n_envs={n_envs}", f"run.n_steps={T}", f"run.workers={w}"]
             res = run_worker("trustrl", preset, max(steps, 4 * T * n_envs), extra)
-            table[f"batch{T * n_envs}_workers{w}"] = {"batch": T * n_envs, "workers": w, "sps": res["sps"],
-                                                     "sampling_s": res["split_s"]["sampling_s"],
-                                                     "seconds": res["seconds"], "max_rss_mb": res["max_rss_mb"]}
+            table[f"batch{T * n_envs}_workers{w}"] = {
+                "batch": T * n_envs, "n_steps": T, "n_envs": n_envs, "workers": w, "sps": res["sps"],
+                "steps": res["steps"], "sampling_s": res["split_s"]["sampling_s"], "seconds": res["seconds"],
+                "max_rss_mb": res["max_rss_mb"],
+            }  # fmt: skip
             print(f"  batch {T * n_envs:6d}, workers {w}: {res['sps']:8.0f} steps/s", file=sys.stderr, flush=True)
     return table
+
+
+def scaleout_model(table: dict, n_steps: int = 1024, copies_per_worker: int = 1,
+                   workers=(1, 2, 4, 8, 32, 128)) -> dict:
+    """Steps/s predicted for W workers from three constants fitted to the workers table (batch 2048 rows).
+
+    - ``c``: seconds per env step of simulating and acting (one process stepping all copies);
+    - ``o``: seconds per worker per batch of sending the policy and noise and gathering a fragment;
+    - ``u``: seconds per transition of the learner (advantages, policy step, critic fit not hidden).
+
+    Each worker steps ``copies_per_worker`` copies for ``n_steps``, so the batch grows with W:
+    B = W k T. Synchronous: t = k T c + o W + u B (workers and learner take turns); asynchronous:
+    t = max(k T c + o W, u B). The learner is the bottleneck once u B > k T c + o W.
+    """
+    rows = {row["workers"]: row for row in table.values() if row["batch"] == min(r["batch"] for r in table.values())}
+    one, two = rows[1], rows[2]
+    batches = lambda row: row["steps"] / row["batch"]  # noqa: E731
+    c = one["sampling_s"] / one["steps"]
+    u = (one["seconds"] - one["sampling_s"]) / one["steps"]
+    o = max(0.0, (two["sampling_s"] / batches(two) - two["n_steps"] * two["n_envs"] / 2 * c) / 2)
+
+    def measured_config(w: int) -> float:  # the table's own layout: n_envs copies shared by w workers
+        row = rows[w]
+        t = row["n_steps"] * math.ceil(row["n_envs"] / w) * c + (o * w if w > 1 else 0.0) + u * row["batch"]
+        return row["batch"] / t
+
+    predictions = {}
+    for w in workers:
+        batch = w * copies_per_worker * n_steps
+        simulate = copies_per_worker * n_steps * c + o * w
+        predictions[w] = {"batch": batch, "sync_sps": batch / (simulate + u * batch),
+                          "async_sps": batch / max(simulate, u * batch), "learner_bound": u * batch > simulate}
+    return {
+        "c_s_per_step": c, "o_s_per_worker_batch": o, "u_s_per_transition": u,
+        "learner_ceiling_sps": 1.0 / u,
+        "bottleneck_from_workers": (copies_per_worker * n_steps * c) / (u * copies_per_worker * n_steps - o)
+        if u * copies_per_worker * n_steps > o else math.inf,
+        "check": {w: {"predicted_sps": measured_config(w), "measured_sps": rows[w]["sps"]} for w in sorted(rows)},
+        "predicted": predictions, "n_steps": n_steps, "copies_per_worker": copies_per_worker,
+    }  # fmt: skip
 
 
 # --------------------------------------------------------------------------- driver
@@ -443,6 +485,18 @@ def main() -> None:
         for row in out["workers_table"].values():
             print(f"  batch {row['batch']:6d}, workers {row['workers']}: {row['sps']:8.0f} steps/s, "
                   f"peak RSS {row['max_rss_mb']:5.0f} MB")
+        model = out["scaleout_model"] = scaleout_model(out["workers_table"])
+        print(f"\nscale-out model: c = {model['c_s_per_step'] * 1e6:.0f} us per env step, o = "
+              f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, u = "
+              f"{model['u_s_per_transition'] * 1e6:.0f} us per transition (learner ceiling "
+              f"{model['learner_ceiling_sps']:.0f} steps/s; the learner binds from "
+              f"{model['bottleneck_from_workers']:.1f} workers)")
+        for w, row in model["check"].items():
+            print(f"  check, {w} workers: predicted {row['predicted_sps']:.0f}, measured {row['measured_sps']:.0f} steps/s")
+        for w, row in model["predicted"].items():
+            print(f"  {w:4d} workers x {model['copies_per_worker']} copy x {model['n_steps']} steps: sync "
+                  f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s"
+                  f"{'  (learner-bound)' if row['learner_bound'] else ''}")
     if args.json:
         print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
 

@@ -6,7 +6,9 @@ batches are normalised with, the random streams, and the count of env steps.
 Its ``state()`` is plain JSON, so a checkpoint carries it and a resumed run
 continues it exactly.
 
-- :class:`~trustrl.samplers.vector.VectorSampler`: ``n_envs`` copies of an env, ``n_steps`` each per batch.
+- :class:`~trustrl.samplers.vector.VectorSampler`: ``n_envs`` copies of an env, ``n_steps`` each per batch,
+  stepped in this process, in worker processes or on Ray actors (:mod:`trustrl.samplers.pools`); it can
+  also send a batch off (``start``) and gather it later (``finish``), for asynchronous sampling.
 - :class:`~trustrl.samplers.dataset.DatasetSampler`: a Minari dataset, the whole of it per batch, statistics frozen.
 """
 
