@@ -41,6 +41,20 @@ def _same_run(a: Path, b: Path) -> None:
         assert record_a["weights_sha256"] == record_b["weights_sha256"]
 
 
+def _wait_gone(pid: int, seconds: float = 10.0) -> None:
+    """Until process ``pid`` has exited (gone, or a zombie awaiting its parent); fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} is still running")
+
+
 def test_split_copies_gives_contiguous_shares_the_first_ones_larger():
     assert split_copies(8, 3) == [range(0, 3), range(3, 6), range(6, 8)]
     assert split_copies(2, 2) == [range(0, 1), range(1, 2)]
@@ -150,7 +164,7 @@ def test_training_whose_worker_dies_stops_with_one_error_line_and_keeps_its_chec
     last = checkpoint.load(run)  # intact and loadable: written whole, before the worker died
     assert 0 < last.step < 4_000_000
     assert not list((run / "checkpoints").glob("*.tmp"))
-    assert subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout == b""
+    _wait_gone(int(children[1]))  # the surviving worker was closed with the run
 
 
 @pytest.mark.xdist_group("ray")
@@ -160,10 +174,25 @@ def test_a_ray_actor_killed_mid_run_is_one_clear_error(ray_cluster):
     cfg = config.load("cartpole-trpo", ["env.n_envs=2", "run.n_steps=32"])
     sampler, policy = _sampler(cfg, 2, "ray")
     sampler.collect(policy)
-    ray.kill(sampler.pool.actors[0])
+    victim = sampler.pool.actors[0]
+    ray.kill(victim)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # ray.kill returns before the actor is dead
+        try:
+            ray.get(victim.call.remote("spaces"))
+            time.sleep(0.1)
+        except ray.exceptions.RayActorError:
+            break
     with pytest.raises(WorkerError, match=r"Ray sampling worker 0 \(copies 0\) died while collecting a batch"):
         sampler.collect(policy)
     sampler.close()
+
+
+@pytest.mark.xdist_group("ray")
+def test_an_env_a_ray_actor_cannot_make_is_the_same_config_error(ray_cluster):
+    cfg = config.load("pendulum-ppo", ["env.kwargs={no_such_argument=1}"])
+    with pytest.raises(ConfigError, match="cannot make environment 'Pendulum-v1'"):
+        make_pool(cfg.env, 2, "ray")
 
 
 @pytest.mark.xdist_group("ray")
@@ -229,11 +258,7 @@ def test_an_asynchronous_run_killed_mid_batch_resumes_into_the_run_that_never_st
     assert len(workers) == 2
     assert 2 <= checkpoint.load(killed).update < 24, "the kill should land mid-run"
     for pid in workers:  # orphaned workers see the learner's socket close and exit
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3] \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert time.monotonic() < deadline, f"worker {pid} outlived its learner"
+        _wait_gone(pid)
     assert main(["train", "--resume", str(killed), "--quiet", "--set", "run.workers=1"]) == 0
     assert (killed / "metrics.csv").read_bytes() == (tmp_path / "whole" / "metrics.csv").read_bytes()
     _same_run(killed, tmp_path / "whole")
@@ -243,3 +268,39 @@ def test_asynchronous_sampling_is_refused_where_nothing_corrects_for_the_stale_p
     with pytest.raises(ConfigError, match="run.async_sampling needs online TRPO or NPG"):
         config.load("pendulum-ppo", ["run.async_sampling=true"])
     config.load("cartpole-npg", ["run.async_sampling=true"])
+
+
+def test_an_asynchronous_checkpoints_batch_in_flight_that_does_not_fit_is_refused_with_nothing_written(tmp_path, capsys):
+    args = ["cartpole-trpo", "--total-steps", "1024", "--quiet", "--set", "run.async_sampling=true",
+            "--set", "env.n_envs=2", "--set", "run.n_steps=256", "--set", "run.eval_every=0"]
+    run = tmp_path / "r"
+    assert main(["train", *args, "--run-dir", str(run)]) == 0
+    record_path = run / "checkpoints" / "last.json"
+    record = json.loads(record_path.read_text())
+    assert "in_flight" in record["state"]["sampler"]
+    record["state"]["sampler"]["in_flight"] = {"policy": {"logits_net.layers.0.weight": [1.0]}}
+    record_path.write_text(json.dumps(record))
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run), "--total-steps", "2048"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "batch in flight does not fit this policy" in err
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_the_actors_rows_do_not_depend_on_the_number_of_blas_threads():
+    """Worker processes run numpy with one BLAS thread, the learner with as many as it likes: wide layers
+    (where OpenBLAS may thread a product) must give the same bits either way."""
+    script = (
+        "import hashlib, numpy as np\n"
+        "from trustrl.actor import NumpyActor\n"
+        "rng = np.random.default_rng(0)\n"
+        "dims = [376, 512, 512, 17]\n"
+        "layers = [(rng.standard_normal((a, b)).astype(np.float32) * 0.05, rng.standard_normal(b).astype(np.float32))"
+        " for a, b in zip(dims[:-1], dims[1:])]\n"
+        "x = rng.standard_normal((64, 376)).astype(np.float32)\n"
+        "print(hashlib.sha256(NumpyActor(layers, False, None).forward(x).tobytes()).hexdigest())\n"
+    )
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": str(n), "OMP_NUM_THREADS": str(n)}).stdout
+               for n in (1, 2, 4)}
+    assert len(digests) == 1

@@ -343,16 +343,18 @@ class RunConfig:
     eval_episodes: int = 10
     """Episodes per evaluation during training (reset seeds 2_000_000, 2_000_001, ... every time)."""
     workers: int = 1
-    """Processes that simulate the env copies, each a contiguous share of them collecting whole fragments
-    (1: this process steps them). The same seed gives the same metrics.csv whatever this is."""
+    """Processes (or Ray actors) that simulate the env copies, each a contiguous share of them collecting whole
+    fragments (1 with ``sampler = "local"``: this process steps them). The same seed gives the same metrics.csv
+    whatever this is."""
     sampler: str = "local"
     """``local``: the workers are processes on this machine; ``ray``: Ray actors (``RAY_ADDRESS`` picks the cluster)."""
     worker_cpus: float = 1.0
     """CPUs each Ray actor reserves (``run.sampler = "ray"``); fractions share a CPU between actors."""
     async_sampling: bool = False
-    """Collect batch k+1 with the policy before update k while update k is computed (TRPO, NPG): simulation
-    and learning overlap. Each batch is then one update stale; the surrogate weights it by pi_theta / beta
-    with beta the policy that acted, under the trust region around the current policy."""
+    """Collect batch k+1 with the policy before update k while update k is computed (TRPO, NPG): with
+    ``workers > 1`` or Ray, simulation and learning overlap (with the copies in this process they still take
+    turns). Each batch is then one update stale; the surrogate weights it by pi_theta / beta with beta the
+    policy that acted, under the trust region around the current policy."""
 
     def validate(self) -> None:
         _positive("run.total_steps", self.total_steps)

@@ -129,16 +129,24 @@ class FragmentCollector:
 
 
 class CollectorService:
-    """A collector behind a message boundary (a worker process, a Ray actor): its methods by name, nothing else."""
+    """A collector behind a message boundary (a worker process, a Ray actor): its methods by name, nothing else.
+
+    It is built by a call (``build``), not in the constructor, so an env that cannot be made is an
+    error of that call -- a ConfigError the learner re-raises -- rather than a worker dying at birth.
+    """
 
     METHODS = frozenset({"spaces", "reset", "collect", "snapshot", "can_restore", "restore", "peak_rss_mb", "close"})
 
-    def __init__(self, env_cfg: EnvConfig, first: int, count: int):
-        self.collector = FragmentCollector.build(env_cfg, first, count)
+    def __init__(self) -> None:
+        self.collector: FragmentCollector | None = None
 
     def call(self, method: str, *args: Any) -> Any:
-        if method not in self.METHODS:
-            raise ValueError(f"unknown request {method!r}")
+        if method == "build":
+            self.collector = FragmentCollector.build(*args)
+            return None
+        if method not in self.METHODS or self.collector is None:
+            raise ValueError(f"unknown request {method!r}" if method not in self.METHODS
+                             else f"{method!r} before the collector was built")
         return getattr(self.collector, method)(*args)
 
 
@@ -148,20 +156,14 @@ def serve(conn: Any) -> None:
     Replies are ``("ok", value)`` or ``("error", is_config_error, message)``: a ConfigError (an env that
     cannot be made or captured) crosses back as one, anything else as its type and message.
     """
-    service: CollectorService | None = None
+    service = CollectorService()
     while True:
         try:
             method, args = conn.recv()
         except (EOFError, OSError):  # the learner is gone: nothing left to do
             break
         try:
-            if method == "build":
-                service, value = CollectorService(*args), None
-            elif service is None:
-                raise ValueError(f"{method!r} before the collector was built")
-            else:
-                value = service.call(method, *args)
-            reply: tuple = ("ok", value)
+            reply: tuple = ("ok", service.call(method, *args))
         except ConfigError as exc:
             reply = ("error", True, str(exc))
         except Exception as exc:  # noqa: BLE001 -- reported to the learner, which raises it as one error

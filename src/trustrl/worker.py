@@ -9,14 +9,16 @@ when the learner is killed.
 from __future__ import annotations
 
 import signal
-import sys
-from multiprocessing.connection import Connection
 
-from trustrl.fragments import serve
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # before the imports, which take most of a worker's start
+
+import sys  # noqa: E402
+from multiprocessing.connection import Connection  # noqa: E402
+
+from trustrl.fragments import serve  # noqa: E402
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(Connection(int(sys.argv[1])))
 
 

@@ -11,6 +11,7 @@ same parts from a run's ``last`` checkpoint and continues the loop.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -26,7 +27,7 @@ from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env
-from trustrl.errors import CheckpointError, ConfigError, TrustrlError
+from trustrl.errors import CheckpointError, ConfigError, TrustrlError, WorkerError
 from trustrl.evaluate import check_can_render, check_compatible_spaces
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -159,14 +160,15 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
             cfg.run.device,
         )
         algo = make_algorithm(cfg, policy, critic, generator)
+        every, batch = cfg.run.eval_every, cfg.batch_size
+        evaluator = Evaluator(cfg, cfg.run.eval_episodes) if every else None
     except BaseException:
         pool.close()
         raise
-    every, batch = cfg.run.eval_every, cfg.batch_size
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
         generator=generator, recorder=None, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
-        evaluator=Evaluator(cfg, cfg.run.eval_episodes) if every else None,
+        evaluator=evaluator,
         eval_due=lambda update, step: every > 0 and step // every > (step - batch) // every,
         extra={}, log=log,
     )  # fmt: skip
@@ -285,12 +287,13 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool
         parts.algo.load_state_dict(state["algo"])
         parts.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        _check_in_flight(parts, state["sampler"])
         sampler_notes = parts.sampler.load_state(state["sampler"])
         for note in sampler_notes:
             parts.notes.append(note)
             parts.log(note)
         loop = LoopState.from_json(state["loop"])
-    except ConfigError as exc:
+    except (ConfigError, WorkerError) as exc:  # WorkerError: a worker refused its share of the env state
         raise CheckpointError(f"checkpoint {ckpt.path}: {exc}") from None
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
@@ -299,6 +302,20 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool
         raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
                               f"not {ckpt.update}")
     return loop, bool(sampler_notes)
+
+
+def _check_in_flight(parts: Parts, sampler_state: dict) -> None:
+    """A batch in flight at the checkpoint (asynchronous runs only) must name a policy this run can load."""
+    in_flight = sampler_state.get("in_flight") if isinstance(sampler_state, dict) else None
+    if in_flight is None:
+        return
+    if not parts.cfg.run.async_sampling:
+        raise ConfigError("its sampler state has a batch in flight, which only an asynchronous run has")
+    try:
+        copy.deepcopy(parts.policy).load_state_dict(in_flight["policy"])
+    except (KeyError, TypeError, RuntimeError, AttributeError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"the policy of its batch in flight does not fit this policy ({detail})") from None
 
 
 def _set_aside_later_best(run_dir: Path, ckpt: checkpoint.Checkpoint, state: LoopState, parts: Parts) -> None:

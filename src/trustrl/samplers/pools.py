@@ -80,7 +80,7 @@ class WorkerPool:
 
     def finish(self) -> list:
         """The replies of the outstanding call, in share order; raises the first error after reading them all."""
-        method, self._pending = self._pending, None
+        method = self._pending
         replies, error = [], None
         for w in range(self.workers):
             try:
@@ -88,6 +88,9 @@ class WorkerPool:
             except (ConfigError, WorkerError) as exc:
                 replies.append(None)
                 error = error or exc
+        # Only now, with every reply read: interrupted half-way (Ctrl-C), the call stays outstanding
+        # and close() knows the streams are out of step.
+        self._pending = None
         if error is not None:
             raise error
         return replies
@@ -204,15 +207,14 @@ class ProcessPool(WorkerPool):
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):
-            if proc.poll() is None:
+            if proc.poll() is None and self._pending is None:  # in step: ask it to close its envs and exit
                 try:
-                    if self._pending is None:
-                        conn.send(("close", ()))
-                        if conn.poll(5.0):
-                            conn.recv()
-                except (OSError, EOFError):
+                    conn.send(("close", ()))
+                    if conn.poll(5.0):
+                        conn.recv()
+                except Exception:  # noqa: BLE001 -- it is stopped below either way
                     pass
-            conn.close()
+            conn.close()  # a worker still busy sees the socket close when it next reads, and exits
         for proc in self.procs:
             try:
                 proc.wait(timeout=5.0)

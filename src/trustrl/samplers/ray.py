@@ -50,7 +50,8 @@ class RayPool(WorkerPool):
                     f"{workers * cpus_per_worker:g} CPUs; the Ray cluster has {cpus:g}"
                 )
             remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(CollectorService)
-            self.actors = [remote.remote(env_cfg, share.start, len(share)) for share in self.copies]
+            self.actors = [remote.remote() for _ in self.copies]
+            self.call("build", [(env_cfg, share.start, len(share)) for share in self.copies])
             self.observation_space, self.action_space = self.call("spaces")[0]
         except BaseException:
             self.close()
