@@ -35,3 +35,12 @@ def test_preset_reaches_its_target_within_its_step_budget(tmp_path, preset, seed
     cfg, result, ev = _train_and_eval(tmp_path, preset, seed)
     assert cfg.run.total_steps <= budget and result.steps <= budget
     assert ev.deterministic and ev.mean_return >= target, ev.returns
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_asynchronous_trpo_solves_cartpole_within_the_same_budget(tmp_path, seed):
+    """Every batch one update stale, corrected by pi_theta / beta: CartPole is still solved in 100k steps."""
+    target, budget = TARGETS["cartpole-trpo"]
+    cfg, result, ev = _train_and_eval(tmp_path, "cartpole-trpo", seed, ["run.async_sampling=true"])
+    assert result.steps <= budget
+    assert ev.deterministic and ev.mean_return >= target, ev.returns
