@@ -14,7 +14,8 @@ medians over rounds.
             this 2-core machine); ``raw_gym`` is gymnasium's own SyncVectorEnv in one process.
 - trustrl:  ``trustrl.run.train`` on the preset for ``--steps`` env steps, copies in this process
             (``trustrl_serial``: the same with ``run.overlap_critic = false``; ``trustrl_workers``:
-            ``run.workers = 2`` worker processes; ``trustrl_ray``: 2 actors on a local Ray).
+            ``run.workers = 2`` worker processes, ``_serial`` without the critic thread, ``_async`` with
+            ``run.async_sampling``; ``trustrl_ray``: 2 actors on a local Ray).
 - peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
             network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
             damping, target KL, line search, observation normalisation).
@@ -37,11 +38,14 @@ import tempfile
 import time
 from pathlib import Path
 
-KINDS = ("raw", "raw_parallel", "raw_gym", "trustrl", "trustrl_serial", "trustrl_workers", "trustrl_ray", "peer")
+KINDS = ("raw", "raw_parallel", "raw_gym", "trustrl", "trustrl_serial", "trustrl_workers", "trustrl_workers_serial",
+         "trustrl_workers_async", "trustrl_ray", "peer")
 TRUSTRL_KINDS = {  # kind -> the overrides it trains with
     "trustrl": [],
     "trustrl_serial": ["run.overlap_critic=false"],
     "trustrl_workers": ["run.workers=2"],
+    "trustrl_workers_serial": ["run.workers=2", "run.overlap_critic=false"],
+    "trustrl_workers_async": ["run.workers=2", "run.async_sampling=true"],
     "trustrl_ray": ['run.sampler="ray"', "run.workers=2"],
 }
 
@@ -399,6 +403,10 @@ def measure(preset: str, steps: int, rounds: int, kinds: tuple[str, ...]) -> dic
             summary["ratio_vs_raw_parallel"] = summary["trustrl_workers_sps"] / summary["raw_parallel_sps"]
         if "raw" in kinds:
             summary["workers_ratio_vs_raw"] = summary["trustrl_workers_sps"] / summary["raw_sps"]
+        if "trustrl_workers_async" in kinds and "peer" in kinds:
+            summary["async_ratio_vs_peer"] = summary["trustrl_workers_async_sps"] / summary["peer_sps"]
+        if "trustrl_workers_async" in kinds and "raw_parallel" in kinds:
+            summary["async_ratio_vs_raw_parallel"] = summary["trustrl_workers_async_sps"] / summary["raw_parallel_sps"]
         if "trustrl_ray" in kinds:
             summary["ray_sps"] = summary["trustrl_ray_sps"]
             summary["ray_ratio_vs_workers"] = summary["trustrl_ray_sps"] / summary["trustrl_workers_sps"]
@@ -413,10 +421,11 @@ def print_table(s: dict) -> None:
     print(f"\n{s['preset']}: {s['steps']} env steps per measurement, median of {s['rounds']} alternating rounds")
     for kind in KINDS:
         if f"{kind}_sps" in s:
-            print(f"  {kind:8s} {s[f'{kind}_sps']:9.0f} steps/s   peak RSS {s[f'{kind}_max_rss_mb']:6.0f} MB")
+            print(f"  {kind:22s} {s[f'{kind}_sps']:9.0f} steps/s   peak RSS {s[f'{kind}_max_rss_mb']:6.0f} MB")
     for key in ("ratio_vs_peer", "ratio_vs_raw", "ratio_vs_raw_gym", "overlap_speedup", "update_ratio_peer_over_trustrl",
                 "memory_ratio_trustrl_over_peer", "workers_ratio_vs_peer", "ratio_vs_raw_parallel", "workers_ratio_vs_raw",
-                "ray_ratio_vs_workers", "workers_memory_ratio_over_peer"):
+                "ray_ratio_vs_workers", "workers_memory_ratio_over_peer", "async_ratio_vs_peer",
+                "async_ratio_vs_raw_parallel"):
         if key in s:
             print(f"  {key:32s} {s[key]:.2f}")
     serial = "trustrl_serial" if "trustrl_serial_update_s_per_batch" in s else "trustrl"
