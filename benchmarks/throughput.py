@@ -297,18 +297,21 @@ def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256
 
 
 def workers_table(preset: str, steps: int, workers=(1, 2, 4), n_steps=(512, 2048), n_envs: int = 4) -> dict:
-    """Training steps/s with ``n_envs`` copies against workers and batch size (each in a fresh subprocess)."""
+    """Training steps/s with ``n_envs`` copies against workers and batch size (each in a fresh subprocess).
+
+    The critic fit is not overlapped here, so sampling and learning take turns and the scale-out model
+    can read the cost of each off ``timing.csv``.
+    """
     table: dict = {}
     for T in n_steps:
         for w in workers:
-            extra = [f"env.n_envs={n_envs}", f"run.n_steps={T}", f"run.workers={w}"]
+            extra = [f"env.n_envs={n_envs}", f"run.n_steps={T}", f"run.workers={w}", "run.overlap_critic=false"]
             res = run_worker("trustrl", preset, max(steps, 4 * T * n_envs), extra)
             table[f"batch{T * n_envs}_workers{w}"] = {
                 "batch": T * n_envs, "n_steps": T, "n_envs": n_envs, "workers": w, "sps": res["sps"],
                 "steps": res["steps"], "sampling_s": res["split_s"]["sampling_s"], "seconds": res["seconds"],
                 "max_rss_mb": res["max_rss_mb"],
             }  # fmt: skip
-            print(f"  batch {T * n_envs:6d}, workers {w}: {res['sps']:8.0f} steps/s", file=sys.stderr, flush=True)
     return table
 
 
@@ -449,7 +452,8 @@ def main() -> None:
     p.add_argument("--no-peer", action="store_true", help="skip sb3-contrib (not installed)")
     p.add_argument("--scaling", action="store_true", help="also time updates vs batch size and width")
     p.add_argument("--json", action="store_true", help="end with one JSON line holding every figure")
-    p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {', '.join(KINDS)}")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"comma-separated subset of {', '.join(KINDS)} ('' with --scaling: only the tables)")
     p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--n-envs", type=int, help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
@@ -467,33 +471,28 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    unknown = set(args.kinds.split(",")) - set(KINDS)
+    unknown = set(args.kinds.split(",")) - set(KINDS) - {""}
     if unknown:
         p.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
     kinds = tuple(k for k in KINDS if k in args.kinds.split(",") and not (args.no_peer and k == "peer"))
     out: dict = {}
-    walker = measure(args.preset, args.steps, args.rounds, kinds)
-    print_table(walker)
-    out.update({k: v for k, v in walker.items()})
-    if args.cartpole_steps:
+    if kinds:
+        walker = measure(args.preset, args.steps, args.rounds, kinds)
+        print_table(walker)
+        out.update({k: v for k, v in walker.items()})
+    if kinds and args.cartpole_steps:
         cart = measure("cartpole-trpo", args.cartpole_steps, args.rounds, kinds)
         print_table(cart)
         out["cartpole"] = cart
     if args.scaling:
-        scaling = scaling_table(args.preset)
-        out["scaling"] = scaling
-        print(f"\nTRPO update time ({args.preset}):")
-        for b, t in scaling["update_s_by_batch"].items():
-            print(f"  batch {b:6d}, width {scaling['width_for_batch_rows']}: {t * 1e3:8.1f} ms")
-        for w, t in scaling["update_s_by_width"].items():
-            print(f"  batch   2048, width {w}: {t * 1e3:8.1f} ms")
-        print(f"  slope of log time vs log batch: {scaling['slope_log_time_vs_log_batch']:.2f}; "
-              f"vs log width: {scaling['slope_log_time_vs_log_width']:.2f}")
-        print(f"\ntraining steps/s against workers and batch size ({args.preset}, 4 copies):", file=sys.stderr)
+        # Subprocesses first: a child forked from a parent that grew big in scaling_table would inherit
+        # its peak RSS figure (ru_maxrss survives fork and exec).
+        print(f"\ntraining steps/s against workers and batch size ({args.preset}, 4 copies, critic fit "
+              "not overlapped so that the phases add up):")
         out["workers_table"] = workers_table(args.preset, args.steps)
         for row in out["workers_table"].values():
             print(f"  batch {row['batch']:6d}, workers {row['workers']}: {row['sps']:8.0f} steps/s, "
-                  f"peak RSS {row['max_rss_mb']:5.0f} MB")
+                  f"sampling {row['sampling_s'] / row['seconds']:4.0%} of the time, peak RSS {row['max_rss_mb']:5.0f} MB")
         model = out["scaleout_model"] = scaleout_model(out["workers_table"])
         print(f"\nscale-out model: c = {model['c_s_per_step'] * 1e6:.0f} us per env step, o = "
               f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, u = "
@@ -506,6 +505,15 @@ def main() -> None:
             print(f"  {w:4d} workers x {model['copies_per_worker']} copy x {model['n_steps']} steps: sync "
                   f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s"
                   f"{'  (learner-bound)' if row['learner_bound'] else ''}")
+        scaling = scaling_table(args.preset)
+        out["scaling"] = scaling
+        print(f"\nTRPO update time ({args.preset}):")
+        for b, t in scaling["update_s_by_batch"].items():
+            print(f"  batch {b:6d}, width {scaling['width_for_batch_rows']}: {t * 1e3:8.1f} ms")
+        for w, t in scaling["update_s_by_width"].items():
+            print(f"  batch   2048, width {w}: {t * 1e3:8.1f} ms")
+        print(f"  slope of log time vs log batch: {scaling['slope_log_time_vs_log_batch']:.2f}; "
+              f"vs log width: {scaling['slope_log_time_vs_log_width']:.2f}")
     if args.json:
         print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
 
