@@ -191,7 +191,7 @@ class ProcessPool(WorkerPool):
         is_config_error, message = rest
         if is_config_error:
             raise ConfigError(message)
-        raise WorkerError(f"sampling worker {w} (copies {_span(self.copies[w])}) failed in {method}: {message}")
+        raise WorkerError(f"sampling worker {w} (copies {copies_label(self.copies[w])}) failed in {method}: {message}")
 
     def _death(self, w: int, method: str) -> str:
         proc = self.procs[w]
@@ -202,7 +202,7 @@ class ProcessPool(WorkerPool):
         how = ("closed its connection" if code is None
                else f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
         doing = "collecting a batch" if method == "collect" else f"answering {method}"
-        return (f"sampling worker {w} (pid {proc.pid}, copies {_span(self.copies[w])}) {how} while {doing}; "
+        return (f"sampling worker {w} (pid {proc.pid}, copies {copies_label(self.copies[w])}) {how} while {doing}; "
                 "the run stopped here and its saved checkpoints are as they were")
 
     def close(self) -> None:
@@ -224,5 +224,6 @@ class ProcessPool(WorkerPool):
         self.conns, self.procs, self._pending = [], [], None
 
 
-def _span(share: range) -> str:
+def copies_label(share: range) -> str:
+    """``3`` or ``2-5``: a share of copies, for messages."""
     return f"{share.start}" if len(share) == 1 else f"{share.start}-{share.stop - 1}"

@@ -18,7 +18,7 @@ from typing import Any
 from trustrl.config import EnvConfig
 from trustrl.errors import ConfigError, WorkerError
 from trustrl.fragments import CollectorService
-from trustrl.samplers.pools import WorkerPool, _span, split_copies
+from trustrl.samplers.pools import WorkerPool, copies_label, split_copies
 
 
 class RayPool(WorkerPool):
@@ -73,12 +73,12 @@ class RayPool(WorkerPool):
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             if isinstance(cause, ConfigError):
                 raise ConfigError(str(cause)) from None
-            raise WorkerError(f"Ray sampling worker {w} (copies {_span(self.copies[w])}) failed in {method}: "
+            raise WorkerError(f"Ray sampling worker {w} (copies {copies_label(self.copies[w])}) failed in {method}: "
                               f"{type(cause).__name__}: {cause}") from None
         except (exceptions.RayActorError, exceptions.ObjectLostError) as exc:
             doing = "collecting a batch" if method == "collect" else f"answering {method}"
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WorkerError(f"Ray sampling worker {w} (copies {_span(self.copies[w])}) died while {doing} "
+            raise WorkerError(f"Ray sampling worker {w} (copies {copies_label(self.copies[w])}) died while {doing} "
                               f"({reason}); the run stopped here and its saved checkpoints are as they were") from None
 
     def close(self) -> None:
