@@ -16,7 +16,6 @@ in well under a second.
 
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,10 +119,6 @@ class FragmentCollector:
         self.envs.restore(snaps)
         self.raw_obs = np.asarray(raw_obs, np.float64).astype(self.envs.single_observation_space.dtype)
 
-    def peak_rss_mb(self) -> float:
-        """This process's peak resident memory (a benchmark sums it over the workers)."""
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
     def close(self) -> None:
         self.envs.close()
 
@@ -135,7 +130,7 @@ class CollectorService:
     error of that call -- a ConfigError the learner re-raises -- rather than a worker dying at birth.
     """
 
-    METHODS = frozenset({"spaces", "reset", "collect", "snapshot", "can_restore", "restore", "peak_rss_mb", "close"})
+    METHODS = frozenset({"spaces", "reset", "collect", "snapshot", "can_restore", "restore", "close"})
 
     def __init__(self) -> None:
         self.collector: FragmentCollector | None = None
