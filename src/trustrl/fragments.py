@@ -90,9 +90,10 @@ class FragmentCollector:
             rew_buf[t] = reward
             term_buf[t] = terminated
             trunc_buf[t] = truncated
-            for i in np.flatnonzero(truncated & ~terminated):
-                final_obs.append(info["final_obs"][i])
-                final_index.append((t, i))
+            if truncated.any():  # rare: most steps end no episode
+                for i in np.flatnonzero(truncated & ~terminated):
+                    final_obs.append(info["final_obs"][i])
+                    final_index.append((t, i))
             self.raw_obs = raw_obs
         return Fragment(
             raw_obs=raw_buf,

@@ -107,7 +107,8 @@ class VectorSampler:
         noise = np.stack([actor.draw_noise(rng, self.n_steps) for rng in self.rngs], axis=1)  # (T, N, k)
         acting_norm = self.obs_norm.copy()  # frozen: the statistics stay as they are until the batch ends
         shared_actor, shared_norm = self.pool.share(actor), self.pool.share(acting_norm)
-        self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share]) for share in self.pool.copies])
+        self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share.start:share.stop])  # views, not copies
+                                    for share in self.pool.copies])
         self._acting = (policy, acting_norm)
 
     def defer(self, policy: Policy) -> None:
@@ -135,13 +136,15 @@ class VectorSampler:
         scaling = self.reward_scaler.enabled
         ret_buf = np.empty((T, N), np.float64) if scaling else None
         ep_returns, ep_lengths = [], []
+        dones = terminated | truncated
+        ends = dones.any(axis=1)
         for t in range(T):
-            reward, done = rewards[t], terminated[t] | truncated[t]
+            reward, done = rewards[t], dones[t]
             if scaling:
                 ret_buf[t] = self.reward_scaler.accumulate(reward, done)
             self.ep_return += reward
             self.ep_length += 1
-            if done.any():
+            if ends[t]:
                 for n in np.flatnonzero(done):
                     ep_returns.append(float(self.ep_return[n]))
                     ep_lengths.append(int(self.ep_length[n]))
