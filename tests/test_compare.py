@@ -59,3 +59,16 @@ def test_summarize_gives_mean_and_std_over_seeds_per_algorithm():
     assert ppo.train_return_final == 470.0 and ppo.wall_time_s == 12.0
     assert trpo.eval_return_std == 0.0 and trpo.seeds == 1
     assert not math.isnan(trpo.train_return_final)
+
+
+def test_compare_takes_a_sampling_scheme_as_an_algorithm_label():
+    from trustrl.compare import _preset_for, _split_preset
+    from trustrl.errors import ConfigError
+
+    assert _preset_for("cartpole", "trpo-vine") == "cartpole-trpo-vine"
+    assert _split_preset("cartpole-trpo-vine") == ("cartpole", "trpo-vine")
+    assert _split_preset("walker2d-ppo") == ("walker2d", "ppo")
+    with pytest.raises(ConfigError, match="no preset walker2d-trpo-vine; walker2d has presets for ppo, trpo"):
+        _preset_for("walker2d", "trpo-vine")
+    with pytest.raises(ConfigError, match="unknown algorithm 'sac-vine'"):
+        _preset_for("cartpole", "sac-vine")

@@ -9,13 +9,20 @@ from trustrl.errors import ConfigError
 def test_every_preset_loads_and_validates():
     names = config.preset_names()
     family = {f"{env}-{algo}" for env in ("cartpole", "pendulum") for algo in config.ALGO_CONFIGS}
-    assert {"walker2d-trpo", "walker2d-ppo", *family} <= set(names)
+    assert {"walker2d-trpo", "walker2d-ppo", "cartpole-trpo-vine", "pendulum-trpo-vine", *family} <= set(names)
     for name in names:
         cfg = config.load(name)
         assert cfg.name == name
-        env, algo = name.rsplit("-", 1)
+        stem, vine = (name[: -len("-vine")], True) if name.endswith("-vine") else (name, False)
+        env, algo = stem.rsplit("-", 1)
         assert cfg.algo.name == algo and isinstance(cfg.algo, config.ALGO_CONFIGS[algo])
         assert cfg.env.id.lower().startswith(env)
+        assert cfg.run.sampling == ("vine" if vine else "single-path")
+
+
+def test_an_env_id_finds_its_single_path_preset_never_the_vine_one():
+    assert config.find_preset("CartPole-v1", "trpo") == "cartpole-trpo"
+    assert config.load("CartPole-v1").run.sampling == "single-path"
 
 
 def test_every_algorithm_config_documents_every_field():

@@ -19,6 +19,8 @@ TARGETS = {
     "cartpole-reinforce": (400, 100_000),
     "pendulum-trpo": (-300, 150_000),
     "pendulum-ppo": (-300, 100_000),
+    "cartpole-trpo-vine": (475, 200_000),  # every branch step counts toward the budget
+    "pendulum-trpo-vine": (-300, 150_000),
 }
 RUNS = [(preset, seed) for preset in TARGETS for seed in (0, 1)] + [("cartpole-trpo", 2)]
 

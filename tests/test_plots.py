@@ -107,3 +107,13 @@ def test_plot_of_a_missing_run_or_a_bad_format(runs, tmp_path, capsys):
     assert "no run at" in capsys.readouterr().err
     assert main(["plot", str(a[0]), "--out", str(tmp_path / "p.jpg")]) == 2
     assert "must end in .png or .svg" in capsys.readouterr().err
+
+
+def test_curves_against_wall_clock_read_the_elapsed_seconds_and_lay_resumed_invocations_end_to_end(tmp_path):
+    run = _fake_run(tmp_path / "r", "cartpole-trpo", [0, 100, 200, 300], [np.nan, 1.0, 2.0, 3.0])
+    (run / "timing.csv").write_text("step,elapsed_s\n0,nan\n100,2.0\n200,5.0\n300,1.5\n")  # resumed after 200
+    series = read_series(run, x="seconds")
+    np.testing.assert_allclose(series.steps, [0.0, 2.0, 5.0, 6.5])
+    np.testing.assert_allclose(series.values[1:], [1.0, 2.0, 3.0])
+    assert main(["plot", str(run), "--x", "seconds", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0

@@ -1,4 +1,4 @@
-"""Advantages are made here and only here: critic values, GAE as a pure function, standardisation.
+"""Advantages are made here and only here: critic values, GAE as a pure function, vine Q-values, standardisation.
 
 Values are computed after collection in one batched forward pass
 (:func:`attach_values`), which is both faster than per step and lets the
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from trustrl.nets import ValueNet
-from trustrl.samplers.batch import Batch
+from trustrl.samplers.batch import Batch, Branches
 
 
 @torch.no_grad()
@@ -78,8 +78,48 @@ def standardize(x: Tensor, mask: Tensor | None = None) -> Tensor:
     return (x - kept.mean()) / (kept.std() + 1e-8)
 
 
+def branch_q_values(
+    rewards: Tensor, lengths: Tensor, end_values: Tensor, bootstrap: Tensor, gamma: float
+) -> Tensor:
+    """Q(s_n, a_k) of vine branches: sum_h gamma^h r_h, plus gamma^length V(end) where ``bootstrap``.
+
+    ``rewards`` ``(M, K, H)`` (0 past a branch's end), ``lengths``, ``end_values``, ``bootstrap`` ``(M, K)``.
+    """
+    discounts = gamma ** torch.arange(rewards.shape[-1], dtype=torch.float64)
+    q = (rewards.to(torch.float64) * discounts).sum(-1)
+    tail = gamma ** lengths.to(torch.float64) * end_values.to(torch.float64)
+    return q + torch.where(bootstrap, tail, torch.zeros_like(tail))
+
+
+def branch_advantages(q_values: Tensor, old_log_probs: Tensor, exact: bool) -> Tensor:
+    """Q minus each state's baseline: the pi_old-weighted mean over every action (``exact``), else the plain
+    mean over the sampled actions. Both vine surrogates are unchanged by a per-state constant, so this only
+    centres the numbers the trust-region step sees."""
+    if exact:
+        baseline = (old_log_probs.exp() * q_values).sum(-1, keepdim=True)
+    else:
+        baseline = q_values.mean(-1, keepdim=True)
+    return q_values - baseline
+
+
+@torch.no_grad()
+def attach_branch_advantages(branches: Branches, critic: ValueNet | None, gamma: float, normalize: bool) -> None:
+    """Fill ``branches.q_values`` and ``branches.advantages`` (V at the branch ends from ``critic``; None: 0)."""
+    M, K = branches.lengths.shape
+    if critic is None or not bool(branches.bootstrap.any()):
+        end_values = torch.zeros(M, K, dtype=torch.float64)
+    else:
+        end_values = critic(branches.end_obs.reshape(M * K, -1)).reshape(M, K)
+    q = branch_q_values(branches.rewards, branches.lengths, end_values, branches.bootstrap, gamma)
+    advantages = branch_advantages(q, branches.log_probs.to(torch.float64), branches.exact)
+    if normalize:
+        advantages = standardize(advantages)
+    branches.q_values, branches.advantages = q.float(), advantages.float()
+
+
 def compute_advantages(batch: Batch, critic: ValueNet | None, gamma: float, lam: float, normalize: bool) -> None:
-    """Fill ``batch.values/next_values/advantages/returns`` with the current critic (None: V = 0)."""
+    """Fill ``batch.values/next_values/advantages/returns`` with the current critic (None: V = 0), and the
+    vine branches' Q-values and advantages when the batch has them."""
     attach_values(batch, critic)
     advantages, returns = gae(
         batch.rewards, batch.values, batch.next_values, batch.terminated, batch.truncated, gamma, lam
@@ -87,3 +127,5 @@ def compute_advantages(batch: Batch, critic: ValueNet | None, gamma: float, lam:
     if normalize:
         advantages = standardize(advantages, batch.valid)
     batch.advantages, batch.returns = advantages, returns
+    if batch.branches is not None:
+        attach_branch_advantages(batch.branches, critic, gamma, normalize)

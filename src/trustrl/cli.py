@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", dest="labels", action="append", metavar="NAME",
                    help="label of the runs, once for all or once per run in order (default: the config name)")
     p.add_argument("--title", help="plot title (default: says what is drawn)")
+    p.add_argument("--x", choices=("steps", "seconds"), default="steps",
+                   help="x axis: env steps (default) or wall-clock seconds of training")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("collect", help="roll out a checkpoint's policy (or a random one) into a Minari dataset")
@@ -98,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
     p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
     p.add_argument("--algos", default="reinforce,a2c,npg,trpo,ppo",
-                   help="comma-separated algorithms, each with an <env>-<algo> preset (default: all five)")
+                   help="comma-separated algorithms, each with an <env>-<algo> preset (default: all five; "
+                        "trpo-vine: TRPO with vine sampling)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per algorithm (default 3)")
     p.add_argument("--out", type=Path, required=True, help="writes <out>/<algo>/seed<k>/, curves.png, summary.csv")
     p.add_argument("--total-steps", type=int, help="override every preset's run.total_steps")
@@ -217,7 +220,7 @@ def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_plot(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.plots import plot_runs
 
-    bands = plot_runs(args.runs, args.out, metric=args.metric, labels=args.labels, title=args.title)
+    bands = plot_runs(args.runs, args.out, metric=args.metric, labels=args.labels, title=args.title, x=args.x)
     summary = "; ".join(f"{b.label}: {b.n_runs} runs, final {b.mean[-1]:.1f} ± {b.std[-1]:.1f}" for b in bands)
     print(f"wrote {args.out} ({args.metric}) -- {summary}")
     return 0

@@ -1,7 +1,7 @@
 """Side-by-side comparison of algorithms on one env: train each x seed, plot and tabulate.
 
 ``trustrl compare cartpole --algos reinforce,a2c,npg,trpo,ppo --seeds 3 --out cmp/``
-trains ``<env>-<algo>`` presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/``
+(or ``--algos trpo,trpo-vine``: single path against vine) trains ``<env>-<algo>`` presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/``
 (one after another, in this process), then writes
 
 - ``cmp/curves.png``: per algorithm, the mean ± std over seeds of
@@ -155,14 +155,25 @@ def compare(
 
 
 def _preset_for(env: str, algo: str) -> str:
-    if algo not in config_mod.ALGO_CONFIGS:
-        raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(config_mod.ALGO_CONFIGS)}")
+    """``<env>-<algo>``: an algorithm, or an algorithm with its sampling scheme (``trpo-vine``)."""
+    base = algo[: -len("-vine")] if algo.endswith("-vine") else algo
+    if base not in config_mod.ALGO_CONFIGS:
+        raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(config_mod.ALGO_CONFIGS)} "
+                          "(or trpo-vine where the env has a vine preset)")
     name = f"{env}-{algo}"
     names = config_mod.preset_names()
     if name not in names:
-        envs = sorted({n.rsplit("-", 1)[0] for n in names})
-        have = sorted(n.rsplit("-", 1)[1] for n in names if n.startswith(f"{env}-"))
+        split = [_split_preset(n) for n in names]
+        envs = sorted({e for e, _ in split})
+        have = sorted(a for e, a in split if e == env)
         if not have:
             raise ConfigError(f"no presets for env {env!r}; compare knows {', '.join(envs)}")
         raise ConfigError(f"no preset {name}; {env} has presets for {', '.join(have)}")
     return name
+
+
+def _split_preset(name: str) -> tuple[str, str]:
+    """``cartpole-trpo-vine`` -> (``cartpole``, ``trpo-vine``); ``walker2d-ppo`` -> (``walker2d``, ``ppo``)."""
+    stem, vine = (name[: -len("-vine")], "-vine") if name.endswith("-vine") else (name, "")
+    env, algo = stem.rsplit("-", 1)
+    return env, algo + vine

@@ -1,7 +1,8 @@
 """Run configuration: dataclasses with a docstring per field, TOML presets, validation.
 
 A config is five sections -- ``env``, ``policy``, ``critic``, ``algo``, ``run`` --
-each a dataclass, plus ``offline``, read only when training from a dataset.
+each a dataclass, plus ``offline``, read only when training from a dataset, and
+``vine``, read only with ``run.sampling = "vine"``.
 Presets are TOML files with the same sections; ``--set section.key=value``
 overrides one field. Every value is checked once, here, so
 the rest of the library can trust it.
@@ -350,6 +351,9 @@ class RunConfig:
     """``local``: the workers are processes on this machine; ``ray``: Ray actors (``RAY_ADDRESS`` picks the cluster)."""
     worker_cpus: float = 1.0
     """CPUs each Ray actor reserves (``run.sampler = "ray"``); fractions share a CPU between actors."""
+    sampling: str = "single-path"
+    """How the policy gradient is estimated: ``single-path`` (GAE along the trajectories) or ``vine`` (TRPO
+    paper, section 5.2: Q-values from branched rollouts at a set of states along them; see ``[vine]``)."""
     async_sampling: bool = False
     """Collect batch k+1 with the policy before update k while update k is computed (TRPO, NPG): with
     ``workers > 1`` or Ray, simulation and learning overlap (with the copies in this process they still take
@@ -369,12 +373,48 @@ class RunConfig:
         _non_negative("run.eval_every", self.eval_every)
         _positive("run.eval_episodes", self.eval_episodes)
         _positive("run.workers", self.workers)
+        if self.sampler in SAMPLING_SCHEMES and self.sampler != "single-path":
+            raise ConfigError(f"run.sampler says where the env copies run ({', '.join(SAMPLERS)}); "
+                              f"the {self.sampler} scheme is run.sampling = {self.sampler!r}")
         _choice("run.sampler", self.sampler, SAMPLERS)
+        _choice("run.sampling", self.sampling, SAMPLING_SCHEMES)
         if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
             raise ConfigError(f"run.worker_cpus must be between 0 and 1024, got {self.worker_cpus}")
 
 
 SAMPLERS = ("local", "ray")
+SAMPLING_SCHEMES = ("single-path", "vine")
+
+
+@dataclass
+class VineConfig:
+    """Vine sampling (``run.sampling = "vine"``): Q(s, a) from rollouts branched at states of the trunk.
+
+    Each batch simulates the trunk (``run.n_steps`` per env copy, as single path does), picks
+    ``rollout_set`` of its states, and from each one tries ``branches`` actions, every branch a
+    rollout of ``horizon`` steps. All of it -- trunk and branches -- counts as env steps.
+    """
+
+    rollout_set: int = 64
+    """States branched from per batch, spread evenly over the env copies, at random times of the trunk."""
+    branches: int = 4
+    """Actions tried at each rollout state when actions are continuous (drawn from the acting policy; at
+    least 2). A Discrete action space tries every action, and the surrogate sums over them exactly."""
+    horizon: int = 50
+    """Steps of each branch, its first action included; an episode that ends earlier ends the branch."""
+    bootstrap: bool = True
+    """Add gamma^h V(s_h) where a branch stops at the horizon or a time limit (not at a terminal state);
+    false: Q is the discounted sum of the branch's rewards alone."""
+    common_random_numbers: bool = True
+    """The branches from one state share one noise sequence after their first action, so differences of
+    their Q-values reflect the action, not the noise."""
+
+    def validate(self) -> None:
+        _positive("vine.rollout_set", self.rollout_set)
+        if self.branches < 2:
+            raise ConfigError(f"vine.branches must be >= 2 (one action per state gives no gradient), "
+                              f"got {self.branches}")
+        _positive("vine.horizon", self.horizon)
 WEIGHTINGS = ("self-normalised", "clipped")
 
 
@@ -433,6 +473,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=TRPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
+    vine: VineConfig = field(default_factory=VineConfig)
 
     @property
     def batch_size(self) -> int:
@@ -440,7 +481,7 @@ class Config:
         return self.run.n_steps * self.env.n_envs
 
     def validate(self) -> "Config":
-        for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline):
+        for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline, self.vine):
             section.validate()
         if self.run.workers > self.env.n_envs:
             raise ConfigError(f"run.workers = {self.run.workers} is more than env.n_envs = {self.env.n_envs}: "
@@ -449,10 +490,29 @@ class Config:
             raise ConfigError("run.async_sampling needs online TRPO or NPG, whose surrogate corrects for the "
                               f"policy that acted one update earlier (not {self.algo.name}"
                               f"{' from a dataset' if self.offline.dataset else ''})")
+        if self.run.sampling == "vine":
+            self._validate_vine()
         if (self.run.workers > 1 or self.run.sampler == "ray") and self.env.vectorization != "sync":
             raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
                               "or run.sampler = 'ray' the workers step the copies, so leave it 'sync'")
         return self
+
+    def _validate_vine(self) -> None:
+        if self.algo.name not in ("trpo", "npg") or self.offline.dataset:
+            raise ConfigError("run.sampling = 'vine' estimates the surrogate of a trust-region step: it needs "
+                              f"online TRPO or NPG (not {self.algo.name}"
+                              f"{' from a dataset' if self.offline.dataset else ''})")
+        if self.run.async_sampling:
+            raise ConfigError("run.sampling = 'vine' and run.async_sampling cannot be combined: the branches are "
+                              "rolled out with the policy being updated")
+        if self.env.vectorization != "sync":
+            raise ConfigError("run.sampling = 'vine' restores env copies to branch from them; "
+                              "env.vectorization must be 'sync'")
+        per_copy = -(-self.vine.rollout_set // self.env.n_envs)
+        if per_copy > self.run.n_steps:
+            raise ConfigError(f"vine.rollout_set = {self.vine.rollout_set} needs {per_copy} states from each of "
+                              f"the {self.env.n_envs} env copies, but a trunk has only run.n_steps = "
+                              f"{self.run.n_steps} per copy")
 
     def to_dict(self) -> dict[str, Any]:
         return _toml_safe(dataclasses.asdict(self))
@@ -467,6 +527,7 @@ SECTIONS = {
     "critic": CriticConfig,
     "run": RunConfig,
     "offline": OfflineConfig,
+    "vine": VineConfig,
 }
 
 
@@ -518,10 +579,12 @@ def preset_data(name: str) -> dict[str, Any]:
 
 
 def find_preset(env_id: str, algo: str) -> str | None:
-    """The bundled preset for exactly this env id and algorithm, if there is one."""
+    """The bundled single-path preset for exactly this env id and algorithm, if there is one (a vine
+    preset is asked for by its name)."""
     for name in preset_names():
         data = preset_data(name)
-        if data.get("env", {}).get("id") == env_id and data.get("algo", {}).get("name", "trpo") == algo:
+        if (data.get("env", {}).get("id") == env_id and data.get("algo", {}).get("name", "trpo") == algo
+                and data.get("run", {}).get("sampling", "single-path") == "single-path"):
             return name
     return None
 

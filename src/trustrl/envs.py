@@ -7,6 +7,8 @@ copies share one statistic and a checkpoint carries exactly one.
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 import gymnasium as gym
@@ -191,11 +193,15 @@ def snapshot(env: gym.Env) -> dict:
     physics (or classic-control attributes), the env's RNG (so later resets
     match) and the wrapper counters (so time-limit truncation lands on the same
     step). Raises ConfigError for envs whose state is not known to be capturable.
+
+    An env of your own takes part by defining ``snapshot_state() -> dict`` (plain
+    JSON data: numbers, strings, lists, dicts) and ``restore_state(state)`` on
+    its unwrapped class; its ``np_random`` and the wrappers are captured here.
     """
     kind = _snapshot_kind(env)
     base = env.unwrapped
     try:
-        state = _capture_mujoco(base) if kind == "mujoco" else _capture_classic(base)
+        state = _CAPTURE[kind](base)
         rng = _capture_rng(base)
     except TypeError as exc:
         raise _cannot_capture(env, str(exc)) from None
@@ -249,6 +255,8 @@ def _snapshot_kind(env: Any) -> str:
         if type(wrapper) not in _KNOWN_WRAPPERS:
             raise _cannot_capture(env, f"wrapper {type(wrapper).__name__} may hold state")
     base = env.unwrapped
+    if callable(getattr(base, "snapshot_state", None)) and callable(getattr(base, "restore_state", None)):
+        return "custom"
     module = type(base).__module__
     if module.startswith(_MUJOCO_PREFIX):
         from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
@@ -257,7 +265,8 @@ def _snapshot_kind(env: Any) -> str:
             return "mujoco"
     if module.startswith(_CLASSIC_CONTROL_PREFIX):
         return "classic_control"
-    raise _cannot_capture(env, f"{type(base).__name__} is neither a gymnasium MuJoCo nor a classic-control env")
+    raise _cannot_capture(env, f"{type(base).__name__} is neither a gymnasium MuJoCo nor a classic-control env, "
+                               "and defines no snapshot_state() / restore_state(state)")
 
 
 def _wrapper_chain(env: gym.Env) -> list[gym.Wrapper]:
@@ -393,8 +402,7 @@ def _prepare_restore(env: gym.Env, snap: dict):
         )
     try:
         apply_wrappers = _prepare_wrappers(env, snap["wrappers"])
-        prepare_state = _prepare_mujoco if kind == "mujoco" else _prepare_classic
-        apply_state = prepare_state(env.unwrapped, snap)
+        apply_state = _PREPARE[kind](env.unwrapped, snap)
         generator, seed = _decode_rng(snap["rng"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{name}: snapshot does not fit this env ({exc})") from None
@@ -482,3 +490,22 @@ def _prepare_classic(base: Any, snap: dict):
 
 def _is_restorable_key(key: Any) -> bool:
     return isinstance(key, str) and key.isidentifier() and _is_episode_attribute(key, None)
+
+
+def _capture_custom(base: Any) -> dict:
+    """The env's own ``snapshot_state()``, checked to be JSON data (a checkpoint stores it)."""
+    state = base.snapshot_state()
+    try:
+        json.dumps(state, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"snapshot_state() returned what JSON cannot hold exactly ({exc})") from None
+    return {"custom": state}
+
+
+def _prepare_custom(base: Any, snap: dict):
+    state = snap["custom"]
+    return lambda: base.restore_state(copy.deepcopy(state))  # a restored env never shares the snapshot's lists
+
+
+_CAPTURE = {"mujoco": _capture_mujoco, "classic_control": _capture_classic, "custom": _capture_custom}
+_PREPARE = {"mujoco": _prepare_mujoco, "classic_control": _prepare_classic, "custom": _prepare_custom}

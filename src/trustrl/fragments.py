@@ -44,6 +44,17 @@ class Fragment:
     last_raw_obs: np.ndarray  # (n, obs_dim) float64: where the next fragment starts
 
 
+@dataclass
+class BranchRollouts:
+    """The rollouts branched from ``m`` states of a fragment, ``K`` each, at most ``H`` steps; raw arrays."""
+
+    actions: np.ndarray  # (m, K, *act_shape): the first action of each branch
+    rewards: np.ndarray  # (m, K, H) float64, raw; 0 after a branch's last step
+    lengths: np.ndarray  # (m, K) int64: steps simulated
+    terminated: np.ndarray  # (m, K) bool: the branch ended in a terminal state (nothing to bootstrap from)
+    end_obs: np.ndarray  # (m, K, obs_dim) float64: the observation a branch stopped at (horizon or time limit)
+
+
 class FragmentCollector:
     """Steps ``envs`` (a vector env of run copies ``first ..``) a fragment at a time."""
 
@@ -52,6 +63,7 @@ class FragmentCollector:
         self.first = first
         self.n_envs = envs.num_envs
         self.raw_obs: np.ndarray | None = None
+        self.rollout_states: list[tuple[int, dict, np.ndarray]] = []  # (copy, snapshot, raw obs) to branch from
 
     @classmethod
     def build(cls, env_cfg: EnvConfig, first: int, count: int) -> "FragmentCollector":
@@ -67,8 +79,14 @@ class FragmentCollector:
         self.raw_obs, _ = self.envs.reset(seed=seed + self.first)
         return np.asarray(self.raw_obs, np.float64)
 
-    def collect(self, actor: NumpyActor, obs_norm: ObsNormalizer, noise: np.ndarray) -> Fragment:
-        """``noise`` ``(T, n, k)``: this fragment's copies' draws. ``obs_norm`` is only read."""
+    def collect(
+        self, actor: NumpyActor, obs_norm: ObsNormalizer, noise: np.ndarray, snapshot_at: np.ndarray | None = None
+    ) -> Fragment:
+        """``noise`` ``(T, n, k)``: this fragment's copies' draws. ``obs_norm`` is only read.
+
+        ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions (copy counted within the fragment) whose env
+        state is kept, before the step is taken, for :meth:`branch` -- in the order given.
+        """
         T, n = noise.shape[0], self.n_envs
         obs_dim = self.raw_obs.shape[-1]
         act_space = self.envs.single_action_space
@@ -81,7 +99,13 @@ class FragmentCollector:
         trunc_buf = np.empty((T, n), bool)
         final_obs, final_index = [], []
         normalize = obs_norm.normalize
+        keep: dict[int, list[tuple[int, int]]] = {}
+        for j, (t, i) in enumerate(np.zeros((0, 2), np.int64) if snapshot_at is None else snapshot_at):
+            keep.setdefault(int(t), []).append((j, int(i)))
+        kept: list = [None] * sum(len(v) for v in keep.values())
         for t in range(T):
+            for j, i in keep.get(t, ()):
+                kept[j] = (i, envs_mod.snapshot(self.envs.envs[i]), np.asarray(self.raw_obs[i], np.float64))
             raw_buf[t] = self.raw_obs
             obs_buf[t] = normalize(self.raw_obs)
             action = actor.act(obs_buf[t], noise[t])
@@ -95,6 +119,7 @@ class FragmentCollector:
                     final_obs.append(info["final_obs"][i])
                     final_index.append((t, i))
             self.raw_obs = raw_obs
+        self.rollout_states = kept
         return Fragment(
             raw_obs=raw_buf,
             obs=obs_buf,
@@ -106,6 +131,56 @@ class FragmentCollector:
             final_index=np.asarray(final_index, np.int64).reshape(-1, 2),
             last_raw_obs=np.asarray(self.raw_obs, np.float64),
         )
+
+    def branch(
+        self, actor: NumpyActor, obs_norm: ObsNormalizer, first: np.ndarray | None, noise: np.ndarray, horizon: int
+    ) -> BranchRollouts:
+        """Roll out ``K`` branches of ``horizon`` steps from each state kept by the last :meth:`collect`.
+
+        ``first``: ``(m, K, act_dim)`` noise for each branch's first action (drawn like a step's), or
+        None for a Discrete space, whose ``K`` branches take every action in turn. ``noise``: the
+        actions after it, ``(m, horizon - 1, k)`` shared by a state's branches (common random numbers)
+        or ``(m, K, horizon - 1, k)``, one sequence each. Each branch starts from the state restored
+        exactly; afterwards every copy is back where the fragment left it.
+        """
+        states, self.rollout_states = self.rollout_states, []
+        if len(states) != len(noise):
+            raise ValueError(f"{len(noise)} noise sequences for {len(states)} rollout states")
+        act_space = self.envs.single_action_space
+        discrete = isinstance(act_space, gym.spaces.Discrete)
+        m, K = len(states), (int(act_space.n) if discrete else first.shape[1])
+        obs_dim = self.raw_obs.shape[-1]
+        actions = np.empty((m, K, *(() if discrete else act_space.shape)), np.int64 if discrete else np.float32)
+        rewards = np.zeros((m, K, horizon), np.float64)
+        lengths = np.zeros((m, K), np.int64)
+        terminated = np.zeros((m, K), bool)
+        end_obs = np.empty((m, K, obs_dim), np.float64)
+        homes = {i: envs_mod.snapshot(self.envs.envs[i]) for i in sorted({i for i, _, _ in states})}
+        normalize = obs_norm.normalize
+        for j, (i, snap, raw) in enumerate(states):
+            env = self.envs.envs[i]
+            if discrete:
+                actions[j] = np.arange(K)
+            else:
+                actions[j] = actor.act(np.repeat(normalize(raw[None]), K, axis=0), first[j])
+            for k in range(K):
+                envs_mod.restore(env, snap)
+                steps, obs = (noise[j] if noise.ndim == 3 else noise[j, k]), raw
+                for h in range(horizon):
+                    action = actions[j, k] if h == 0 else actor.act(normalize(obs[None]), steps[h - 1][None])[0]
+                    obs, reward, term, trunc, _ = env.step(self._bounded(action))
+                    rewards[j, k, h] = reward
+                    if term or trunc:
+                        break
+                lengths[j, k], terminated[j, k], end_obs[j, k] = h + 1, term, obs
+        for i, home in homes.items():
+            envs_mod.restore(self.envs.envs[i], home)
+        return BranchRollouts(actions, rewards, lengths, terminated, end_obs)
+
+    def _bounded(self, action: np.ndarray) -> np.ndarray:
+        """A branch steps one env directly, so it clips Box actions as the vector env does."""
+        space = self.envs.single_action_space
+        return np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
 
     def snapshot(self) -> list[dict]:
         """The copies' states (:func:`trustrl.envs.snapshot`), JSON-able; ConfigError when one cannot be captured."""
@@ -131,7 +206,7 @@ class CollectorService:
     error of that call -- a ConfigError the learner re-raises -- rather than a worker dying at birth.
     """
 
-    METHODS = frozenset({"spaces", "reset", "collect", "snapshot", "can_restore", "restore", "close"})
+    METHODS = frozenset({"spaces", "reset", "collect", "branch", "snapshot", "can_restore", "restore", "close"})
 
     def __init__(self) -> None:
         self.collector: FragmentCollector | None = None

@@ -1,4 +1,4 @@
-"""Learning curves: runs aligned on environment steps, mean ± std per label.
+"""Learning curves: runs aligned on environment steps (or wall-clock seconds), mean ± std per label.
 
 The numbers are computed by :func:`aggregate_series`, a pure function of
 ``(label, steps, values)`` series that is tested against the CSVs; drawing
@@ -82,8 +82,16 @@ def aggregate_series(series: Sequence[Series | tuple[str, Sequence[float], Seque
     return bands
 
 
-def read_series(run_dir: str | Path, metric: str = "episode_return_mean", label: str | None = None) -> Series:
+X_AXES = ("steps", "seconds")
+
+
+def read_series(
+    run_dir: str | Path, metric: str = "episode_return_mean", label: str | None = None, x: str = "steps"
+) -> Series:
     """One run's ``metric`` against its ``step`` column, from ``<run_dir>/metrics.csv``.
+
+    ``x = "seconds"`` puts it against the training loop's wall-clock time instead (``elapsed_s`` of
+    ``timing.csv``, the same rows; a resumed run's invocations are laid end to end).
 
     The label defaults to the config's ``name`` (from ``config.toml``), so
     seeds of one preset share a band. A run trained from a dataset has no
@@ -107,7 +115,30 @@ def read_series(run_dir: str | Path, metric: str = "episode_return_mean", label:
         raise TrustrlError(f"{path} has no column {metric!r}; columns: {options}")
     steps = np.array([_number(r["step"]) for r in rows])
     values = np.array([_number(r[metric]) for r in rows])
+    if x == "seconds":
+        steps = _seconds_at(run_dir, steps)
+    elif x != "steps":
+        raise TrustrlError(f"the x axis is one of {', '.join(X_AXES)}, not {x!r}")
     return Series(label or _config_name(run_dir), steps, values)
+
+
+def _seconds_at(run_dir: Path, steps: np.ndarray) -> np.ndarray:
+    """Wall-clock seconds of training at each step (0 at step 0), from ``timing.csv``."""
+    path = run_dir / "timing.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = [(_number(r["step"]), _number(r["elapsed_s"])) for r in csv.DictReader(f)]
+    except (OSError, KeyError, UnicodeDecodeError) as exc:
+        raise TrustrlError(f"cannot read wall-clock times from {path}: {exc}") from None
+    at, offset, previous = {0.0: 0.0}, 0.0, 0.0
+    for step, elapsed in rows:
+        if not math.isfinite(elapsed):
+            continue
+        if elapsed < previous:  # a resumed invocation starts its clock again
+            offset += previous
+        previous = elapsed
+        at[step] = offset + elapsed
+    return np.array([at.get(step, math.nan) for step in steps])
 
 
 def plot_runs(
@@ -116,8 +147,9 @@ def plot_runs(
     metric: str = "episode_return_mean",
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    x: str = "steps",
 ) -> list[Band]:
-    """Draw mean ± std bands of ``metric`` over env steps, one per label, into a PNG or SVG."""
+    """Draw mean ± std bands of ``metric`` over env steps (or wall-clock seconds), one per label, into a PNG or SVG."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise TrustrlError(f"plot output {out} must end in {' or '.join(FORMATS)}")
@@ -129,7 +161,7 @@ def plot_runs(
         raise TrustrlError(f"give one --label for all runs or one per run ({len(run_dirs)}), not {len(labels)}")
     if labels and len(labels) == 1:
         labels = list(labels) * len(run_dirs)
-    series = [read_series(d, metric, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
+    series = [read_series(d, metric, labels[i] if labels else None, x) for i, d in enumerate(run_dirs)]
     bands = aggregate_series(series)
 
     import matplotlib
@@ -154,6 +186,8 @@ def plot_runs(
         ax.set_xlabel("environment steps (offline runs: dataset transitions processed)")
     else:
         ax.set_xlabel("environment steps")
+    if x == "seconds":
+        ax.set_xlabel("wall-clock seconds of training")
     ax.set_ylabel(pretty)
     spread = " (line: mean over runs, band: ± 1 std)" if any(b.n_runs > 1 for b in bands) else ""
     ax.set_title(title or f"{pretty} over training{spread}", fontsize=10)

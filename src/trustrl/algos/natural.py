@@ -17,9 +17,10 @@ import torch
 from torch import Tensor
 
 from trustrl.algos.base import SeparateCriticAlgorithm
+from trustrl.algos.vine import vine_surrogate
 from trustrl.config import CriticConfig, NaturalGradientConfig
 from trustrl.nets import Distribution, Policy, ValueNet
-from trustrl.samplers.batch import Batch
+from trustrl.samplers.batch import Batch, Branches
 from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction
 from trustrl.value_fit import make_fitter
 
@@ -63,14 +64,40 @@ def policy_objective(
         ratio = (dist.log_prob(actions) - old_log_probs).exp()
         return (ratio * advantages).mean() + cfg.entropy_coef * dist.entropy().mean()
 
+    return PolicyObjective(old_dist, surrogate, *_kl_closures(policy, obs, old_dist, cfg.fvp_fraction, generator))
+
+
+def vine_objective(
+    policy: Policy, branches: Branches, cfg: NaturalGradientConfig, generator: torch.Generator
+) -> PolicyObjective:
+    """The closures of a vine batch: :func:`~trustrl.algos.vine.vine_surrogate` over the rollout states, and
+    the mean KL over the same states (the trunk's other states take no part in the policy step)."""
+    obs, old_log_probs, advantages = branches.obs, branches.log_probs, branches.advantages
+    actions = branches.actions.transpose(0, 1)  # (K, M, ...): broadcast against the M states' distributions
+    with torch.no_grad():
+        old_dist = policy(obs)
+
+    def surrogate() -> Tensor:
+        dist = policy(obs)
+        log_probs = dist.log_prob(actions).T
+        return (vine_surrogate(log_probs, old_log_probs, advantages, branches.exact)
+                + cfg.entropy_coef * dist.entropy().mean())
+
+    return PolicyObjective(old_dist, surrogate, *_kl_closures(policy, obs, old_dist, cfg.fvp_fraction, generator))
+
+
+def _kl_closures(policy: Policy, obs: Tensor, old_dist: Distribution, fvp_fraction: float,
+                 generator: torch.Generator) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
+    """mean KL(pi_old || pi_theta) over ``obs``, and the same over a random ``fvp_fraction`` of it."""
+
     def mean_kl() -> Tensor:
         return old_dist.kl(policy(obs)).mean()
 
     def fisher_kl() -> Tensor:
-        idx = _subsample(len(obs), cfg.fvp_fraction, generator)
+        idx = _subsample(len(obs), fvp_fraction, generator)
         return old_dist[idx].kl(policy(obs[idx])).mean()
 
-    return PolicyObjective(old_dist, surrogate, mean_kl, fisher_kl)
+    return mean_kl, fisher_kl
 
 
 @dataclass
@@ -116,6 +143,8 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
         self.critic_fitter = make_fitter(critic, critic_cfg, generator)
 
     def objective(self, batch: Batch) -> PolicyObjective:
+        if batch.branches is not None:
+            return vine_objective(self.policy, batch.branches, self.cfg, self.generator)
         behaviour = batch.flat("log_probs") if batch.stale else None
         return policy_objective(self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"),
                                 self.cfg, self.generator, behaviour)

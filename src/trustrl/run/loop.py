@@ -68,8 +68,10 @@ class Parts:
     generator: torch.Generator
     recorder: Recorder
     n_updates: int
+    steps_per_update: int  # env steps (or dataset transitions) of one batch: vine's when no branch ends early
     evaluator: Evaluator | None = None
-    eval_due: Callable[[int, int], bool] = lambda update, step: False  # (update, env step) -> evaluate now?
+    eval_due: Callable[[int, int, int], bool] = lambda update, before, step: False
+    """(update, env steps before its batch, after it) -> evaluate now?"""
     extra: dict = field(default_factory=dict)  # recorded in every checkpoint's JSON
     notes: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda message: None
@@ -81,6 +83,7 @@ class _Pending:
 
     update: int
     step: int
+    step_before: int  # env steps before this update's batch
     obs_norm: ObsNormalizer  # frozen copy: the statistics the next batch acts with
     reward_norm: dict
     sampler_state: dict | None  # captured only when a checkpoint of this update is due
@@ -88,7 +91,6 @@ class _Pending:
     stats: dict[str, float]
     critic: Future | None
     timing: dict[str, float]
-    transitions: int  # real transitions in the batch, for steps/s
     finished: bool  # the algorithm can improve no further: evaluate this last policy
 
 
@@ -127,7 +129,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
         evaluation, eval_s = NOT_EVALUATED, 0.0
         # Only on the schedule (a function of the step alone), so a run extended by --resume evaluates
         # exactly where the run that never stopped did.
-        if by_eval and (done.finished or parts.eval_due(done.update, done.step)):
+        if by_eval and (done.finished or parts.eval_due(done.update, done.step_before, done.step)):
             evaluation, eval_s = evaluate(done.obs_norm)
             state.eval_last = evaluation.return_mean
         t1 = time.perf_counter()
@@ -141,7 +143,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
             done.step,
             {**done.metrics, **(evaluation.metrics() if by_eval else {}), **stats},
             {
-                "steps_per_s": done.transitions / (now - last_logged),
+                "steps_per_s": (done.step - done.step_before) / (now - last_logged),
                 "elapsed_s": now - start,
                 **done.timing,
                 "critic_wait_s": waited,
@@ -163,6 +165,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
     try:
         for update in range(state.update + 1, parts.n_updates + 1):
             t0 = time.perf_counter()
+            step_before = sampler.total_steps
             acting_norm = sampler.obs_norm.copy()  # the statistics this batch is normalised with
             if asynchronous:
                 if not sampler.busy:  # the first batch of this invocation (a resumed one re-sends the batch it had out)
@@ -220,6 +223,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
             pending = _Pending(
                 update=update,
                 step=sampler.total_steps,
+                step_before=step_before,
                 obs_norm=sampler.obs_norm.copy(),
                 reward_norm=sampler.reward_scaler.state(),
                 sampler_state=sampler.state() if final or update % cfg.run.checkpoint_every == 0 else None,
@@ -233,7 +237,6 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 critic=fitting,
                 timing={"sample_s": t1 - t0, "prepare_s": prepare_s, "advantage_s": t4 - t3, "update_s": t5 - t4,
                         "checkpoint_s": t3 - t2, "video_s": t6 - t5},
-                transitions=batch.n_steps,
                 finished=algo.finished,
             )
             if fitting is None or final:

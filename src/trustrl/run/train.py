@@ -38,6 +38,7 @@ from trustrl.run.rundir import check_writable, prepare_run_dir, write_run_files
 from trustrl.samplers.dataset import DatasetSampler
 from trustrl.samplers.pools import make_pool
 from trustrl.samplers.vector import VectorSampler
+from trustrl.samplers.vine import VineSampler
 
 
 @dataclass
@@ -151,7 +152,7 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
             check_can_render(cfg.env)
         obs_space, act_space = pool.observation_space, pool.action_space
         policy, critic, generator = policy_factory(obs_space, act_space)
-        sampler = VectorSampler(
+        sampler = trunk = VectorSampler(
             pool,
             ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
             RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
@@ -159,8 +160,12 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
             cfg.run.seed,
             cfg.run.device,
         )
+        if cfg.run.sampling == "vine":
+            _check_can_branch(pool)
+            sampler = VineSampler(trunk, cfg.vine, cfg.run.seed)
         algo = make_algorithm(cfg, policy, critic, generator)
-        every, batch = cfg.run.eval_every, cfg.batch_size
+        every = cfg.run.eval_every
+        batch = sampler.steps_per_update if cfg.run.sampling == "vine" else cfg.batch_size
         evaluator = Evaluator(cfg, cfg.run.eval_episodes) if every else None
     except BaseException:
         pool.close()
@@ -168,10 +173,19 @@ def _online(cfg: Config, policy_factory, log) -> Parts:
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
         generator=generator, recorder=None, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
-        evaluator=evaluator,
-        eval_due=lambda update, step: every > 0 and step // every > (step - batch) // every,
+        steps_per_update=batch, evaluator=evaluator,
+        eval_due=lambda update, before, step: every > 0 and step // every > before // every,
         extra={}, log=log,
     )  # fmt: skip
+
+
+def _check_can_branch(pool) -> None:
+    """Vine sampling restores env copies to branch from them: an env whose state cannot be captured is refused
+    here, before anything is written."""
+    try:
+        pool.call("snapshot")
+    except ConfigError as exc:
+        raise ConfigError(f"run.sampling = 'vine' needs env states it can restore: {exc}") from None
 
 
 def _offline(cfg: Config, policy_factory, log) -> Parts:
@@ -197,8 +211,9 @@ def _offline(cfg: Config, policy_factory, log) -> Parts:
     every = cfg.offline.eval_every
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo, generator=generator, recorder=None,
-        n_updates=cfg.offline.epochs, evaluator=Evaluator(cfg, cfg.offline.eval_episodes),
-        eval_due=lambda update, step: update % every == 0,
+        n_updates=cfg.offline.epochs, steps_per_update=data.n_steps,
+        evaluator=Evaluator(cfg, cfg.offline.eval_episodes),
+        eval_due=lambda update, before, step: update % every == 0,
         extra={"dataset": data.dataset_id, "episodes": len(data.episodes), "transitions": data.n_steps,
                "behaviour_return_mean": sampler.behaviour_return},
         notes=[message], log=log,
@@ -247,10 +262,9 @@ def _execute(
         else:
             prepare_run_dir(run_dir, overwrite)
         write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
-        batch_steps = cfg.batch_size if not cfg.offline.dataset else parts.extra["transitions"]
         spaces = describe_spaces(parts.sampler.observation_space, parts.sampler.action_space)
         parts.recorder = Recorder(
-            run_dir, cfg, spaces, parts.n_updates * batch_steps, progress=progress,
+            run_dir, cfg, spaces, parts.n_updates * parts.steps_per_update, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training

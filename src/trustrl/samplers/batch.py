@@ -8,6 +8,28 @@ from torch import Tensor
 
 
 @dataclass
+class Branches:
+    """Vine sampling's rollouts: ``K`` actions tried at each of ``M`` states of the batch's trunk.
+
+    Q(s_n, a_k) is the discounted sum of a branch's (scaled) rewards, plus gamma^h V at the
+    horizon or a time limit where ``bootstrap`` says so; :mod:`trustrl.advantages` fills it in.
+    """
+
+    index: Tensor  # (M, 2) long: the (t, n) positions of the rollout states in the trunk
+    obs: Tensor  # (M, obs_dim) the rollout states, normalised as the policy saw them
+    actions: Tensor  # (M, K, act_dim) float or (M, K) long: the first action of each branch
+    log_probs: Tensor  # (M, K) log pi_old(a_k|s_n)
+    rewards: Tensor  # (M, K, H) scaled like the trunk's, 0 after a branch's last step
+    lengths: Tensor  # (M, K) long: steps each branch simulated
+    end_obs: Tensor  # (M, K, obs_dim) normalised: where each branch stopped
+    bootstrap: Tensor  # (M, K) bool: add gamma^length V(end_obs)
+    exact: bool  # a Discrete space: the K branches are every action, and the surrogate sums over them
+    # Filled by trustrl.advantages:
+    q_values: Tensor | None = None  # (M, K)
+    advantages: Tensor | None = None  # (M, K) Q minus the state's baseline (standardised if asked)
+
+
+@dataclass
 class Batch:
     """One batch of ``T`` steps from ``N`` env copies (or dataset columns); every tensor is time-major ``(T, N, ...)``.
 
@@ -32,6 +54,7 @@ class Batch:
     behaviour_log_probs: Tensor | None = None  # (T, N) log beta(a|s) recorded with a dataset
     behaviour_params: dict[str, Tensor] | None = None  # beta's distribution parameters, (T, N, k) each
     stale: bool = False  # acted on by an earlier policy than the one it updates: ratios are pi_theta / log_probs'
+    branches: Branches | None = None  # vine sampling: the policy step learns from these, the critic from the trunk
     # Filled by trustrl.advantages:
     values: Tensor | None = None  # (T, N) V(s_t)
     next_values: Tensor | None = None  # (T, N) V(s_{t+1}), V(final_obs) at truncations

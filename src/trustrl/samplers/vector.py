@@ -78,8 +78,10 @@ class VectorSampler:
         """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
         return np.concatenate(self.pool.call("reset", [(seed,)] * self.pool.workers), axis=0)
 
-    def collect(self, policy: Policy) -> Batch:
-        self.start(policy)
+    def collect(self, policy: Policy, snapshot_at: np.ndarray | None = None) -> Batch:
+        """One batch; ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions whose env states the copies keep
+        for a following ``branch`` call (vine sampling), in that order within each worker's share."""
+        self.start(policy, snapshot_at=snapshot_at)
         return self.finish()
 
     @property
@@ -87,7 +89,7 @@ class VectorSampler:
         """A batch has been sent off and not gathered yet."""
         return self._acting is not None
 
-    def start(self, policy: Policy, capture: bool = False) -> None:
+    def start(self, policy: Policy, capture: bool = False, snapshot_at: np.ndarray | None = None) -> None:
         """Send the next batch off to be collected with ``policy`` (as it is now) and the statistics as they are.
 
         ``capture``: first take the state a checkpoint needs while the batch is out (:meth:`state`).
@@ -107,8 +109,8 @@ class VectorSampler:
         noise = np.stack([actor.draw_noise(rng, self.n_steps) for rng in self.rngs], axis=1)  # (T, N, k)
         acting_norm = self.obs_norm.copy()  # frozen: the statistics stay as they are until the batch ends
         shared_actor, shared_norm = self.pool.share(actor), self.pool.share(acting_norm)
-        self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share.start:share.stop])  # views, not copies
-                                    for share in self.pool.copies])
+        self.pool.start("collect", [(shared_actor, shared_norm, noise[:, share.start:share.stop],  # views, not copies
+                                     _within(snapshot_at, share)) for share in self.pool.copies])
         self._acting = (policy, acting_norm)
 
     def defer(self, policy: Policy) -> None:
@@ -241,6 +243,14 @@ class VectorSampler:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _within(positions: np.ndarray | None, share: range) -> np.ndarray | None:
+    """The ``(t, copy)`` rows of ``positions`` in ``share``, copies counted from the share's first."""
+    if positions is None:
+        return None
+    rows = positions[(positions[:, 1] >= share.start) & (positions[:, 1] < share.stop)]
+    return rows - np.array([0, share.start])
 
 
 def _finals(fragments: list[Fragment], firsts: list[int]) -> tuple[np.ndarray, np.ndarray]:
