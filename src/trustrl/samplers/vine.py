@@ -52,7 +52,6 @@ class VineSampler:
             raise ConfigError(f"vine.rollout_set = {cfg.rollout_set} needs {max(self.per_copy)} states per env copy; "
                               f"a trunk has {T}")
         self.rngs = [branch_rng(seed, i) for i in range(n)]
-        self.branch_steps = 0  # simulated by the branches of the last batch
 
     @property
     def obs_norm(self) -> ObsNormalizer:
@@ -92,8 +91,7 @@ class VineSampler:
         actions, raw_rewards, lengths = cat("actions"), cat("rewards"), cat("lengths")
         terminated, end_obs = cat("terminated"), cat("end_obs")
         M, obs_dim = len(positions), end_obs.shape[-1]
-        self.branch_steps = int(lengths.sum())
-        trunk.total_steps += self.branch_steps
+        trunk.total_steps += int(lengths.sum())  # every branch step is a simulated step
 
         index = torch.from_numpy(positions)
         obs = batch.obs[index[:, 0], index[:, 1]]
