@@ -295,3 +295,19 @@ def test_an_env_whose_state_cannot_be_restored_is_refused_before_anything_is_wri
     assert code == 2 and not run_dir.exists()
     assert len(err) == 1 and err[0].startswith("error: run.sampling = 'vine' needs env states it can restore")
     assert "Sealed" in err[0] and "snapshot_state()" in err[0]
+
+
+def test_an_env_of_your_own_is_snapshotted_through_its_methods_and_only_as_exact_json():
+    from trustrl import envs
+
+    env = gym.make("trustrl-test/TwoStage-v0")
+    first, _ = env.reset(seed=1)
+    snap = envs.snapshot(env)
+    assert snap["kind"] == "custom"
+    env.step(1)
+    envs.restore(env, snap)
+    np.testing.assert_array_equal(env.unwrapped._obs(), first)
+    assert env.step(0)[1] == REWARD[int(first[:3].argmax()), 0]
+    env.unwrapped.snapshot_state = lambda: {"position": np.float64(float("nan"))}
+    with pytest.raises(ConfigError, match="JSON cannot hold exactly"):
+        envs.snapshot(env)

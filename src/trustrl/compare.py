@@ -1,8 +1,9 @@
 """Side-by-side comparison of algorithms on one env: train each x seed, plot and tabulate.
 
 ``trustrl compare cartpole --algos reinforce,a2c,npg,trpo,ppo --seeds 3 --out cmp/``
-(or ``--algos trpo,trpo-vine``: single path against vine) trains ``<env>-<algo>`` presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/``
-(one after another, in this process), then writes
+(or ``--algos trpo,trpo-vine``: single path against vine) trains ``<env>-<algo>``
+presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/`` (one after another, in
+this process), then writes
 
 - ``cmp/curves.png``: per algorithm, the mean ± std over seeds of
   ``episode_return_mean`` (the rolling mean of recent training episodes) against

@@ -415,6 +415,8 @@ class VineConfig:
             raise ConfigError(f"vine.branches must be >= 2 (one action per state gives no gradient), "
                               f"got {self.branches}")
         _positive("vine.horizon", self.horizon)
+
+
 WEIGHTINGS = ("self-normalised", "clipped")
 
 

@@ -493,10 +493,10 @@ def _is_restorable_key(key: Any) -> bool:
 
 
 def _capture_custom(base: Any) -> dict:
-    """The env's own ``snapshot_state()``, checked to be JSON data (a checkpoint stores it)."""
-    state = base.snapshot_state()
+    """The env's own ``snapshot_state()`` as JSON data (a checkpoint stores it), copied: the env may go on
+    changing the lists it returned."""
     try:
-        json.dumps(state, allow_nan=False)
+        state = json.loads(json.dumps(base.snapshot_state(), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"snapshot_state() returned what JSON cannot hold exactly ({exc})") from None
     return {"custom": state}

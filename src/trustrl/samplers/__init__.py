@@ -9,6 +9,8 @@ continues it exactly.
 - :class:`~trustrl.samplers.vector.VectorSampler`: ``n_envs`` copies of an env, ``n_steps`` each per batch,
   stepped in this process, in worker processes or on Ray actors (:mod:`trustrl.samplers.pools`); it can
   also send a batch off (``start``) and gather it later (``finish``), for asynchronous sampling.
+- :class:`~trustrl.samplers.vine.VineSampler`: a vector sampler's batch as the trunk, plus rollouts branched
+  from some of its states with the env restored there (vine sampling); the batch then carries ``branches``.
 - :class:`~trustrl.samplers.dataset.DatasetSampler`: a Minari dataset, the whole of it per batch, statistics frozen.
 """
 
