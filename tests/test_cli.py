@@ -33,6 +33,20 @@ def test_train_writes_config_command_metrics_and_checkpoints(cartpole_run):
     assert list((cartpole_run / "tensorboard").iterdir())
 
 
+def test_checkpoints_are_as_readable_as_every_other_file_the_run_writes(cartpole_run):
+    mode = (cartpole_run / "metrics.csv").stat().st_mode & 0o777
+    files = list((cartpole_run / "checkpoints").iterdir())
+    assert any(f.suffix == ".safetensors" for f in files) and any(f.suffix == ".json" for f in files)
+    assert {f.stat().st_mode & 0o777 for f in files} == {mode}
+
+
+def test_python_dash_m_trustrl_is_the_command_line_and_says_its_version():
+    import trustrl
+
+    out = subprocess.run([sys.executable, "-m", "trustrl", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"trustrl {trustrl.__version__}"
+
+
 def test_eval_prints_one_json_line(cartpole_run, capsys):
     assert main(["eval", str(cartpole_run), "--episodes", "3", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

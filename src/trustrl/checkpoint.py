@@ -93,6 +93,7 @@ def save(
     # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
     # order and the same weights would not give the same bytes (and SHA-256) from run to run.
     save_file(tensors, str(tmp), metadata={"format": "trustrl"})
+    os.chmod(tmp, _FILE_MODE)  # the file save_file leaves is 0600
     digest = _sha256(tmp)
     os.replace(tmp, weights_path)
 
@@ -249,9 +250,24 @@ def _previous_weights(record_path: Path) -> str | None:
 
 
 def _temp_path(directory: Path, name: str) -> Path:
+    """A fresh temporary file beside ``name``, with the mode any file this process creates gets (mkstemp's
+    is 0600, which would hide checkpoints from a teammate who can read the rest of the run)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
     return Path(tmp)
+
+
+def _default_file_mode() -> int:
+    """0666 less the process's umask, read once (setting the umask to read it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from trustrl import __version__
 from trustrl.errors import TrustrlError
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
+    parser.add_argument("--version", action="version", version=f"trustrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a policy from a preset, a TOML config or a gymnasium env id")
