@@ -115,9 +115,15 @@ class SyncVecEnv:
             self._obs[i], _ = env.reset(seed=None if seed is None else seed + i, options=options)
         return self._obs.copy(), {}
 
+    def bound(self, actions: np.ndarray) -> np.ndarray:
+        """Box actions clipped to the action bounds (Discrete ones as they are): what :meth:`step` does first,
+        and what a vine branch, stepping one copy on its own, does too."""
+        if self._low is None:
+            return actions
+        return np.minimum(np.maximum(actions, self._low), self._high)
+
     def step(self, actions: np.ndarray):
-        if self._low is not None:
-            actions = np.minimum(np.maximum(actions, self._low), self._high)
+        actions = self.bound(actions)
         info: dict[str, Any] = {}
         for i, env in enumerate(self.envs):
             obs, reward, terminated, truncated, _ = env.step(actions[i])

@@ -168,7 +168,7 @@ class FragmentCollector:
                 steps, obs = (noise[j] if noise.ndim == 3 else noise[j, k]), raw
                 for h in range(horizon):
                     action = actions[j, k] if h == 0 else actor.act(normalize(obs[None]), steps[h - 1][None])[0]
-                    obs, reward, term, trunc, _ = env.step(self._bounded(action))
+                    obs, reward, term, trunc, _ = env.step(self.envs.bound(action))
                     rewards[j, k, h] = reward
                     if term or trunc:
                         break
@@ -176,11 +176,6 @@ class FragmentCollector:
         for i, home in homes.items():
             envs_mod.restore(self.envs.envs[i], home)
         return BranchRollouts(actions, rewards, lengths, terminated, end_obs)
-
-    def _bounded(self, action: np.ndarray) -> np.ndarray:
-        """A branch steps one env directly, so it clips Box actions as the vector env does."""
-        space = self.envs.single_action_space
-        return np.clip(action, space.low, space.high) if isinstance(space, gym.spaces.Box) else action
 
     def snapshot(self) -> list[dict]:
         """The copies' states (:func:`trustrl.envs.snapshot`), JSON-able; ConfigError when one cannot be captured."""
