@@ -56,7 +56,7 @@ def run_seed(env: str, scheme: str, seed: int, out: Path, episodes: int) -> dict
     cmd = [sys.executable, "-m", "trustrl.cli", "train", spec, "--seed", str(seed), "--run-dir", str(run_dir),
            "--overwrite", "--quiet", *[f"--set={o}" for o in overrides]]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    from trustrl.evaluate import evaluate
+    from trustrl.playback import evaluate
 
     rows = list(csv.DictReader(open(run_dir / "timing.csv")))
     summary = {"env": env, "scheme": scheme, "seed": seed, "steps": int(rows[-1]["step"]),

@@ -37,7 +37,7 @@ def _finished(run_dir: Path, preset: str, overrides: list[str]) -> bool:
 
 
 def summarize_seed(run_dir: Path, episodes: int) -> dict:
-    from trustrl.evaluate import evaluate
+    from trustrl.playback import evaluate
 
     rows = list(csv.DictReader(open(run_dir / "timing.csv")))
     seconds = float(rows[-1]["elapsed_s"])

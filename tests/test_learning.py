@@ -7,7 +7,7 @@ and evaluates the final (``last``) policy for 10 deterministic episodes.
 import pytest
 
 from trustrl import config
-from trustrl.evaluate import evaluate
+from trustrl.playback import evaluate
 from trustrl.run import train
 
 # preset -> (deterministic eval mean to reach, largest step budget allowed)

@@ -10,7 +10,7 @@ import torch
 
 from trustrl import config
 from trustrl.cli import main
-from trustrl.evaluate import evaluate, load_policy
+from trustrl.playback import evaluate, load_policy
 from trustrl.algos.offline_trpo import importance_weights
 from trustrl.datasets.collect import collect
 from trustrl.datasets.read import LOG_PROB_KEY, read_dataset

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trustrl import config, trust_region
-from trustrl.evaluate import evaluate
+from trustrl.playback import evaluate
 from trustrl.run import train
 from trustrl.run.evaluation import EVAL_SEED
 

@@ -8,7 +8,7 @@ import pytest
 
 from trustrl import config
 from trustrl.cli import main
-from trustrl.evaluate import _seeded_episodes, load_policy, make_env, video
+from trustrl.playback import _seeded_episodes, load_policy, make_env, video
 from trustrl.run import train
 
 

@@ -174,7 +174,7 @@ def _print_result(result) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl.evaluate import evaluate
+    from trustrl.playback import evaluate
 
     result = evaluate(
         args.run,
@@ -198,7 +198,7 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl.evaluate import video
+    from trustrl.playback import video
 
     if args.out.exists() and not args.overwrite:
         raise TrustrlError(f"{args.out} already exists; pass --overwrite to replace it")

@@ -29,7 +29,7 @@ import numpy as np
 
 from trustrl import config as config_mod
 from trustrl.errors import ConfigError
-from trustrl.evaluate import evaluate
+from trustrl.playback import evaluate
 from trustrl.plots import plot_runs, read_series
 from trustrl.run import train
 

@@ -25,7 +25,7 @@ from trustrl.config import EnvConfig
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
-from trustrl.evaluate import LoadedPolicy, check_compatible, load_policy
+from trustrl.playback import LoadedPolicy, check_compatible, load_policy
 from trustrl.nets import Categorical
 
 

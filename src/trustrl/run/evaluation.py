@@ -4,7 +4,7 @@ The episodes reset from the same seeds every time (``EVAL_SEED``, +1, ...), so
 two evaluations differ only by the policy; the seeds are apart from
 ``trustrl eval``'s default, so a report made afterwards with ``trustrl eval``
 is on episodes the ``best`` checkpoint was not chosen on. The same code plays
-them as ``trustrl eval`` (:func:`trustrl.evaluate.run_episodes`): no random
+them as ``trustrl eval`` (:func:`trustrl.playback.run_episodes`): no random
 number of the training run is drawn.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.evaluate import LoadedPolicy, run_episodes
+from trustrl.playback import LoadedPolicy, run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 

@@ -13,7 +13,7 @@ import torch
 
 from trustrl import checkpoint
 from trustrl.config import Config
-from trustrl.evaluate import write_training_video
+from trustrl.playback import write_training_video
 from trustrl.metrics import MetricsLogger
 from trustrl.nets import Policy, ValueNet
 from trustrl.normalization import ObsNormalizer

@@ -28,7 +28,7 @@ from trustrl.config import Config, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, ConfigError, TrustrlError, WorkerError
-from trustrl.evaluate import check_can_render, check_compatible_spaces
+from trustrl.playback import check_can_render, check_compatible_spaces
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
