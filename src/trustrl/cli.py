@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="where to write the run (default runs/<name>-s<seed>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --run-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bar; print one summary line")
+    p.add_argument("--progress-every", type=float, metavar="SECONDS",
+                   help="when stderr is not a terminal (a log file, nohup, SLURM): a progress line every this many "
+                        "seconds (default 30); on a terminal a progress bar")
     p.add_argument("--offline", metavar="DATASET",
                    help="learn from a local Minari dataset (id or path) instead of the env; see `trustrl collect`")
     p.add_argument("--epochs", type=int, help="with --offline: passes over the dataset (shorthand for --set offline.epochs=N)")
@@ -111,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("config", help="print a config as TOML: every key with its value, default and doc")
+    p.add_argument("config", help="preset name, .toml file or env id (as for train)")
+    p.add_argument("--algo", help="algorithm for an env id (as for train)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config field (repeatable), as for train")
+    p.set_defaults(func=cmd_config)
+
     p = sub.add_parser("presets", help="list the bundled presets")
     p.set_defaults(func=cmd_presets)
     return parser
@@ -120,6 +130,9 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl import config as config_mod
     from trustrl.run import resume, train
 
+    if args.progress_every is not None and not args.progress_every > 0:
+        raise TrustrlError(f"--progress-every must be > 0 seconds, got {args.progress_every}")
+    progress = False if args.quiet else True if args.progress_every is None else args.progress_every
     if args.resume is not None:
         given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo),
                                           ("--seed", args.seed),
@@ -130,7 +143,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
                                "run.workers, run.sampler or run.worker_cpus)")
         result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
-                        progress=not args.quiet, command=["trustrl", *argv])
+                        progress=progress, command=["trustrl", *argv])
         _print_result(result)
         return 0
     if args.config is None:
@@ -148,7 +161,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.epochs is not None and not cfg.offline.dataset:
         raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
     run_dir = args.run_dir or Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet, command=["trustrl", *argv])
+    result = train(cfg, run_dir, overwrite=args.overwrite, progress=progress, command=["trustrl", *argv])
     _print_result(result)
     return 0
 
@@ -260,6 +273,14 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         ret = f"{s.eval_return_mean:.1f} ± {s.eval_return_std:.1f}"
         print(f"{s.algo:<10} {s.seeds:>5} {s.steps:>9} {ret:>17} {s.wall_time_s:>7.0f}")
     print(f"wrote {args.out / 'curves.png'} and {args.out / 'summary.csv'}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl import config as config_mod
+    from trustrl.configdoc import describe
+
+    print(describe(config_mod.load(args.config, args.overrides, algo=args.algo)), end="")
     return 0
 
 

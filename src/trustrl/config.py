@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
+import importlib.util
 import math
+import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import tomli_w
 
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, EnvUnavailableError
 
 ACTIVATIONS = ("tanh", "relu")
 INITS = ("orthogonal", "kaiming", "xavier")
@@ -32,7 +35,8 @@ INITS = ("orthogonal", "kaiming", "xavier")
 @dataclass
 class EnvConfig:
     id: str = "CartPole-v1"
-    """Any registered gymnasium id (MuJoCo ids need the mujoco package, installed by default)."""
+    """A registered gymnasium id (MuJoCo ids need the mujoco package, installed by default), or
+    ``module:Id`` (``mypkg.envs:Line-v0``): the module is imported first, and registers ``Id`` when imported."""
     n_envs: int = 8
     """Copies stepped together; one batch is ``run.n_steps * n_envs`` transitions."""
     vectorization: str = "sync"
@@ -49,9 +53,12 @@ class EnvConfig:
     """Override the env's own time limit; None keeps the registered one."""
     kwargs: dict = field(default_factory=dict)
     """Extra keyword arguments for ``gymnasium.make`` (e.g. ``{ctrl_cost_weight = 0.001}``)."""
+    imports: tuple[str, ...] = ()
+    """Modules imported before the env is made, e.g. ``["mypkg.envs"]``, whose import registers the env's id
+    with gymnasium. Saved with the run, so eval, video and --resume import them too."""
 
     def validate(self) -> None:
-        check_env_id(self.id)
+        check_env_id(self.id, self.imports)
         _positive("env.n_envs", self.n_envs)
         _choice("env.vectorization", self.vectorization, ("sync", "async"))
         _positive("env.clip_obs", self.clip_obs)
@@ -354,6 +361,15 @@ class RunConfig:
     sampling: str = "single-path"
     """How the policy gradient is estimated: ``single-path`` (GAE along the trajectories) or ``vine`` (TRPO
     paper, section 5.2: Q-values from branched rollouts at a set of states along them; see ``[vine]``)."""
+    wandb: bool = False
+    """Mirror every metrics.csv and timing.csv row and the resolved config to Weights & Biases (the ``wandb``
+    extra: ``pip install 'trustrl[wandb]'``), in ``<run_dir>/wandb``; ``WANDB_MODE=offline`` needs no account."""
+    wandb_project: str = "trustrl"
+    """W&B project of the run."""
+    wandb_entity: str = ""
+    """W&B entity (user or team); empty: your default entity."""
+    wandb_group: str = ""
+    """W&B group, e.g. to gather the seeds of one experiment; empty: none."""
     async_sampling: bool = False
     """Collect batch k+1 with the policy before update k while update k is computed (TRPO, NPG): with
     ``workers > 1`` or Ray, simulation and learning overlap (with the copies in this process they still take
@@ -380,6 +396,12 @@ class RunConfig:
         _choice("run.sampling", self.sampling, SAMPLING_SCHEMES)
         if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
             raise ConfigError(f"run.worker_cpus must be between 0 and 1024, got {self.worker_cpus}")
+        if self.wandb:
+            if not self.wandb_project:
+                raise ConfigError("run.wandb_project must not be empty with run.wandb = true")
+            if importlib.util.find_spec("wandb") is None:
+                raise ConfigError("run.wandb = true needs the wandb package: pip install 'trustrl[wandb]' "
+                                  "(WANDB_MODE=offline writes the run to disk without an account)")
 
 
 SAMPLERS = ("local", "ray")
@@ -563,9 +585,22 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = (), algo: str | Non
     """
     if algo is not None and algo not in ALGO_CONFIGS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGO_CONFIGS)}")
+    for item in overrides:  # --set env.imports=[...] registers the ids that ``spec`` may name
+        key, _, raw = item.partition("=")
+        if key.strip() == "env.imports":
+            modules = _parse_value(raw)
+            import_env_modules(modules if isinstance(modules, list) else [modules])
     data, source = _read_spec(spec, algo)
     if algo is not None:
         _check_algo(data, source, algo)
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(data, source)
+
+
+def with_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config") -> Config:
+    """A validated Config from the tables of a config with ``--set``-style overrides applied."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     for item in overrides:
         _apply_override(data, item)
     return from_dict(data, source)
@@ -619,7 +654,9 @@ def _action_kind(env_id: str) -> str:
     import gymnasium as gym
 
     try:
-        env = gym.make(env_id)
+        env = gym.make(registered_id(env_id))
+    except ConfigError:
+        raise
     except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
         raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
     try:
@@ -642,8 +679,12 @@ def _check_algo(data: dict[str, Any], source: str, algo: str) -> None:
 
 
 def _is_env_id(spec: str) -> bool:
+    """A registered id, or ``module:Id`` (the module is imported to find out)."""
     import gymnasium as gym
 
+    if ":" in spec:
+        check_env_id(spec)  # an import that fails, or an id the module did not register, is named here
+        return True
     return spec in gym.registry
 
 
@@ -665,7 +706,7 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
     also = f"; did you mean {', '.join(hint)}?" if hint else ""
     raise ConfigError(
         f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; "
-        "or pass a .toml file or a gymnasium env id such as CartPole-v1)"
+        "or pass a .toml file, a gymnasium env id such as CartPole-v1, or an env of your own as module:Id)"
     )
 
 
@@ -776,15 +817,53 @@ def _check_device(device: str) -> None:
         raise ConfigError(f"run.device {device!r}: trustrl runs on cpu or cuda")
 
 
-def check_env_id(env_id: str) -> None:
-    """Fail early, with suggestions, on an id gymnasium does not know."""
+#: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
+FACTORY_NAMESPACE = "trustrl-factory"
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def import_env_modules(modules: Iterable[Any]) -> None:
+    """Import each module (dotted name), so the env ids it registers with gymnasium exist."""
+    for name in modules:
+        if not isinstance(name, str) or not _MODULE_NAME.match(name):
+            raise ConfigError(f"env.imports: {name!r} is not a module name (e.g. mypkg.envs)")
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 -- the module's own error, whatever it is, named in one line
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
+            raise EnvUnavailableError(f"cannot import module {name!r} for the env: {type(exc).__name__}"
+                                      f"{': ' + detail if detail else ''}{hint}") from None
+
+
+def registered_id(env_id: str, imports: Iterable[str] = ()) -> str:
+    """The gymnasium id to make: ``imports`` and the module of a ``module:Id`` imported first, the module
+    prefix dropped. Fails early, with suggestions, on an id gymnasium does not know."""
     import gymnasium as gym
 
-    if env_id in gym.registry:
-        return
-    hint = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+    import_env_modules(imports)
+    module, sep, bare = env_id.rpartition(":")
+    if sep:
+        if not module:
+            raise ConfigError(f"env id {env_id!r}: nothing before ':' (the form is module:Id, e.g. mypkg.envs:Line-v0)")
+        import_env_modules([module])
+    if bare in gym.registry:
+        return bare
+    if bare.startswith(FACTORY_NAMESPACE + "/"):
+        raise EnvUnavailableError(f"the env {bare!r} was made by a Python function (trustrl.train(..., env=make_env)); "
+                          "pass the same function again (trustrl.load(run, env=make_env)), or evaluate in a "
+                          "registered env with --env ID")
+    where = f" (module {module!r} was imported but did not register it)" if sep else ""
+    hint = difflib.get_close_matches(bare, list(gym.registry), n=3)
     also = f"; did you mean {', '.join(hint)}?" if hint else ""
-    raise ConfigError(f"unknown environment id {env_id!r}{also}")
+    custom = "" if sep else "; an env of your own: module:Id or env.imports"
+    raise EnvUnavailableError(f"unknown environment id {bare!r}{where}{also}{custom}")
+
+
+def check_env_id(env_id: str, imports: Iterable[str] = ()) -> None:
+    """Fail early, with suggestions, on an id gymnasium does not know (after importing what it needs)."""
+    registered_id(env_id, imports)
 
 
 def _positive(key: str, value: float) -> None:

@@ -9,26 +9,73 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+import re
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from trustrl.config import EnvConfig, check_env_id
+from trustrl.config import FACTORY_NAMESPACE, EnvConfig, registered_id
 from trustrl.errors import ConfigError
+
+#: Env functions registered in this process (id -> function): what a worker process is sent to make the env.
+_FACTORIES: dict[str, Callable[..., gym.Env]] = {}
+
+
+def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -> str:
+    """Register a function that makes the env (``lambda: MyEnv(level=3)``) with gymnasium; returns its id.
+
+    The id, ``trustrl-factory/<name>``, is what the run's config records: it says that a function made
+    the env, and evaluating the run in another process needs that function again. ``render_mode`` is
+    passed to the function when a video is filmed, and only then.
+    """
+    if isinstance(factory, gym.Env) or not callable(factory):
+        raise ConfigError(f"env must be a function that makes a new env each time it is called (every copy and "
+                          f"every evaluation needs its own), e.g. env=lambda: MyEnv(); got {type(factory).__name__}")
+    base = name or getattr(factory, "__name__", None) or type(factory).__name__
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "", base) or "env"
+    env_id = f"{FACTORY_NAMESPACE}/{base}"
+    if env_id in gym.registry:
+        del gym.registry[env_id]  # the same name again: the newest function is the one meant
+    gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
+    _FACTORIES[env_id] = factory
+    return env_id
+
+
+def factory_payload(env_id: str) -> bytes | None:
+    """The function registered for ``env_id``, pickled for a worker process or Ray actor (None for other ids)."""
+    if env_id not in _FACTORIES:
+        return None
+    import cloudpickle  # gymnasium's own dependency; pickles lambdas and closures by value
+
+    try:
+        return cloudpickle.dumps(_FACTORIES[env_id])
+    except Exception as exc:  # noqa: BLE001 -- whatever the function holds that cannot be pickled
+        raise ConfigError(f"the env function of {env_id!r} cannot be sent to worker processes ({type(exc).__name__}: "
+                          f"{exc}); train with run.workers = 1, or make the env from a registered id") from None
+
+
+def register_payload(env_id: str, payload: bytes | None) -> None:
+    """In a worker: register the env function a :func:`factory_payload` carried (nothing for other ids)."""
+    if payload is None:
+        return
+    import cloudpickle
+
+    factory = cloudpickle.loads(payload)
+    register_factory(factory, env_id.split("/", 1)[1])
 
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """One env (for evaluation and video), with the same time limit as training."""
-    check_env_id(cfg.id)
+    env_id = registered_id(cfg.id, cfg.imports)
     kwargs: dict[str, Any] = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:
-        env = gym.make(cfg.id, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except (gym.error.Error, TypeError, ImportError) as exc:
         raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
     check_spaces(env.observation_space, env.action_space, cfg.id)
@@ -58,16 +105,16 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
     :class:`SyncVecEnv` (no per-step info merging); ``async`` uses gymnasium's
     AsyncVectorEnv with shared memory, one process per copy.
     """
-    check_env_id(cfg.id)
+    env_id = registered_id(cfg.id, cfg.imports)
     kwargs: dict[str, Any] = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     try:
         if cfg.vectorization == "sync":
-            envs = SyncVecEnv([gym.make(cfg.id, **kwargs) for _ in range(cfg.n_envs)])
+            envs = SyncVecEnv([gym.make(env_id, **kwargs) for _ in range(cfg.n_envs)])
         else:
             envs = gym.make_vec(
-                cfg.id,
+                env_id,
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},

@@ -9,6 +9,10 @@ class ConfigError(TrustrlError):
     """A config value, key or preset that does not exist or is out of range."""
 
 
+class EnvUnavailableError(ConfigError):
+    """An env this process cannot make: an unknown id, a module that does not import, a function not given."""
+
+
 class CheckpointError(TrustrlError):
     """A checkpoint that is missing, corrupt, tampered with, or for another env."""
 

@@ -66,8 +66,10 @@ class FragmentCollector:
         self.rollout_states: list[tuple[int, dict, np.ndarray]] = []  # (copy, snapshot, raw obs) to branch from
 
     @classmethod
-    def build(cls, env_cfg: EnvConfig, first: int, count: int) -> "FragmentCollector":
-        """Copies ``first .. first + count - 1`` of ``env_cfg``, made here (in a worker, in the worker)."""
+    def build(cls, env_cfg: EnvConfig, first: int, count: int, factory: bytes | None = None) -> "FragmentCollector":
+        """Copies ``first .. first + count - 1`` of ``env_cfg``, made here (in a worker, in the worker);
+        ``factory``: the pickled function that makes the env, for an env made by one."""
+        envs_mod.register_payload(env_cfg.id, factory)
         return cls(envs_mod.make_vec_env(replace(env_cfg, n_envs=count, vectorization="sync")), first)
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
@@ -217,7 +219,7 @@ class CollectorService:
 
 
 def serve(conn: Any) -> None:
-    """A worker process's loop: ``("build", (env_cfg, first, count))`` first, then calls until ``close``.
+    """A worker process's loop: ``("build", (env_cfg, first, count, factory))`` first, then calls until ``close``.
 
     Replies are ``("ok", value)`` or ``("error", is_config_error, message)``: a ConfigError (an env that
     cannot be made or captured) crosses back as one, anything else as its type and message.

@@ -1,4 +1,4 @@
-"""One call site for everything a run reports: progress bar, TensorBoard, CSV.
+"""One call site for everything a run reports: progress (a bar on a terminal, else lines), TensorBoard, CSV.
 
 ``metrics.csv`` holds what was learned (returns, losses, KL, ...) and is
 identical for two runs with the same seed and config; ``timing.csv`` holds the
@@ -20,11 +20,14 @@ import io
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import IO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from trustrl.mirrors import WandbMirror, write_hparams
 
 
 class MetricsLogger:
@@ -32,11 +35,13 @@ class MetricsLogger:
         self,
         run_dir: Path,
         total_steps: int,
-        progress: bool = True,
+        progress: bool | float = True,
         tensorboard: bool = True,
         resume_step: int | None = None,
+        mirror: WandbMirror | None = None,
     ):
         self.run_dir = run_dir
+        self._mirror = mirror
         self._files: dict[str, tuple[IO[str], csv.DictWriter]] = {}
         self._writer = None
         if resume_step is not None:
@@ -49,7 +54,11 @@ class MetricsLogger:
             purge = None if resume_step is None else resume_step + 1
             self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
         self._progress = None
-        if progress:
+        self._lines = None
+        if progress is not False and not sys.stderr.isatty():
+            every = PROGRESS_EVERY_S if progress is True else float(progress)
+            self._lines = ProgressLines(total_steps, every, resume_step or 0)
+        elif progress is not False:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -60,21 +69,27 @@ class MetricsLogger:
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
-                disable=not sys.stderr.isatty(),
             )
             self._task = self._progress.add_task("train", total=total_steps, completed=resume_step or 0,
                                                  sps=0.0, ret="-")
             self._progress.start()
 
+    def hparams(self, params: dict, config_text: str) -> None:
+        """The resolved config in TensorBoard (HPARAMS tab, and as text), scored by the returns."""
+        if self._writer is not None:
+            write_hparams(self._writer, params, ["train/episode_return_mean", "eval/return_mean"], config_text)
+
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         self._append("metrics.csv", {"step": step, **metrics})
         self._append("timing.csv", {"step": step, **timing})
+        tagged = _tagged(metrics, timing)
         if self._writer is not None:
-            for group, values in (("train", metrics), ("time", timing)):
-                for key, value in values.items():
-                    if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                        tag = f"eval/{key[5:]}" if group == "train" and key.startswith("eval_") else f"{group}/{key}"
-                        self._writer.add_scalar(tag, value, step)
+            for tag, value in tagged.items():
+                self._writer.add_scalar(tag, value, step)
+        if self._mirror is not None:
+            self._mirror.log(step, tagged)
+        if self._lines is not None:
+            self._lines.log(step, metrics, timing)
         if self._progress is not None:
             ret = metrics.get("episode_return_mean", float("nan"))
             self._progress.update(
@@ -101,10 +116,82 @@ class MetricsLogger:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+        if self._lines is not None:
+            self._lines.close()
+        if self._mirror is not None:
+            self._mirror.close()
         if self._writer is not None:
             self._writer.close()
         for f, _ in self._files.values():
             f.close()
+
+
+#: Seconds between progress lines when stderr is not a terminal (a log file, nohup, SLURM, CI).
+PROGRESS_EVERY_S = 30.0
+
+
+class ProgressLines:
+    """Progress as plain lines on stderr, for logs that a bar would fill with control codes.
+
+    A line after the first update (the run is moving), then one at most every ``every`` seconds, and the
+    last update's line when the run ends::
+
+        step 245760/1000000 (24.6%) | 2113 steps/s | return 1432.5 | eval 1610.2 | 0:01:56 elapsed, 0:05:57 left
+    """
+
+    def __init__(self, total_steps: int, every: float, start_step: int = 0, stream: IO[str] | None = None):
+        self.total = total_steps
+        self.every = every
+        self.stream = stream
+        self.started = time.monotonic()
+        self.start_step = start_step
+        self.printed_at: float | None = None
+        self.pending: str | None = None
+
+    def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
+        now = time.monotonic()
+        self.pending = self._line(step, metrics, timing, now)
+        if self.printed_at is None or now - self.printed_at >= self.every:
+            self._print(now)
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self._print(time.monotonic())
+
+    def _print(self, now: float) -> None:
+        print(self.pending, file=self.stream or sys.stderr, flush=True)
+        self.printed_at, self.pending = now, None
+
+    def _line(self, step: int, metrics: dict[str, float], timing: dict[str, float], now: float) -> str:
+        elapsed = now - self.started
+        parts = [f"step {step}/{self.total} ({100.0 * step / max(self.total, 1):.1f}%)"]
+        sps = timing.get("steps_per_s")
+        if sps is not None and math.isfinite(sps):
+            parts.append(f"{sps:.0f} steps/s")
+        for key, label in (("episode_return_mean", "return"), ("eval_return_mean", "eval")):
+            value = metrics.get(key)
+            if value is not None and math.isfinite(value):
+                parts.append(f"{label} {value:.1f}")
+        done = step - self.start_step
+        left = f", {_clock(elapsed * (self.total - step) / done)} left" if done > 0 and step < self.total else ""
+        parts.append(f"{_clock(elapsed)} elapsed{left}")
+        return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _tagged(metrics: dict[str, float], timing: dict[str, float]) -> dict[str, float]:
+    """TensorBoard's (and W&B's) names: ``eval_*`` metrics as ``eval/*``, other metrics as ``train/*``, timing
+    as ``time/*``; missing (nan) values are left out."""
+    tagged = {}
+    for group, values in (("train", metrics), ("time", timing)):
+        for key, value in values.items():
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                tagged[f"eval/{key[5:]}" if group == "train" and key.startswith("eval_") else f"{group}/{key}"] = value
+    return tagged
 
 
 def _fmt(value: float) -> str:

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint as ckpt
-from trustrl.config import from_dict
+from trustrl.config import Config, from_dict
 from trustrl.envs import describe_spaces, make_env
-from trustrl.errors import CheckpointError, TrustrlError
+from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.nets import Policy, make_policy
 from trustrl.normalization import ObsNormalizer
 
@@ -36,21 +36,35 @@ if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.env
 
 
 @dataclass
-class LoadedPolicy:
-    """A policy with its frozen observation normaliser, ready to act in a single env."""
+class Agent:
+    """A trained policy with its frozen observation normaliser, ready to act in an env.
+
+    :meth:`act` takes the env's raw observation: normalising it is done here, with the statistics saved in
+    the checkpoint, and Box actions come back clipped to the action bounds -- what the env was sent in
+    training. (Log-probabilities in training are of the unclipped Gaussian draw.)
+    """
 
     policy: Policy
     obs_norm: ObsNormalizer
     checkpoint: ckpt.Checkpoint | None  # None for a policy still in training
-    config: object  # trustrl.config.Config
+    config: Config
+    action_space: gym.Space | None = None  # Box bounds to clip to; None: the env clips
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations (first axis: the batch): the mean (Box) or arg-max
+        (Discrete) action, or a draw from the policy with ``deterministic=False``."""
         device = next(self.policy.parameters()).device
-        x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs)[None])).to(device)
+        x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs))).to(device)
         dist = self.policy(x)
-        action = dist.mode() if deterministic else dist.sample()
-        return action[0].cpu().numpy()
+        action = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            action = np.clip(action, self.action_space.low, self.action_space.high)
+        return action
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The action for one raw observation (see :meth:`act_batch`)."""
+        return self.act_batch(np.asarray(obs)[None], deterministic)[0]
 
 
 @dataclass
@@ -72,11 +86,19 @@ class EvalResult:
         return asdict(self)
 
 
-def load_policy(path: str | Path, tag: str = "last") -> LoadedPolicy:
-    """Rebuild the policy and its normaliser from a run directory (or checkpoint file)."""
+def load_policy(path: str | Path, tag: str = "last", env_id: str | None = None) -> Agent:
+    """Rebuild the policy and its normaliser from a run directory (or checkpoint file).
+
+    ``env_id``: the env to act in instead of the one the run trained on (its spaces must match).
+    """
     checkpoint = ckpt.load(path, tag)
+    data = checkpoint.config
+    if env_id is not None and isinstance(data, dict) and isinstance(data.get("env", {}), dict):
+        data = {**data, "env": {**data.get("env", {}), "id": env_id}}  # the recorded env need not exist here
     try:
-        config = from_dict(checkpoint.config, source=str(checkpoint.path))
+        config = from_dict(data, source=str(checkpoint.path))
+    except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
+        raise
     except Exception as exc:  # a record edited by hand
         raise CheckpointError(f"checkpoint {checkpoint.path} holds an invalid config: {exc}") from None
     env = make_env(config.env)
@@ -98,7 +120,7 @@ def load_policy(path: str | Path, tag: str = "last") -> LoadedPolicy:
     if obs_norm.enabled and obs_norm.rms.mean.shape != env.observation_space.shape:
         raise CheckpointError(f"checkpoint {checkpoint.path}: normalisation statistics have the wrong shape")
     obs_norm.frozen = True
-    return LoadedPolicy(policy, obs_norm, checkpoint, config)
+    return Agent(policy, obs_norm, checkpoint, config, env.action_space)
 
 
 def check_compatible(checkpoint: ckpt.Checkpoint, env: gym.Env) -> None:
@@ -118,7 +140,7 @@ def check_compatible_spaces(checkpoint: ckpt.Checkpoint, obs_space: gym.Space, a
 
 
 def run_episodes(
-    loaded: LoadedPolicy,
+    loaded: Agent,
     env: gym.Env,
     episodes: int,
     seed: int,
@@ -159,17 +181,24 @@ def evaluate(
     """
     if episodes <= 0:
         raise CheckpointError(f"--episodes must be > 0, got {episodes}")
-    loaded = load_policy(path, tag)
-    env_cfg = loaded.config.env
-    if env_id is not None:
-        env_cfg.id = env_id
+    return evaluate_agent(load_policy(path, tag, env_id), episodes, seed, deterministic, render)
+
+
+def evaluate_agent(
+    agent: Agent, episodes: int = 10, seed: int = 1_000_000, deterministic: bool = True, render: bool = False
+) -> EvalResult:
+    """Play ``episodes`` episodes of ``agent`` in the env of its config (reset seeds ``seed``, ``seed + 1``, ...)."""
+    if episodes <= 0:
+        raise TrustrlError(f"episodes must be > 0, got {episodes}")
+    env_cfg = agent.config.env
     if render:
         _check_display()
     env = make_env(env_cfg, render_mode="human" if render else None)
     try:
-        check_compatible(loaded.checkpoint, env)
+        if agent.checkpoint is not None:
+            check_compatible(agent.checkpoint, env)
         try:
-            returns, lengths = run_episodes(loaded, env, episodes, seed, deterministic)
+            returns, lengths = run_episodes(agent, env, episodes, seed, deterministic)
         except TrustrlError:
             raise
         except Exception as exc:  # a window system that refuses to open (pygame, glfw)
@@ -189,8 +218,8 @@ def evaluate(
         returns=returns,
         lengths=lengths,
         deterministic=deterministic,
-        checkpoint=str(loaded.checkpoint.path),
-        step=loaded.checkpoint.step,
+        checkpoint=str(agent.checkpoint.path) if agent.checkpoint is not None else "",
+        step=agent.checkpoint.step if agent.checkpoint is not None else 0,
         env=env_cfg.id,
     )
 
@@ -219,7 +248,7 @@ class VideoResult:
 
 
 def write_video(
-    loaded: LoadedPolicy,
+    loaded: Agent,
     env_cfg,
     out: str | Path,
     episodes: int = 3,
@@ -344,7 +373,7 @@ def write_training_video(policy: Policy, obs_norm: ObsNormalizer, config, run_di
     """
     out = Path(run_dir) / "videos" / f"step-{step}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_video(LoadedPolicy(policy, obs_norm, None, config), config.env, out, episodes=1)
+    return write_video(Agent(policy, obs_norm, None, config), config.env, out, episodes=1)
 
 
 def _seeded_episodes(loaded, env, seed, deterministic, on_step=None):

@@ -25,7 +25,7 @@ from trustrl.config import EnvConfig
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
-from trustrl.playback import LoadedPolicy, check_compatible, load_policy
+from trustrl.playback import Agent, check_compatible, load_policy
 from trustrl.nets import Categorical
 
 
@@ -72,10 +72,8 @@ def collect(
 
     loaded = None
     if run is not None:
-        loaded = load_policy(run, tag)
+        loaded = load_policy(run, tag, env_id)
         env_cfg = loaded.config.env
-        if env_id is not None:
-            env_cfg.id = env_id
     elif random:
         if env_id is None:
             raise TrustrlError("collect --random needs --env ID (or a run directory whose env to use)")
@@ -122,7 +120,7 @@ def collect(
 class _PolicyBehaviour:
     """Samples from a checkpoint's policy; Box actions are clipped to the bounds before storing."""
 
-    def __init__(self, loaded: LoadedPolicy, action_space: gym.Space):
+    def __init__(self, loaded: Agent, action_space: gym.Space):
         self.loaded = loaded
         self.box = isinstance(action_space, gym.spaces.Box)
         self.space = action_space

@@ -16,7 +16,7 @@ import numpy as np
 
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.playback import LoadedPolicy, run_episodes
+from trustrl.playback import Agent, run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 
@@ -47,7 +47,7 @@ class Evaluator:
 
     def __call__(self, policy: Policy, obs_norm: ObsNormalizer) -> EvalStats:
         """``obs_norm`` must be a frozen copy (:meth:`ObsNormalizer.copy`): evaluation never moves it."""
-        actor = LoadedPolicy(policy, obs_norm, None, self.cfg)
+        actor = Agent(policy, obs_norm, None, self.cfg)
         returns, lengths = run_episodes(actor, self.env, self.episodes, self.seed, deterministic=True)
         return EvalStats(float(np.mean(returns)), float(np.std(returns)), float(np.mean(lengths)))
 

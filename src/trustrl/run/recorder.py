@@ -15,6 +15,7 @@ from trustrl import checkpoint
 from trustrl.config import Config
 from trustrl.playback import write_training_video
 from trustrl.metrics import MetricsLogger
+from trustrl.mirrors import WandbMirror, flat_params
 from trustrl.nets import Policy, ValueNet
 from trustrl.normalization import ObsNormalizer
 
@@ -26,13 +27,25 @@ class Recorder:
         cfg: Config,
         spaces: dict[str, Any],
         total_steps: int,
-        progress: bool = True,
+        progress: bool | float = True,
         resume_step: int | None = None,
     ):
         self.run_dir = run_dir
         self.cfg = cfg
         self.spaces = spaces
-        self.logger = MetricsLogger(run_dir, total_steps, progress=progress, resume_step=resume_step)
+        params = flat_params(cfg.to_dict())
+        mirror = None
+        if cfg.run.wandb:
+            mirror = WandbMirror(run_dir, cfg.name, params, cfg.run.wandb_project, cfg.run.wandb_entity,
+                                 cfg.run.wandb_group, resumed=resume_step is not None, quiet=progress is False)
+        try:
+            self.logger = MetricsLogger(run_dir, total_steps, progress=progress, resume_step=resume_step,
+                                        mirror=mirror)
+        except BaseException:
+            if mirror is not None:
+                mirror.close()
+            raise
+        self.logger.hparams(params, cfg.to_toml())
 
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         self.logger.log(step, metrics, timing)

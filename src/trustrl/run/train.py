@@ -27,7 +27,7 @@ from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env
-from trustrl.errors import CheckpointError, ConfigError, TrustrlError, WorkerError
+from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
 from trustrl.playback import check_can_render, check_compatible_spaces
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -61,7 +61,7 @@ def train(
     run_dir: str | Path,
     *,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -78,7 +78,7 @@ def train_offline(
     *,
     dataset: str | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -102,7 +102,7 @@ def resume(
     total_steps: int | None = None,
     epochs: int | None = None,
     layout: list[str] | tuple[str, ...] = (),
-    progress: bool = True,
+    progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
@@ -123,6 +123,8 @@ def resume(
                               "it can be evaluated but not resumed")
     try:
         cfg = from_dict(ckpt.config, source=str(ckpt.path))
+    except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
+        raise
     except (TrustrlError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {ckpt.path} holds an invalid config: {exc}") from None
     if layout:
@@ -227,7 +229,7 @@ def _execute(
     *,
     overwrite: bool = False,
     resume_from: checkpoint.Checkpoint | None = None,
-    progress: bool = True,
+    progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:

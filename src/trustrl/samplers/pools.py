@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from trustrl.config import EnvConfig
-from trustrl.envs import make_vec_env
+from trustrl.envs import factory_payload, make_vec_env
 from trustrl.errors import ConfigError, WorkerError
 from trustrl.fragments import FragmentCollector
 
@@ -150,7 +150,8 @@ class ProcessPool(WorkerPool):
         try:
             for _ in self.copies:
                 self._spawn()
-            self.call("build", [(env_cfg, share.start, len(share)) for share in self.copies])
+            payload = factory_payload(env_cfg.id)
+            self.call("build", [(env_cfg, share.start, len(share), payload) for share in self.copies])
             self.observation_space, self.action_space = self.call("spaces")[0]
         except BaseException:
             self.close()
@@ -158,11 +159,10 @@ class ProcessPool(WorkerPool):
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["trustrl"].__file__)))
         env = {
             **os.environ,
-            # trustrl importable however this process found it; one BLAS thread: the worker's products are tiny
-            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+            # what this process can import, the worker can; one BLAS thread: the worker's products are tiny
+            "PYTHONPATH": os.pathsep.join(_import_path()),
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         }  # fmt: skip
         try:
@@ -222,6 +222,18 @@ class ProcessPool(WorkerPool):
                 proc.kill()
                 proc.wait()
         self.conns, self.procs, self._pending = [], [], None
+
+
+def _import_path() -> list[str]:
+    """PYTHONPATH for a worker: trustrl however this process found it, PYTHONPATH, then the folders this process
+    added to ``sys.path`` (its script's folder, a test's) -- so the modules of ``module:Id`` envs, ``env.imports``
+    and env functions import there as they do here. The interpreter's own folders it finds by itself."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["trustrl"].__file__)))
+    own = tuple(os.path.abspath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
+    added = [os.path.abspath(p or os.curdir) for p in sys.path
+             if not os.path.abspath(p or os.curdir).startswith(own)]
+    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *added]
+    return list(dict.fromkeys(paths))
 
 
 def copies_label(share: range) -> str:

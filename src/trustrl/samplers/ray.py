@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from trustrl.config import EnvConfig
+from trustrl.envs import factory_payload
 from trustrl.errors import ConfigError, WorkerError
 from trustrl.fragments import CollectorService
 from trustrl.samplers.pools import WorkerPool, copies_label, split_copies
@@ -51,7 +52,8 @@ class RayPool(WorkerPool):
                 )
             remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(CollectorService)
             self.actors = [remote.remote() for _ in self.copies]
-            self.call("build", [(env_cfg, share.start, len(share)) for share in self.copies])
+            payload = factory_payload(env_cfg.id)
+            self.call("build", [(env_cfg, share.start, len(share), payload) for share in self.copies])
             self.observation_space, self.action_space = self.call("spaces")[0]
         except BaseException:
             self.close()
