@@ -93,7 +93,7 @@ def plot(env: str, results: list[dict], out: Path) -> None:
     labels = [f"--label={r['scheme']}" for r in runs]
     for x in ("steps", "seconds"):
         subprocess.run([sys.executable, "-m", "trustrl.cli", "plot", *dirs, *labels, f"--x={x}",
-                        f"--out={out / f'{env}-{x}.png'}", f"--title={env}: single path vs vine (band: ± 1 std)"],
+                        f"--out={out / f'{env}-{x}.png'}", "--overwrite", f"--title={env}: single path vs vine (band: ± 1 std)"],
                        check=True)
 
 

@@ -81,7 +81,7 @@ def test_min_return_that_no_episode_reaches_fails_clearly_and_writes_nothing(car
     [
         (["--out", "x.mp4"], "no run or checkpoint"),
         (["--out", "x.gif"], "must end in .mp4"),
-        (["--out", "x.mp4", "--episodes", "0"], "--episodes must be > 0"),
+        (["--out", "x.mp4", "--episodes", "0"], "--episodes must be an integer from 1 to 10,000, got 0"),
     ],
 )
 def test_video_bad_input(cartpole_run, tmp_path, capsys, args, message):

@@ -90,20 +90,22 @@ def train(
     return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=[sys.executable, *sys.argv])
 
 
-def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None) -> Agent:
+def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
+         env_kwargs: dict | None = None) -> Agent:
     """The policy of a run's ``last`` or ``best`` checkpoint, ready to act (see :class:`Agent`).
 
     ``env``: another env to act in (its spaces must match), or -- for a run whose env a function made --
-    that function again.
+    that function again. ``env_kwargs``: over the saved ones; a saved kwarg that names a file is used only
+    when given here again (a run directory is data, and chooses no file for the env to read).
     """
     if checkpoint not in TAGS:
         raise TrustrlError(f"checkpoint must be one of {', '.join(TAGS)}, got {checkpoint!r}")
     if env is None or isinstance(env, str):
-        return load_policy(run, checkpoint, env)
+        return load_policy(run, checkpoint, env, env_kwargs)
     recorded = ckpt.load(run, checkpoint).config.get("env", {}).get("id", "")
     prefix = FACTORY_NAMESPACE + "/"
     name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
-    return load_policy(run, checkpoint, register_factory(env, name))
+    return load_policy(run, checkpoint, register_factory(env, name), env_kwargs)
 
 
 def evaluate(

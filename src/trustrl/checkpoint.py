@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +79,9 @@ def save(
     ``state``: a nested structure of dicts, lists, JSON scalars and tensors (see
     :func:`split_tensors`), stored so that :func:`load` returns it equal.
     """
+    problem = check_finite(policy, critic, obs_norm)
+    if problem is not None:
+        raise CheckpointError(f"refusing to write checkpoint {tag} at step {step}: its {problem} are not finite")
     directory.mkdir(parents=True, exist_ok=True)
     record_path = directory / f"{tag}.json"
     previous = _previous_weights(record_path)
@@ -95,7 +100,9 @@ def save(
     save_file(tensors, str(tmp), metadata={"format": "trustrl"})
     os.chmod(tmp, _FILE_MODE)  # the file save_file leaves is 0600
     digest = _sha256(tmp)
+    _fsync(tmp)  # on disk before the record that names it can be
     os.replace(tmp, weights_path)
+    _fsync(directory)
 
     record = {
         "format": "trustrl-checkpoint",
@@ -115,25 +122,22 @@ def save(
     if state_json is not None:
         record["state"] = state_json
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
+    _fsync(directory)
     if previous and previous != weights_name and Path(previous).name == previous:  # never outside `directory`
         (directory / previous).unlink(missing_ok=True)
     return record_path
 
 
 def load(path: str | Path, tag: str = "last") -> Checkpoint:
-    """Load a checkpoint from a run directory, a checkpoints directory, or a ``<tag>.json`` path."""
+    """Load a checkpoint from a run directory, a checkpoints directory, or a ``<tag>.json`` path.
+
+    The record is data from wherever the run came from: every field's type and range is checked, and its
+    size and nesting are bounded, before anything is built from it.
+    """
     record_path = resolve(path, tag)
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {record_path} is corrupt: not a readable JSON record ({exc})") from None
-    required = ("format", "weights", "weights_sha256", "config", "spaces", "obs_norm", "step")
-    if not isinstance(record, dict) or record.get("format") != "trustrl-checkpoint" or any(k not in record for k in required):
-        raise CheckpointError(f"checkpoint {record_path} is not a trustrl checkpoint record (fields missing)")
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {record_path} has format version {record['format_version']}; upgrade trustrl")
-    weights_path = record_path.parent / str(record["weights"])
-    if Path(record["weights"]).name != record["weights"] or not weights_path.is_file():
+    record = _read_record(record_path)
+    weights_path = record_path.parent / record["weights"]
+    if not weights_path.is_file():
         raise CheckpointError(f"checkpoint {record_path}: weights file {record['weights']!r} is missing")
     if _sha256(weights_path) != record["weights_sha256"]:
         raise CheckpointError(
@@ -144,10 +148,7 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint {weights_path} cannot be read as safetensors ({exc})") from None
-    try:
-        step, update = int(record["step"]), int(record.get("update", 0))
-    except (TypeError, ValueError):
-        raise CheckpointError(f"checkpoint {record_path}: step/update are not integers (edited by hand?)") from None
+    step, update = record["step"], record.get("update", 0)
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
     state = None
@@ -169,6 +170,85 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         extra=record.get("extra", {}),
         state=state,
     )
+
+
+MAX_RECORD_BYTES = 1 << 28  # a record holds statistics and env snapshots, never weights: 256 MiB is far beyond one
+MAX_DEPTH = 64  # nesting of the record's JSON (an optimiser state is about 8 deep)
+MAX_COUNT = 10**15  # steps and updates
+_WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _read_record(record_path: Path) -> dict[str, Any]:
+    """The JSON record, each field checked (one CheckpointError naming what is wrong)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {record_path}: {what}")
+
+    try:
+        if record_path.stat().st_size > MAX_RECORD_BYTES:
+            raise bad(f"the record is larger than {MAX_RECORD_BYTES >> 20} MiB")
+        record = json.loads(record_path.read_bytes())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, oversized ints
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint {record_path} is corrupt: not a readable JSON record ({detail})") from None
+    required = ("format", "weights", "weights_sha256", "config", "spaces", "obs_norm", "step")
+    if not isinstance(record, dict) or record.get("format") != "trustrl-checkpoint" or any(k not in record for k in required):
+        raise CheckpointError(f"checkpoint {record_path} is not a trustrl checkpoint record (fields missing)")
+    if _depth(record) > MAX_DEPTH:
+        raise bad(f"the record is nested more than {MAX_DEPTH} levels deep")
+    version = record.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise bad(f"format version {version} is newer than this trustrl reads ({FORMAT_VERSION}); upgrade trustrl")
+        raise bad(f"format_version must be an integer from 1 to {FORMAT_VERSION}, got {_short(version)}")
+    if not isinstance(record["weights"], str) or not _WEIGHTS_NAME.match(record["weights"]):
+        raise bad(f"weights must name a .safetensors file beside the record, got {_short(record['weights'])}")
+    if not isinstance(record["weights_sha256"], str) or not _SHA256.match(record["weights_sha256"]):
+        raise bad(f"weights_sha256 must be 64 hex digits, got {_short(record['weights_sha256'])}")
+    for key in ("step", "update"):
+        value = record.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            raise bad(f"{key} must be an integer from 0 to {MAX_COUNT:.0e}, got {_short(value)} (edited by hand?)")
+    for key in ("config", "spaces", "obs_norm", "reward_norm", "extra"):
+        if key in record and not isinstance(record[key], dict):
+            raise bad(f"{key} must be a table, got {_short(record[key])}")
+    if record.get("state") is not None and not isinstance(record["state"], dict):
+        raise bad(f"state must be a table, got {_short(record['state'])}")
+    return record
+
+
+def _depth(tree: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (a hostile record may be deep)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_finite(policy: torch.nn.Module, critic: torch.nn.Module, obs_norm: dict[str, Any]) -> str | None:
+    """What of a checkpoint to be would not be finite (a weight, a statistic), or None."""
+    for name, net in (("policy", policy), ("critic", critic)):
+        for key, value in net.state_dict().items():
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return f"{name} weights {key}"
+    for key in ("mean", "var", "count"):
+        if key in obs_norm and not all(math.isfinite(float(v)) for v in _flat(obs_norm[key])):
+            return f"observation statistics ({key})"
+    return None
+
+
+def _flat(value: Any) -> list:
+    return [x for item in value for x in _flat(item)] if isinstance(value, (list, tuple)) else [value]
 
 
 def resolve(path: str | Path, tag: str = "last") -> Path:
@@ -277,6 +357,15 @@ def _write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256(path: Path) -> str:

@@ -18,7 +18,10 @@ from trustrl.errors import TrustrlError
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args, argv) or 0)
     except TrustrlError as exc:
@@ -29,8 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``error:`` line naming the command's --help, and exit code 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
+    parser = OneLineParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
     parser.add_argument("--version", action="version", version=f"trustrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -54,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", metavar="DATASET",
                    help="learn from a local Minari dataset (id or path) instead of the env; see `trustrl collect`")
     p.add_argument("--epochs", type=int, help="with --offline: passes over the dataset (shorthand for --set offline.epochs=N)")
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --resume: a saved env kwarg that names a file, passed again to use it (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="replay a checkpoint for some episodes and report the returns")
@@ -65,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="evaluate in another env id (spaces must match)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
     p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
+                        "file is used only when passed again")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("video", help="film a checkpoint's episodes into an mp4 (headless)")
@@ -78,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
     p.add_argument("--fps", type=int, help="frames per second (default: the env's render_fps)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
+                        "file is used only when passed again")
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("plot", help="learning curves of runs: mean ± std per label over env steps")
@@ -89,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="plot title (default: says what is drawn)")
     p.add_argument("--x", choices=("steps", "seconds"), default="steps",
                    help="x axis: env steps (default) or wall-clock seconds of training")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("collect", help="roll out a checkpoint's policy (or a random one) into a Minari dataset")
@@ -101,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="env id (needed with --random and no run directory)")
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
+                        "file is used only when passed again")
     p.set_defaults(func=cmd_collect)
     p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
     p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
@@ -143,11 +166,14 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
                                "run.workers, run.sampler or run.worker_cpus)")
         result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
-                        progress=progress, command=["trustrl", *argv])
+                        progress=progress, command=["trustrl", *argv],
+                        env_kwargs=config_mod.parse_env_kwargs(args.env_kwargs))
         _print_result(result)
         return 0
     if args.config is None:
         raise TrustrlError("train needs a preset, a .toml file or an env id (or --resume RUN)")
+    if args.env_kwargs:
+        raise TrustrlError("--env-kwarg is for --resume; a new run takes env kwargs as --set 'env.kwargs={...}'")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
@@ -187,6 +213,7 @@ def _print_result(result) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.config import parse_env_kwargs
     from trustrl.playback import evaluate
 
     result = evaluate(
@@ -197,6 +224,7 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
         deterministic=not args.stochastic,
         env_id=args.env,
         render=args.render,
+        env_kwargs=parse_env_kwargs(args.env_kwargs),
     )
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -211,6 +239,7 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.config import parse_env_kwargs
     from trustrl.playback import video
 
     if args.out.exists() and not args.overwrite:
@@ -225,6 +254,7 @@ def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
         min_return=args.min_return,
         max_attempts=args.max_attempts,
         fps=args.fps,
+        env_kwargs=parse_env_kwargs(args.env_kwargs),
     )
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     print(f"wrote {result.path}: {len(result.returns)} episodes ({result.attempts} played), "
@@ -235,13 +265,15 @@ def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_plot(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.plots import plot_runs
 
-    bands = plot_runs(args.runs, args.out, metric=args.metric, labels=args.labels, title=args.title, x=args.x)
+    bands = plot_runs(args.runs, args.out, metric=args.metric, labels=args.labels, title=args.title, x=args.x,
+                      overwrite=args.overwrite)
     summary = "; ".join(f"{b.label}: {b.n_runs} runs, final {b.mean[-1]:.1f} ± {b.std[-1]:.1f}" for b in bands)
     print(f"wrote {args.out} ({args.metric}) -- {summary}")
     return 0
 
 
 def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.config import parse_env_kwargs
     from trustrl.datasets.collect import collect
 
     result = collect(
@@ -254,6 +286,7 @@ def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
         env_id=args.env,
         seed=args.seed,
         overwrite=args.overwrite,
+        env_kwargs=parse_env_kwargs(args.env_kwargs),
     )
     print(f"wrote Minari dataset {result.dataset_id} at {result.path}: {result.episodes} episodes, "
           f"{result.steps} steps, return {result.mean_return:.1f} ± {result.std_return:.1f} ({result.behaviour} behaviour)")

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trustrl import config as config_mod
+from trustrl.config import MAX_EPISODES, check_count
 from trustrl.errors import ConfigError
 from trustrl.playback import evaluate
 from trustrl.plots import plot_runs, read_series
@@ -118,12 +119,10 @@ def compare(
     log: Callable[[str], None] | None = None,
 ) -> list[AlgoSummary]:
     """Train ``<env>-<algo>`` for every algo and seed 0..seeds-1, then write the plot and the table."""
-    if seeds <= 0:
-        raise ConfigError(f"--seeds must be > 0, got {seeds}")
+    check_count("--seeds", seeds, 1_000)
     if not algos:
         raise ConfigError("--algos needs at least one algorithm")
-    if eval_episodes <= 0:
-        raise ConfigError(f"--eval-episodes must be > 0, got {eval_episodes}")
+    check_count("--eval-episodes", eval_episodes, MAX_EPISODES)
     out = Path(out)
     overrides = [f"run.total_steps={total_steps}"] if total_steps is not None else []
     configs = {algo: config_mod.load(_preset_for(env, algo), overrides) for algo in algos}  # fail before training
@@ -150,7 +149,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     write_summary(out / "summary.csv", env_id, summaries)
     run_dirs = [out / r.algo / f"seed{r.seed}" for r in records]
-    plot_runs(run_dirs, out / "curves.png", labels=[r.algo for r in records],
+    plot_runs(run_dirs, out / "curves.png", labels=[r.algo for r in records], overwrite=True,  # this comparison's own
               title=f"{env_id}: mean return of the last 20 training episodes (band: ± 1 std over seeds)")
     return summaries
 

@@ -59,12 +59,12 @@ class EnvConfig:
 
     def validate(self) -> None:
         check_env_id(self.id, self.imports)
-        _positive("env.n_envs", self.n_envs)
+        _positive("env.n_envs", self.n_envs, MAX_ENVS)
         _choice("env.vectorization", self.vectorization, ("sync", "async"))
         _positive("env.clip_obs", self.clip_obs)
         _positive("env.clip_reward", self.clip_reward)
         if self.max_episode_steps is not None:
-            _positive("env.max_episode_steps", self.max_episode_steps)
+            _positive("env.max_episode_steps", self.max_episode_steps, 10**9)
 
 
 @dataclass
@@ -127,10 +127,10 @@ class CriticConfig:
         _choice("critic.init", self.init, INITS)
         _choice("critic.fit", self.fit, ("adam", "lbfgs"))
         _positive("critic.lr", self.lr)
-        _positive("critic.epochs", self.epochs)
-        _positive("critic.minibatch", self.minibatch)
+        _positive("critic.epochs", self.epochs, 10_000)
+        _positive("critic.minibatch", self.minibatch, MAX_BATCH)
         _non_negative("critic.l2", self.l2)
-        _positive("critic.lbfgs_iters", self.lbfgs_iters)
+        _positive("critic.lbfgs_iters", self.lbfgs_iters, 10_000)
 
 
 @dataclass
@@ -174,7 +174,7 @@ class NaturalGradientConfig(AlgoConfig):
     def validate(self) -> None:
         super().validate()
         _positive("algo.max_kl", self.max_kl)
-        _positive("algo.cg_iters", self.cg_iters)
+        _positive("algo.cg_iters", self.cg_iters, 1_000)
         _positive("algo.cg_tol", self.cg_tol)
         _non_negative("algo.damping", self.damping)
         if not 0.0 < self.fvp_fraction <= 1.0:
@@ -196,7 +196,7 @@ class TRPOConfig(NaturalGradientConfig):
         super().validate()
         if not 0.0 < self.backtrack_shrink < 1.0:
             raise ConfigError(f"algo.backtrack_shrink must be in (0, 1), got {self.backtrack_shrink}")
-        _positive("algo.backtrack_iters", self.backtrack_iters)
+        _positive("algo.backtrack_iters", self.backtrack_iters, 1_000)
 
 
 @dataclass
@@ -300,8 +300,8 @@ class PPOConfig(AlgoConfig):
     def validate(self) -> None:
         super().validate()
         _positive("algo.lr", self.lr)
-        _positive("algo.epochs", self.epochs)
-        _positive("algo.minibatch", self.minibatch)
+        _positive("algo.epochs", self.epochs, 10_000)
+        _positive("algo.minibatch", self.minibatch, MAX_BATCH)
         if not 0.0 < self.clip_range < 1.0:
             raise ConfigError(f"algo.clip_range must be in (0, 1), got {self.clip_range}")
         _positive("algo.vf_coef", self.vf_coef)
@@ -361,6 +361,10 @@ class RunConfig:
     sampling: str = "single-path"
     """How the policy gradient is estimated: ``single-path`` (GAE along the trajectories) or ``vine`` (TRPO
     paper, section 5.2: Q-values from branched rollouts at a set of states along them; see ``[vine]``)."""
+    on_nonfinite: str = "stop"
+    """A NaN or infinity in a batch (reward, observation) or made by an update (loss, gradient, weights):
+    ``stop`` ends the run with one error naming the step and what was not finite, before anything of it is
+    saved; ``skip`` drops the batch (or undoes the update), counts it in ``skipped_batches`` and goes on."""
     wandb: bool = False
     """Mirror every metrics.csv and timing.csv row and the resolved config to Weights & Biases (the ``wandb``
     extra: ``pip install 'trustrl[wandb]'``), in ``<run_dir>/wandb``; ``WANDB_MODE=offline`` needs no account."""
@@ -377,23 +381,23 @@ class RunConfig:
     policy that acted, under the trust region around the current policy."""
 
     def validate(self) -> None:
-        _positive("run.total_steps", self.total_steps)
-        _positive("run.n_steps", self.n_steps)
-        if self.seed < 0:
-            raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
-        _positive("run.torch_threads", self.torch_threads)
-        _positive("run.checkpoint_every", self.checkpoint_every)
+        _positive("run.total_steps", self.total_steps, MAX_STEPS)
+        _positive("run.n_steps", self.n_steps, MAX_BATCH)
+        check_seed("run.seed", self.seed)
+        _positive("run.torch_threads", self.torch_threads, 1_024)
+        _positive("run.checkpoint_every", self.checkpoint_every, MAX_STEPS)
         _check_device(self.device)
-        _positive("run.best_window", self.best_window)
-        _non_negative("run.video_every", self.video_every)
-        _non_negative("run.eval_every", self.eval_every)
-        _positive("run.eval_episodes", self.eval_episodes)
-        _positive("run.workers", self.workers)
+        _positive("run.best_window", self.best_window, 1_000_000)
+        _non_negative("run.video_every", self.video_every, MAX_STEPS)
+        _non_negative("run.eval_every", self.eval_every, MAX_STEPS)
+        _positive("run.eval_episodes", self.eval_episodes, MAX_EPISODES)
+        _positive("run.workers", self.workers, MAX_ENVS)
         if self.sampler in SAMPLING_SCHEMES and self.sampler != "single-path":
             raise ConfigError(f"run.sampler says where the env copies run ({', '.join(SAMPLERS)}); "
                               f"the {self.sampler} scheme is run.sampling = {self.sampler!r}")
         _choice("run.sampler", self.sampler, SAMPLERS)
         _choice("run.sampling", self.sampling, SAMPLING_SCHEMES)
+        _choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
             raise ConfigError(f"run.worker_cpus must be between 0 and 1024, got {self.worker_cpus}")
         if self.wandb:
@@ -432,11 +436,12 @@ class VineConfig:
     their Q-values reflect the action, not the noise."""
 
     def validate(self) -> None:
-        _positive("vine.rollout_set", self.rollout_set)
+        _positive("vine.rollout_set", self.rollout_set, MAX_BATCH)
         if self.branches < 2:
             raise ConfigError(f"vine.branches must be >= 2 (one action per state gives no gradient), "
                               f"got {self.branches}")
-        _positive("vine.horizon", self.horizon)
+        _positive("vine.branches", self.branches, 1_024)
+        _positive("vine.horizon", self.horizon, 10**6)
 
 
 WEIGHTINGS = ("self-normalised", "clipped")
@@ -473,18 +478,18 @@ class OfflineConfig:
     """Episodes per online evaluation; ``best`` is the checkpoint with the best evaluation."""
 
     def validate(self) -> None:
-        _positive("offline.epochs", self.epochs)
-        _non_negative("offline.minibatch", self.minibatch)
+        _positive("offline.epochs", self.epochs, 10**6)
+        _non_negative("offline.minibatch", self.minibatch, MAX_BATCH)
         _positive("offline.max_kl_behaviour", self.max_kl_behaviour)
         _choice("offline.weights", self.weights, WEIGHTINGS)
         if not self.weight_clip > 1.0:
             raise ConfigError(f"offline.weight_clip must be > 1, got {self.weight_clip}")
-        _non_negative("offline.critic_rounds", self.critic_rounds)
-        _non_negative("offline.bc_epochs", self.bc_epochs)
+        _non_negative("offline.critic_rounds", self.critic_rounds, 1_000)
+        _non_negative("offline.bc_epochs", self.bc_epochs, 10**5)
         _positive("offline.bc_lr", self.bc_lr)
-        _positive("offline.bc_minibatch", self.bc_minibatch)
-        _positive("offline.eval_every", self.eval_every)
-        _positive("offline.eval_episodes", self.eval_episodes)
+        _positive("offline.bc_minibatch", self.bc_minibatch, MAX_BATCH)
+        _positive("offline.eval_every", self.eval_every, 10**6)
+        _positive("offline.eval_episodes", self.eval_episodes, MAX_EPISODES)
 
 
 @dataclass
@@ -507,6 +512,9 @@ class Config:
     def validate(self) -> "Config":
         for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline, self.vine):
             section.validate()
+        if self.batch_size > MAX_BATCH:
+            raise ConfigError(f"a batch of run.n_steps x env.n_envs = {self.run.n_steps} x {self.env.n_envs} = "
+                              f"{self.batch_size} transitions is more than {MAX_BATCH:,} (memory); make one smaller")
         if self.run.workers > self.env.n_envs:
             raise ConfigError(f"run.workers = {self.run.workers} is more than env.n_envs = {self.env.n_envs}: "
                               "each worker steps at least one env copy")
@@ -694,9 +702,13 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
         if not path.is_file():
             raise ConfigError(f"config file {spec!r} does not exist")
         try:
-            return tomllib.loads(path.read_text()), str(path)
+            return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{spec}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{spec}: not a UTF-8 text file (byte {exc.start}); TOML files are UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {spec}: {exc.strerror or exc}") from None
     names = preset_names()
     if spec in names:
         return preset_data(spec), f"preset {spec}"
@@ -866,14 +878,82 @@ def check_env_id(env_id: str, imports: Iterable[str] = ()) -> None:
     registered_id(env_id, imports)
 
 
-def _positive(key: str, value: float) -> None:
+#: Upper bounds where memory or time would explode long before a run could finish (checked before anything is
+#: written): env copies, transitions in one batch, env steps of a run, episodes of one evaluation, layer widths.
+MAX_ENVS = 1_024
+MAX_BATCH = 10_000_000
+MAX_STEPS = 10**13
+MAX_EPISODES = 100_000
+MAX_WIDTH = 16_384
+MAX_LAYERS = 64
+MAX_WEIGHTS = 2**28  # weights between hidden layers: 1 GiB of float32
+#: Seeds are 32-bit (what numpy's legacy seeding, gymnasium and torch all take); per-copy and per-episode
+#: seeds count up from a run's seed, so the bound leaves room for them.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(key: str, seed: int, count: int = 1) -> None:
+    """``seed`` .. ``seed + count - 1`` are all valid seeds."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED - max(count - 1, 0):
+        raise ConfigError(f"{key} must be an integer between 0 and {MAX_SEED - max(count - 1, 0)}, got {seed}")
+
+
+def check_count(key: str, value: int, at_most: int) -> None:
+    """A count from the command line or the API: an integer from 1 to ``at_most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= at_most:
+        raise ConfigError(f"{key} must be an integer from 1 to {at_most:,}, got {value}")
+
+
+def names_file(value: Any) -> bool:
+    """A value that points at a file: a string with a path separator, a home-relative path, or an existing file."""
+    if not isinstance(value, str):
+        return False
+    return "/" in value or "\\" in value or value.startswith("~") or Path(value).exists()
+
+
+def accept_env_kwargs(data: dict[str, Any], given: dict[str, Any], source: str) -> dict[str, Any]:
+    """The config tables ``data`` of a saved run with its env kwargs made safe to use here.
+
+    A saved config is data from wherever the run came from: an ``env.kwargs`` value that names a file
+    (``xml_file = "/etc/passwd"``) would make the env read it. Such a kwarg is used only if the user passes
+    it again in ``given`` (the user's own values override the saved ones).
+    """
+    env = data.get("env") if isinstance(data, dict) else None
+    kwargs = env.get("kwargs") if isinstance(env, dict) else None
+    if not isinstance(kwargs, dict):
+        if given:
+            return {**data, "env": {**(env if isinstance(env, dict) else {}), "kwargs": dict(given)}}
+        return data
+    for key, value in kwargs.items():
+        if names_file(value) and key not in given:
+            raise ConfigError(f"{source}: env.kwargs.{key} names a file ({str(value)[:80]!r}); a saved run chooses no "
+                              f"file for the env to read: pass it yourself to use it (--env-kwarg {key}=PATH)")
+    return {**data, "env": {**env, "kwargs": {**kwargs, **given}}}
+
+
+def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["xml_file=/path/model.xml", "ctrl_cost_weight=0.1"]`` -> a dict (values in TOML syntax, else strings)."""
+    kwargs = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--env-kwarg expects KEY=VALUE, got {item!r}")
+        kwargs[key.strip()] = _parse_value(raw)
+    return kwargs
+
+
+def _positive(key: str, value: float, at_most: float | None = None) -> None:
     if not value > 0:
         raise ConfigError(f"{key} must be > 0, got {value}")
+    if at_most is not None and value > at_most:
+        raise ConfigError(f"{key} must be at most {at_most:,}, got {value:,}")
 
 
-def _non_negative(key: str, value: float) -> None:
+def _non_negative(key: str, value: float, at_most: float | None = None) -> None:
     if not value >= 0:
         raise ConfigError(f"{key} must be >= 0, got {value}")
+    if at_most is not None and value > at_most:
+        raise ConfigError(f"{key} must be at most {at_most:,}, got {value:,}")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -884,6 +964,9 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 def _hidden(key: str, sizes: tuple[int, ...]) -> None:
     if not sizes or any(s <= 0 for s in sizes):
         raise ConfigError(f"{key} must be a non-empty list of positive widths, got {list(sizes)}")
+    if len(sizes) > MAX_LAYERS or max(sizes) > MAX_WIDTH or sum(a * b for a, b in zip(sizes, sizes[1:])) > MAX_WEIGHTS:
+        raise ConfigError(f"{key} must have at most {MAX_LAYERS} layers of at most {MAX_WIDTH:,} units and "
+                          f"{MAX_WEIGHTS:,} weights between them, got {list(sizes)}")
 
 
 def _quoted(names: set[str]) -> str:

@@ -19,3 +19,7 @@ class CheckpointError(TrustrlError):
 
 class WorkerError(TrustrlError):
     """A sampling worker (process or Ray actor) that died or failed; nothing saved is touched."""
+
+
+class NonFiniteError(TrustrlError):
+    """A NaN or infinity from the env or the learner: the update is stopped before it lands (``run.on_nonfinite``)."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint as ckpt
-from trustrl.config import Config, from_dict
+from trustrl.config import MAX_EPISODES, Config, accept_env_kwargs, check_count, check_seed, from_dict
 from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.nets import Policy, make_policy
@@ -86,14 +86,17 @@ class EvalResult:
         return asdict(self)
 
 
-def load_policy(path: str | Path, tag: str = "last", env_id: str | None = None) -> Agent:
+def load_policy(path: str | Path, tag: str = "last", env_id: str | None = None,
+                env_kwargs: dict | None = None) -> Agent:
     """Rebuild the policy and its normaliser from a run directory (or checkpoint file).
 
     ``env_id``: the env to act in instead of the one the run trained on (its spaces must match).
+    ``env_kwargs``: keyword arguments for the env, over the saved ones; a saved one that names a file is used
+    only if given here again (:func:`trustrl.config.accept_env_kwargs`).
     """
     checkpoint = ckpt.load(path, tag)
-    data = checkpoint.config
-    if env_id is not None and isinstance(data, dict) and isinstance(data.get("env", {}), dict):
+    data = accept_env_kwargs(checkpoint.config, env_kwargs or {}, f"checkpoint {checkpoint.path}")
+    if env_id is not None and isinstance(data.get("env", {}), dict):
         data = {**data, "env": {**data.get("env", {}), "id": env_id}}  # the recorded env need not exist here
     try:
         config = from_dict(data, source=str(checkpoint.path))
@@ -174,22 +177,23 @@ def evaluate(
     deterministic: bool = True,
     env_id: str | None = None,
     render: bool = False,
+    env_kwargs: dict | None = None,
 ) -> EvalResult:
     """Deterministic (mean / arg-max action) evaluation unless ``deterministic=False``.
 
     ``env_id`` evaluates in another env (its spaces must match the checkpoint's).
     """
-    if episodes <= 0:
-        raise CheckpointError(f"--episodes must be > 0, got {episodes}")
-    return evaluate_agent(load_policy(path, tag, env_id), episodes, seed, deterministic, render)
+    check_count("--episodes", episodes, MAX_EPISODES)
+    check_seed("--seed", seed, episodes)
+    return evaluate_agent(load_policy(path, tag, env_id, env_kwargs), episodes, seed, deterministic, render)
 
 
 def evaluate_agent(
     agent: Agent, episodes: int = 10, seed: int = 1_000_000, deterministic: bool = True, render: bool = False
 ) -> EvalResult:
     """Play ``episodes`` episodes of ``agent`` in the env of its config (reset seeds ``seed``, ``seed + 1``, ...)."""
-    if episodes <= 0:
-        raise TrustrlError(f"episodes must be > 0, got {episodes}")
+    check_count("episodes", episodes, MAX_EPISODES)
+    check_seed("seed", seed, episodes)
     env_cfg = agent.config.env
     if render:
         _check_display()
@@ -269,13 +273,14 @@ def write_video(
     what the returns were and nothing is written. The file appears
     atomically: a failure leaves no half-written mp4.
     """
-    if episodes <= 0:
-        raise TrustrlError(f"--episodes must be > 0, got {episodes}")
+    check_count("--episodes", episodes, 10_000)
     max_attempts = max_attempts if max_attempts is not None else 20 * episodes
     if max_attempts < episodes:
         raise TrustrlError(f"--max-attempts ({max_attempts}) must be at least --episodes ({episodes})")
-    if fps is not None and fps <= 0:
-        raise TrustrlError(f"--fps must be > 0, got {fps}")
+    check_count("--max-attempts", max_attempts, MAX_EPISODES)
+    check_seed("--seed", seed, max_attempts)
+    if fps is not None:
+        check_count("--fps", fps, 1_000)
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise TrustrlError(f"video output {out} must end in .mp4")
@@ -354,9 +359,10 @@ def video(
     min_return: float | None = None,
     max_attempts: int | None = None,
     fps: int | None = None,
+    env_kwargs: dict | None = None,
 ) -> VideoResult:
     """Film a checkpoint's policy (see :func:`write_video`)."""
-    loaded = load_policy(path, tag)
+    loaded = load_policy(path, tag, env_kwargs=env_kwargs)
     return write_video(loaded, loaded.config.env, out, episodes, seed, deterministic, min_return, max_attempts, fps)
 
 

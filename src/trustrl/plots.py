@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,11 @@ def read_series(
     if not path.is_file():
         what = "no run" if not run_dir.exists() else "no metrics.csv"
         raise TrustrlError(f"{what} at {run_dir}: a run directory written by `trustrl train` holds metrics.csv")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TrustrlError(f"cannot read {path} as a CSV file ({str(exc).splitlines()[0][:120]})") from None
     columns = list(rows[0]) if rows else []
     if not rows:
         raise TrustrlError(f"{path} has no rows yet")
@@ -128,8 +132,8 @@ def _seconds_at(run_dir: Path, steps: np.ndarray) -> np.ndarray:
     try:
         with open(path, newline="") as f:
             rows = [(_number(r["step"]), _number(r["elapsed_s"])) for r in csv.DictReader(f)]
-    except (OSError, KeyError, UnicodeDecodeError) as exc:
-        raise TrustrlError(f"cannot read wall-clock times from {path}: {exc}") from None
+    except (OSError, KeyError, UnicodeDecodeError, csv.Error) as exc:
+        raise TrustrlError(f"cannot read wall-clock times from {path}: {str(exc).splitlines()[0][:120]}") from None
     at, offset, previous = {0.0: 0.0}, 0.0, 0.0
     for step, elapsed in rows:
         if not math.isfinite(elapsed):
@@ -148,11 +152,17 @@ def plot_runs(
     labels: Sequence[str] | None = None,
     title: str | None = None,
     x: str = "steps",
+    overwrite: bool = False,
 ) -> list[Band]:
-    """Draw mean ± std bands of ``metric`` over env steps (or wall-clock seconds), one per label, into a PNG or SVG."""
+    """Draw mean ± std bands of ``metric`` over env steps (or wall-clock seconds), one per label, into a PNG or SVG.
+
+    An existing ``out`` is kept unless ``overwrite``; the file appears whole (written beside it, then renamed).
+    """
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise TrustrlError(f"plot output {out} must end in {' or '.join(FORMATS)}")
+    if out.exists() and not overwrite:
+        raise TrustrlError(f"{out} already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise TrustrlError(f"directory {out.parent} for the plot does not exist")
     if not run_dirs:
@@ -195,8 +205,15 @@ def plot_runs(
     ax.legend(loc="best", fontsize=8)
     ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise TrustrlError(f"cannot write the plot {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return bands
 
 
@@ -225,7 +242,7 @@ def _number(text: str) -> float:
 def _is_offline(run_dir: Path) -> bool:
     try:
         config = tomllib.loads((run_dir / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
     return bool(config.get("offline", {}).get("dataset"))
 
@@ -233,5 +250,5 @@ def _is_offline(run_dir: Path) -> bool:
 def _config_name(run_dir: Path) -> str:
     try:
         return str(tomllib.loads((run_dir / "config.toml").read_text()).get("name", run_dir.name))
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return run_dir.name

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint
-from trustrl.config import EnvConfig
+from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
@@ -51,6 +51,7 @@ def collect(
     env_id: str | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    env_kwargs: dict | None = None,
 ) -> CollectResult:
     """Roll out a checkpoint's policy (sampling, not its mode) or a uniform random policy; write a Minari dataset.
 
@@ -62,8 +63,11 @@ def collect(
     _check_dataset_id(dataset_id)
     if (episodes is None) == (steps is None):
         raise TrustrlError("collect needs exactly one of --episodes N or --steps N")
-    if (episodes is not None and episodes <= 0) or (steps is not None and steps <= 0):
-        raise TrustrlError("--episodes / --steps must be > 0")
+    if episodes is not None:
+        check_count("--episodes", episodes, 10**6)
+    if steps is not None:
+        check_count("--steps", steps, 10**9)
+    check_seed("--seed", seed, episodes if episodes is not None else steps)  # at most one episode a step
     target = _dataset_dir(dataset_id)
     if target.exists() and not overwrite:
         raise TrustrlError(
@@ -72,7 +76,7 @@ def collect(
 
     loaded = None
     if run is not None:
-        loaded = load_policy(run, tag, env_id)
+        loaded = load_policy(run, tag, env_id, env_kwargs)
         env_cfg = loaded.config.env
     elif random:
         if env_id is None:

@@ -12,6 +12,7 @@ checkpoint of update k holds before the next batch moves anything.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -25,6 +26,7 @@ import torch
 from trustrl.advantages import compute_advantages
 from trustrl.algos.base import Algorithm, SeparateCriticAlgorithm
 from trustrl.config import Config
+from trustrl.errors import NonFiniteError
 from trustrl.nets import Policy, ValueNet, keep_in_bounds
 from trustrl.normalization import ObsNormalizer
 from trustrl.run.evaluation import NOT_EVALUATED, EvalStats, Evaluator
@@ -43,6 +45,7 @@ class LoopState:
     filmed: int = 0  # training videos written
     eval_initial: float = math.nan
     eval_last: float = math.nan
+    skipped: int = 0  # batches dropped (or updates undone) for a NaN or infinity, with run.on_nonfinite = "skip"
 
     def to_json(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()}
@@ -100,7 +103,9 @@ def run(parts: Parts, state: LoopState) -> LoopState:
     window = cfg.run.best_window
     recent = deque(state.recent_returns, maxlen=window)
     recent_lengths = deque(state.recent_lengths, maxlen=window)
-    overlap = cfg.run.overlap_critic and isinstance(algo, SeparateCriticAlgorithm)
+    skip = cfg.run.on_nonfinite == "skip"
+    # skip undoes a whole update, critic fit included, so the fit is not left running beside the next batch
+    overlap = cfg.run.overlap_critic and isinstance(algo, SeparateCriticAlgorithm) and not skip
     critic_thread = ThreadPoolExecutor(1, thread_name_prefix="trustrl-critic") if overlap else None
     pending: _Pending | None = None
     start = last_logged = time.perf_counter()
@@ -119,21 +124,49 @@ def run(parts: Parts, state: LoopState) -> LoopState:
         recorder.checkpoint(tag, policy, parts.critic, step=step, update=update, obs_norm=obs_norm,
                             reward_norm=reward_norm, extra=extra, state=full_state)
 
+    def nonfinite(what: str, step: int) -> None:
+        """Stop the run (``stop``) or count a dropped batch (``skip``)."""
+        nonlocal pending
+        if pending is not None and not skip:  # the update before is whole: it is recorded before the run stops
+            done, pending = pending, None
+            finish(done)
+        if not skip:
+            raise NonFiniteError(f"stopped after env step {step}: {what}; nothing of this batch was saved, and the "
+                                 "checkpoints hold the last finite update (run.on_nonfinite = 'skip' drops such a "
+                                 "batch and goes on)")
+        state.skipped += 1
+        parts.log(f"skipped a batch at env step {step}: {what}")
+
+    def skipped(update: int) -> None:
+        """An update whose batch was dropped (or whose step was undone) still counts, and the run's last one
+        still leaves a ``last`` checkpoint to evaluate and resume."""
+        state.update = update
+        if update == parts.n_updates:
+            if asynchronous and not sampler.busy:
+                sampler.defer(policy)
+            save("last", update, sampler.total_steps, sampler.obs_norm.state(), sampler.reward_scaler.state(),
+                 state.eval_last, full_state=_full_state(state, sampler.state(), algo, parts.generator))
+
     def finish(done: _Pending) -> None:
         """Wait for update ``done``'s critic fit; then evaluate, checkpoint and log it."""
         nonlocal last_logged, carried_checkpoint_s
         t0 = time.perf_counter()
         stats = {**done.stats, **(done.critic.result() if done.critic is not None else {})}
         waited = time.perf_counter() - t0
+        if done.critic is not None and (problem := _nonfinite_learner(None, parts.critic, stats)):
+            nonfinite(problem, done.step)  # the critic fit runs beside the next batch only when stopping
         timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
         evaluation, eval_s = NOT_EVALUATED, 0.0
         # Only on the schedule (a function of the step alone), so a run extended by --resume evaluates
         # exactly where the run that never stopped did.
         if by_eval and (done.finished or parts.eval_due(done.update, done.step_before, done.step)):
             evaluation, eval_s = evaluate(done.obs_norm)
-            state.eval_last = evaluation.return_mean
+            if not math.isfinite(evaluation.return_mean):
+                nonfinite(f"the evaluation episodes returned {evaluation.return_mean}", done.step)
+                evaluation = NOT_EVALUATED  # skipped: neither best nor the eval columns take it
+            state.eval_last = evaluation.return_mean if math.isfinite(evaluation.return_mean) else state.eval_last
         t1 = time.perf_counter()
-        if by_eval and evaluation.return_mean > state.best:
+        if by_eval and math.isfinite(evaluation.return_mean) and evaluation.return_mean > state.best:
             state.best = evaluation.return_mean
             save("best", done.update, done.step, done.obs_norm.state(), done.reward_norm, state.best)
         now = time.perf_counter()
@@ -167,21 +200,28 @@ def run(parts: Parts, state: LoopState) -> LoopState:
             t0 = time.perf_counter()
             step_before = sampler.total_steps
             acting_norm = sampler.obs_norm.copy()  # the statistics this batch is normalised with
-            if asynchronous:
-                if not sampler.busy:  # the first batch of this invocation (a resumed one re-sends the batch it had out)
+            try:
+                if asynchronous:
+                    if not sampler.busy:  # the first batch of this invocation (a resumed one re-sends the one it had out)
+                        sampler.start(policy, capture=True)
+                    batch = sampler.finish()
+                    batch.stale = True
+                    if update < parts.n_updates:  # the next batch, with this policy, while this one is learned from
+                        sampler.start(policy, capture=True)
+                    else:  # none is due; a checkpoint still records which policy would act next
+                        sampler.defer(policy)
+                else:
+                    batch = sampler.collect(policy)
+            except NonFiniteError as exc:  # the sampler dropped the batch: no statistic or episode took it
+                nonfinite(str(exc), sampler.total_steps)
+                if asynchronous and update < parts.n_updates:
                     sampler.start(policy, capture=True)
-                batch = sampler.finish()
-                batch.stale = True
-                if update < parts.n_updates:  # the next batch, with this policy, while this one is learned from
-                    sampler.start(policy, capture=True)
-                else:  # none is due; a checkpoint still records which policy would act next
-                    sampler.defer(policy)
-            else:
-                batch = sampler.collect(policy)
+                skipped(update)
+                continue
             t1 = time.perf_counter()
             if pending is not None:  # the critic must be fitted before it is saved or used for GAE
-                finish(pending)
-                pending = None
+                done, pending = pending, None
+                finish(done)
             t2 = time.perf_counter()
             prepare_s = 0.0
             if update == 1:  # a fresh run (a resumed one starts past it)
@@ -191,6 +231,9 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 prepare_s = time.perf_counter() - t2
                 if by_eval:  # the starting policy, as a row of its own at step 0; it may well be the best
                     initial, eval_s = evaluate(acting_norm)
+                    if not math.isfinite(initial.return_mean):
+                        nonfinite(f"the evaluation episodes returned {initial.return_mean}", 0)
+                        initial = NOT_EVALUATED
                     state.eval_initial = state.eval_last = initial.return_mean
                     recorder.log(0, {"update": 0, **initial.metrics()}, {"eval_s": eval_s})
                     if initial.return_mean > state.best:
@@ -200,7 +243,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
             recent.extend(batch.episode_returns)
             recent_lengths.extend(batch.episode_lengths)
             # Without evaluation, ``best`` holds the policy that just collected the episodes behind the score.
-            if not by_eval and len(recent) == window and _mean(recent) > state.best:
+            if not by_eval and len(recent) == window and math.isfinite(_mean(recent)) and _mean(recent) > state.best:
                 state.best = _mean(recent)
                 save("best", update - 1, sampler.total_steps, acting_norm.state(), sampler.reward_scaler.state(),
                      math.nan)
@@ -208,11 +251,17 @@ def run(parts: Parts, state: LoopState) -> LoopState:
             compute_advantages(batch, parts.critic if algo.uses_critic else None, cfg.algo.gamma,
                                cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
             t4 = time.perf_counter()
+            before = _learner_state(policy, parts.critic, algo) if skip else None
             if overlap:
                 stats = algo.update_policy(batch)
                 fitting = critic_thread.submit(algo.fit_critic, batch)
             else:
                 stats, fitting = algo.update(batch), None
+            if problem := _nonfinite_learner(policy, None if overlap else parts.critic, stats):
+                nonfinite(problem, sampler.total_steps)
+                _load_learner_state(before, policy, parts.critic, algo)  # skip: as if the batch never came
+                skipped(update)
+                continue
             keep_in_bounds(policy)
             t5 = time.perf_counter()
             if cfg.run.video_every and sampler.total_steps // cfg.run.video_every > state.filmed:
@@ -232,6 +281,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                     "episode_return_mean": _mean(recent),
                     "episode_length_mean": _mean(recent_lengths),
                     "episodes": len(batch.episode_returns),
+                    **({"skipped_batches": state.skipped} if skip else {}),
                 },
                 stats=stats,
                 critic=fitting,
@@ -240,8 +290,8 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                 finished=algo.finished,
             )
             if fitting is None or final:
-                finish(pending)
-                pending = None
+                done, pending = pending, None
+                finish(done)
             if algo.finished and update < parts.n_updates:
                 message = f"stopped after {update} updates: {type(algo).__name__} cannot improve further"
                 parts.notes.append(message)
@@ -262,6 +312,28 @@ def _full_state(state: LoopState, sampler_state: dict, algo: Algorithm, generato
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
+
+
+def _nonfinite_learner(policy: Policy | None, critic: ValueNet | None, stats: dict[str, float]) -> str | None:
+    """What an update made non-finite -- a loss or gradient among its metrics, a weight -- or None."""
+    for key, value in stats.items():
+        if key != "explained_variance" and isinstance(value, float) and not math.isfinite(value):
+            return f"the update's {key} is {value}"
+    for name, net in (("policy", policy), ("critic", critic)):
+        if net is not None and not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+            return f"the update made the {name}'s weights non-finite"
+    return None
+
+
+def _learner_state(policy: Policy, critic: ValueNet, algo: Algorithm) -> tuple:
+    """A copy of everything an update changes, to undo it."""
+    return (copy.deepcopy(policy.state_dict()), copy.deepcopy(critic.state_dict()), copy.deepcopy(algo.state_dict()))
+
+
+def _load_learner_state(saved: tuple, policy: Policy, critic: ValueNet, algo: Algorithm) -> None:
+    policy.load_state_dict(saved[0])
+    critic.load_state_dict(saved[1])
+    algo.load_state_dict(saved[2])
 
 
 def _mean(values) -> float:

@@ -7,7 +7,7 @@ run directory's layout (see the README's "A run directory").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -29,10 +29,12 @@ class Recorder:
         total_steps: int,
         progress: bool | float = True,
         resume_step: int | None = None,
+        on_checkpoint: Callable[[], None] | None = None,
     ):
         self.run_dir = run_dir
         self.cfg = cfg
         self.spaces = spaces
+        self.on_checkpoint = on_checkpoint  # called after each ``last`` is written (an --overwrite commits then)
         params = flat_params(cfg.to_dict())
         mirror = None
         if cfg.run.wandb:
@@ -68,6 +70,8 @@ class Recorder:
             config=self.cfg.to_dict(), spaces=self.spaces, obs_norm=obs_norm, reward_norm=reward_norm,
             step=step, update=update, extra=extra, state=state,
         )  # fmt: skip
+        if tag == "last" and self.on_checkpoint is not None:
+            self.on_checkpoint()
 
     def video(self, policy: Policy, obs_norm: ObsNormalizer, step: int) -> None:
         """One deterministic episode of the current policy into ``videos/step-<N>.mp4``."""

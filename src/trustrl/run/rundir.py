@@ -1,7 +1,21 @@
-"""The run directory: refuse to mix two runs, replace one only when asked, reopen one to resume."""
+"""The run directory: one writer at a time, never two runs mixed, an old run replaced only once the new one holds.
+
+- **Lock.** A process writing a run holds an OS lock (``flock``) on ``<run>/.trustrl.lock``, which also
+  records its PID. The OS releases it when the process exits, however it exits (``kill -9`` included), so
+  a lock is never stale; a second writer is refused with the holder's PID.
+- **Overwrite.** ``--overwrite`` moves the old run's files aside into ``<run>/.trustrl-replaced`` and puts
+  them back if the new run fails before its first ``last`` checkpoint (the first it can be resumed from);
+  once that checkpoint is written they are deleted. A process killed in between leaves both, and the next writer settles it (:func:`recover`).
+- **Leftovers.** Temporary files of an interrupted write, and weights files no checkpoint record names,
+  are removed by the next writer.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -9,27 +23,134 @@ from trustrl.config import Config
 from trustrl.errors import TrustrlError
 
 #: Files and folders a run writes; their presence means "this directory holds a run".
-RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos")
+RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos",
+                 "wandb")
+LOCK_FILE = ".trustrl.lock"
+ASIDE = ".trustrl-replaced"
+_WEIGHTS = re.compile(r"^(best|last)-\d+\.safetensors$")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to mix two runs in one directory; with ``overwrite``, clear only what a run writes."""
+class RunLock:
+    """The one-writer lock of a run directory (created if missing); :meth:`release` or process exit frees it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise TrustrlError(f"run directory {run_dir} exists and is not a directory")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise TrustrlError(f"run directory {run_dir} is being written by another trustrl process (pid {holder}); "
+                               "wait for it to end, or choose another --run-dir") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = -1
+
+
+class Replacement:
+    """An old run's files set aside while a new run starts in their place (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, names: list[str]):
+        self.run_dir = run_dir
+        self.aside = run_dir / ASIDE
+        self.done = not names
+        if names:
+            self.aside.mkdir()
+            for name in names:
+                os.replace(run_dir / name, self.aside / name)  # a rename: nothing is copied or deleted yet
+
+    def commit(self) -> None:
+        """The new run has a checkpoint: the old run's files go."""
+        if not self.done:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.done = True
+
+    def rollback(self) -> None:
+        """The new run failed before its first ``last`` checkpoint: its files go, the old run's come back."""
+        if not self.done:
+            _restore_aside(self.run_dir)
+            self.done = True
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> Replacement:
+    """Refuse to mix two runs in one directory; with ``overwrite``, set the old run's files aside (nothing else of
+    the directory is touched). Call with the directory's :class:`RunLock` held."""
     present = [name for name in RUN_ARTIFACTS if (run_dir / name).exists()]
     if present and not overwrite:
         raise TrustrlError(
             f"run directory {run_dir} already holds a run ({', '.join(present)}); "
             "pass --overwrite to replace it, --resume to continue it, or choose another --run-dir"
         )
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrustrlError(f"run directory {run_dir} exists and is not a directory")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_writable(run_dir)  # fail here, before anything is removed
-        for name in present:
-            target = run_dir / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        check_writable(run_dir)  # fail here, before anything is moved
+        return Replacement(run_dir, present)
     except OSError as exc:
         raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+
+
+def recover(run_dir: Path) -> list[str]:
+    """Settle what a killed writer left (call with the lock held); returns what was done, for the log."""
+    done = []
+    if (run_dir / ASIDE).is_dir():
+        if (run_dir / "checkpoints" / "last.json").is_file():
+            shutil.rmtree(run_dir / ASIDE, ignore_errors=True)  # the new run had its checkpoint: it stands
+            done.append("removed the files of the run an interrupted --overwrite replaced")
+        else:
+            _restore_aside(run_dir)
+            done.append("restored the run an interrupted --overwrite had set aside")
+    leftovers = [p for p in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")] if p.is_file()]
+    named = _named_weights(run_dir / "checkpoints")
+    if named is not None:
+        leftovers += [p for p in (run_dir / "checkpoints").glob("*.safetensors")
+                      if _WEIGHTS.match(p.name) and p.name not in named]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        done.append(f"removed {len(leftovers)} file(s) an interrupted write left: "
+                    + ", ".join(sorted(p.name for p in leftovers)))
+    return done
+
+
+def _named_weights(checkpoints: Path) -> set[str] | None:
+    """The weights files the checkpoint records name; None -- touch nothing -- unless every record there is
+    readable and names a weights file that exists (a record edited by hand must not cost its weights)."""
+    named = set()
+    for tag in ("last", "best"):
+        path = checkpoints / f"{tag}.json"
+        if not path.is_file():
+            continue
+        try:
+            weights = json.loads(path.read_text())["weights"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return None
+        if not isinstance(weights, str) or not _WEIGHTS.match(weights) or not (checkpoints / weights).is_file():
+            return None
+        named.add(weights)
+    return named
+
+
+def _restore_aside(run_dir: Path) -> None:
+    aside = run_dir / ASIDE
+    for name in RUN_ARTIFACTS:
+        if (aside / name).exists():
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(aside / name, target)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -40,6 +161,8 @@ def check_writable(run_dir: Path) -> None:
 
 def write_run_files(run_dir: Path, cfg: Config, command: list[str], resumed: bool = False) -> None:
     """``config.toml`` (the resolved config) and ``command.txt``; a resumed run appends its command line."""
-    (run_dir / "config.toml").write_text(cfg.to_toml())
+    tmp = run_dir / ".config.toml.tmp"
+    tmp.write_text(cfg.to_toml())
+    os.replace(tmp, run_dir / "config.toml")  # whole or not at all
     with open(run_dir / "command.txt", "a" if resumed else "w") as f:
         f.write(" ".join(command) + "\n")

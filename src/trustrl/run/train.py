@@ -24,7 +24,7 @@ import torch
 
 from trustrl import checkpoint
 from trustrl.algos import make_algorithm, make_offline_algorithm
-from trustrl.config import Config, from_dict, with_layout
+from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
@@ -34,7 +34,7 @@ from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
 from trustrl.run.loop import LoopState, Parts, run
 from trustrl.run.recorder import Recorder
-from trustrl.run.rundir import check_writable, prepare_run_dir, write_run_files
+from trustrl.run.rundir import RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.samplers.dataset import DatasetSampler
 from trustrl.samplers.pools import make_pool
 from trustrl.samplers.vector import VectorSampler
@@ -105,24 +105,56 @@ def resume(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
+    env_kwargs: dict | None = None,
 ) -> TrainResult:
     """Continue a stopped (or killed) run from its ``last`` checkpoint, to ``total_steps`` (or ``epochs``).
+
+    ``env_kwargs``: a saved env kwarg that names a file is used only when passed here again, with the
+    same value (the run's config does not change on resume).
 
     Where the env's state could be captured the continuation is bit-for-bit
     the run that never stopped; otherwise it continues with fresh episodes and
     a note says so. ``layout`` (``run.workers=4``, ``run.sampler=ray``, ...)
     moves the env copies elsewhere, which changes no number.
     """
-    ckpt = checkpoint.load(run_dir, "last")
-    if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
-            or not (ckpt.path.parent.parent / "config.toml").is_file()):
-        raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
+    say = log or (lambda message: print(message, file=sys.stderr))
+    given = Path(run_dir)
+    lock = None
+    if given.is_dir() and (given / "checkpoints").is_dir():  # settle what a killed writer left before reading
+        lock = RunLock(given)
+        for note in recover(given):
+            say(note)
+    try:
+        ckpt = checkpoint.load(run_dir, "last")
+        if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
+                or not (ckpt.path.parent.parent / "config.toml").is_file()):
+            raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
+        cfg = _resumed_config(ckpt, total_steps, epochs, layout, env_kwargs or {})
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     run_dir = ckpt.path.parent.parent  # the run the checkpoint belongs to, and nothing else, is written
+    if lock is not None and run_dir.resolve() != given.resolve():
+        lock.release()
+        lock = None
+    build = _offline if cfg.offline.dataset else _online
+    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock)
+
+
+def _resumed_config(ckpt: checkpoint.Checkpoint, total_steps: int | None, epochs: int | None,
+                    layout: list[str] | tuple[str, ...], env_kwargs: dict) -> Config:
+    """The config of the run ``ckpt`` belongs to, with a new length and layout."""
     if not isinstance(ckpt.state, dict):
         raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older trustrl); "
                               "it can be evaluated but not resumed")
+    saved = ckpt.config.get("env", {}).get("kwargs", {}) if isinstance(ckpt.config.get("env"), dict) else {}
+    changed = [key for key, value in env_kwargs.items() if not isinstance(saved, dict) or saved.get(key) != value]
+    if changed:
+        raise CheckpointError(f"a resumed run keeps its env: --env-kwarg {changed[0]} differs from the run's own "
+                              "(or the run has none); pass the values it was trained with")
     try:
-        cfg = from_dict(ckpt.config, source=str(ckpt.path))
+        cfg = from_dict(accept_env_kwargs(ckpt.config, env_kwargs, f"checkpoint {ckpt.path}"), source=str(ckpt.path))
     except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
         raise
     except (TrustrlError, TypeError, AttributeError, ValueError) as exc:
@@ -137,9 +169,7 @@ def resume(
         if not cfg.offline.dataset:
             raise TrustrlError("--epochs counts passes over a dataset; this run trained online: use --total-steps")
         cfg.offline.epochs = epochs
-    cfg.validate()
-    build = _offline if cfg.offline.dataset else _online
-    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log)
+    return cfg.validate()
 
 
 # A builder makes the sampler, the algorithm and the evaluation schedule of a config:
@@ -232,7 +262,9 @@ def _execute(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
+    lock: RunLock | None = None,
 ) -> TrainResult:
+    """Build the parts, take the run directory (its lock held throughout), run the loop, close everything."""
     log = log or (lambda message: print(message, file=sys.stderr))
     torch.set_num_threads(cfg.run.torch_threads)
     torch.manual_seed(cfg.run.seed)
@@ -242,9 +274,19 @@ def _execute(
         critic = make_critic(obs_space, cfg.critic).to(cfg.run.device)
         return policy, critic, torch.Generator().manual_seed(cfg.run.seed)
 
-    parts = build(cfg, policy_factory, log)  # a bad env or dataset fails here, before anything is written
-    state = LoopState()
     try:
+        parts = build(cfg, policy_factory, log)  # a bad env or dataset fails here, before anything is written
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    state = LoopState()
+    replacement = None
+    try:
+        if lock is None:
+            lock = RunLock(run_dir)
+            for note in recover(run_dir):
+                log(note)
         if resume_from is not None:
             state, inexact = _restore(parts, resume_from)
             if parts.algo.finished:
@@ -262,12 +304,13 @@ def _execute(
             except OSError as exc:
                 raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
         else:
-            prepare_run_dir(run_dir, overwrite)
+            replacement = prepare_run_dir(run_dir, overwrite)
         write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
         spaces = describe_spaces(parts.sampler.observation_space, parts.sampler.action_space)
         parts.recorder = Recorder(
             run_dir, cfg, spaces, parts.n_updates * parts.steps_per_update, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
+            on_checkpoint=replacement.commit if replacement is not None else None,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:
@@ -275,10 +318,16 @@ def _execute(
         finally:
             seconds = time.perf_counter() - started
             parts.recorder.close()
+    except BaseException:
+        if replacement is not None:  # no checkpoint of the new run yet: the old run comes back as it was
+            replacement.rollback()
+        raise
     finally:
         parts.sampler.close()
         if parts.evaluator is not None:
             parts.evaluator.close()
+        if lock is not None:
+            lock.release()
     extra = {**parts.extra, **parts.algo.info()}
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, NonFiniteError
 from trustrl.fragments import Fragment
 from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -133,6 +133,17 @@ class VectorSampler:
         rewards, terminated, truncated = join("rewards"), join("terminated"), join("truncated")
         self.raw_obs = np.concatenate([f.last_raw_obs for f in fragments], axis=0)
         final_obs, final_index = _finals(fragments, [share.start for share in self.pool.copies])
+        problem = _first_nonfinite(raw, rewards, final_obs, final_index, self.raw_obs)
+        if problem is not None:  # before anything learns from the batch or counts its episodes
+            what, t, n = problem
+            step = self.total_steps + t * N + n + 1  # counting env steps as total_steps does
+            self.total_steps += T * N
+            # The batch is dropped and the episodes it was part of restart, seeded from the step count.
+            self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
+            self.ep_return = np.zeros(N)
+            self.ep_length = np.zeros(N, np.int64)
+            self.reward_scaler.returns = np.zeros(N)
+            raise NonFiniteError(f"env copy {n} returned {what} at env step {step}")
 
         # Episode bookkeeping and each copy's running discounted return, step by step as if stepped here.
         scaling = self.reward_scaler.enabled
@@ -243,6 +254,34 @@ class VectorSampler:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _first_nonfinite(raw: np.ndarray, rewards: np.ndarray, final_obs: np.ndarray, final_index: np.ndarray,
+                     last_obs: np.ndarray) -> tuple[str, int, int] | None:
+    """The earliest thing not finite in a batch -- ``raw`` (T, N, d), ``rewards`` (T, N), the final observations
+    at ``final_index`` rows ``(t, copy)``, the observations after the batch (N, d) -- as (what, t, copy) with
+    ``t`` the step that returned it; None if everything is finite."""
+    T, N = rewards.shape
+    found = []  # (t, copy, what)
+    bad = ~np.isfinite(rewards)
+    if bad.any():
+        t, n = np.argwhere(bad)[0]
+        found.append((t, n, f"a non-finite reward ({rewards[t, n]})"))
+    bad = ~np.isfinite(raw).all(axis=tuple(range(2, raw.ndim)))
+    if bad.any():
+        t, n = np.argwhere(bad)[0]
+        found.append((t - 1, n, "a non-finite observation"))  # returned by the step before
+    bad = ~np.isfinite(final_obs).all(axis=tuple(range(1, final_obs.ndim)))
+    if bad.any():
+        t, n = final_index[np.argmax(bad)]
+        found.append((t, n, "a non-finite final observation"))
+    bad = ~np.isfinite(last_obs).all(axis=tuple(range(1, last_obs.ndim)))
+    if bad.any():
+        found.append((T - 1, int(np.argmax(bad)), "a non-finite observation"))
+    if not found:
+        return None
+    t, n, what = min(found, key=lambda item: (item[0], item[1]))
+    return what, int(t), int(n)
 
 
 def _within(positions: np.ndarray | None, share: range) -> np.ndarray | None:
