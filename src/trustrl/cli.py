@@ -137,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("tune", help="search hyper-parameters with Optuna: each trial a run, scored by its evaluations")
+    p.add_argument("config", help="preset name, .toml file or env id whose config the trials vary")
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
+                   help="a searched key (repeatable): log:LOW:HIGH, float:LOW:HIGH, int:LOW:HIGH, logint:LOW:HIGH, "
+                        "or choices a,b,c (a|b|c when a choice holds commas, e.g. [64,64]|[256,256])")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should have (default 20)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the study directory: study.db (run again to continue), trial-<n>/seed<k>/, summary.csv")
+    p.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (default 1)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="seeds per trial, from run.seed on; the score is the mean of their last evaluations")
+    p.add_argument("--total-steps", type=int, help="shorthand for --set run.total_steps=N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config field for every trial (repeatable)")
+    p.add_argument("--algo", help="algorithm for an env id (as for train)")
+    p.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
+    p.add_argument("--prune-after", type=int, default=5,
+                   help="finished trials before the median pruner may stop one (default 5)")
+    p.add_argument("--no-prune", action="store_true", help="let every trial run to the end")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("config", help="print a config as TOML: every key with its value, default and doc")
     p.add_argument("config", help="preset name, .toml file or env id (as for train)")
     p.add_argument("--algo", help="algorithm for an env id (as for train)")
@@ -306,6 +327,31 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
         ret = f"{s.eval_return_mean:.1f} ± {s.eval_return_std:.1f}"
         print(f"{s.algo:<10} {s.seeds:>5} {s.steps:>9} {ret:>17} {s.wall_time_s:>7.0f}")
     print(f"wrote {args.out / 'curves.png'} and {args.out / 'summary.csv'}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl.tune import tune
+
+    overrides = list(args.overrides)
+    if args.total_steps is not None:
+        overrides.append(f"run.total_steps={args.total_steps}")
+    result = tune(args.config, args.params, args.trials, args.out, jobs=args.jobs, seeds=args.seeds,
+                  overrides=overrides, algo=args.algo, sampler_seed=args.sampler_seed, prune=not args.no_prune,
+                  prune_after=args.prune_after)
+    states = {}
+    for trial in result.trials:
+        states[trial["state"]] = states.get(trial["state"], 0) + 1
+    print(f"study {result.study_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+    complete = sorted((t for t in result.trials if t["state"] == "complete"), key=lambda t: -t["value"])
+    for trial in complete[:10]:
+        params = " ".join(f"--set {k}={v}" for k, v in trial["params"].items())
+        print(f"  trial {trial['trial']:>4}  {trial['value']:>10.1f}  {trial['seconds']:>6.0f}s  {params}")
+    if result.importances:
+        print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in result.importances.items()))
+    elif result.importance_note:
+        print(result.importance_note)
+    print(f"wrote {result.study_dir / 'summary.csv'}")
     return 0
 
 

@@ -752,6 +752,29 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     data.setdefault(section, {})[name] = _parse_value(raw)
 
 
+def parse_toml_value(raw: str) -> Any:
+    """A value as ``--set`` reads it: TOML syntax, else the text as a string."""
+    return _parse_value(raw)
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value on one line (tables inline); None as the string ``"none"``, as config files write it."""
+    if value is None:
+        return '"none"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[len("v = "):].strip()
+
+
+def toml_key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else toml_value(name)
+
+
 def _parse_value(raw: str) -> Any:
     """TOML syntax for a value (``0.02``, ``true``, ``[64, 64]``); anything else is a string."""
     try:

@@ -10,19 +10,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-import re
 import textwrap
 from functools import cache
 from typing import Any
 
-import tomli_w
-
-from trustrl.config import Config
+from trustrl.config import Config, toml_key, toml_value
 
 
 def describe(cfg: Config) -> str:
     """``cfg`` as TOML, each key preceded by a comment: its doc, and its default where the value differs."""
-    lines = [*_comment(field_docs(Config)["name"]), f"name = {_value(cfg.name)}"]
+    lines = [*_comment(field_docs(Config)["name"]), f"name = {toml_value(cfg.name)}"]
     for section in ("env", "policy", "critic", "algo", "run", "offline", "vine"):
         obj = getattr(cfg, section)
         cls = type(obj)
@@ -34,7 +31,7 @@ def describe(cfg: Config) -> str:
         for f in dataclasses.fields(cls):
             value, default = getattr(obj, f.name), getattr(defaults, f.name)
             lines += _comment(docs.get(f.name, ""), *(() if value == default else (default,)))
-            lines.append(f"{_key(f.name)} = {_value(value)}")
+            lines.append(f"{toml_key(f.name)} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -58,24 +55,5 @@ def _comment(doc: str, *default: Any) -> list[str]:
     """A comment line: the doc, then ``(default: ...)`` when a default is given."""
     text = doc.replace("``", "`")
     if default:
-        text += f" (default: {_value(default[0])})"
+        text += f" (default: {toml_value(default[0])})"
     return [f"# {text}"] if text else []
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _key(name: str) -> str:
-    return name if _BARE_KEY.match(name) else _value(name)
-
-
-def _value(value: Any) -> str:
-    """One TOML value on one line (tables inline); None as the string ``"none"``, as config files write it."""
-    if value is None:
-        return '"none"'
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return tomli_w.dumps({"v": value})[len("v = "):].strip()
-

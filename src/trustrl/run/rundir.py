@@ -33,22 +33,22 @@ _WEIGHTS = re.compile(r"^(best|last)-\d+\.safetensors$")
 class RunLock:
     """The one-writer lock of a run directory (created if missing); :meth:`release` or process exit frees it."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, what: str = "run directory"):
         self.run_dir = run_dir
         if run_dir.exists() and not run_dir.is_dir():
-            raise TrustrlError(f"run directory {run_dir} exists and is not a directory")
+            raise TrustrlError(f"{what} {run_dir} exists and is not a directory")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise TrustrlError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+            raise TrustrlError(f"cannot write the {what} {run_dir}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(self.fd)
-            raise TrustrlError(f"run directory {run_dir} is being written by another trustrl process (pid {holder}); "
-                               "wait for it to end, or choose another --run-dir") from None
+            raise TrustrlError(f"{what} {run_dir} is being written by another trustrl process (pid {holder}); "
+                               "wait for it to end, or choose another directory") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 

@@ -64,12 +64,19 @@ def train(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
+    observer: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``cfg``'s algorithm on its env; ``cfg.offline.dataset`` set trains from that dataset instead."""
+    """Train ``cfg``'s algorithm on its env; ``cfg.offline.dataset`` set trains from that dataset instead.
+
+    ``observer(step, metrics)`` sees every metrics.csv row as it is written; an exception it raises ends the
+    run there (its checkpoints stay as written).
+    """
     if cfg.offline.dataset:
-        return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log)
+        return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log,
+                             observer=observer)
     cfg.validate()
-    return _execute(cfg, Path(run_dir), _online, overwrite=overwrite, progress=progress, command=command, log=log)
+    return _execute(cfg, Path(run_dir), _online, overwrite=overwrite, progress=progress, command=command, log=log,
+                    observer=observer)
 
 
 def train_offline(
@@ -81,6 +88,7 @@ def train_offline(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
+    observer: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg``'s policy from a Minari dataset (``dataset``, default ``cfg.offline.dataset``) with offline TRPO.
 
@@ -93,7 +101,8 @@ def train_offline(
     cfg.validate()
     if not cfg.offline.dataset:
         raise TrustrlError("offline training needs a dataset: --offline ID (or offline.dataset in the config)")
-    return _execute(cfg, Path(run_dir), _offline, overwrite=overwrite, progress=progress, command=command, log=log)
+    return _execute(cfg, Path(run_dir), _offline, overwrite=overwrite, progress=progress, command=command, log=log,
+                    observer=observer)
 
 
 def resume(
@@ -263,6 +272,7 @@ def _execute(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     lock: RunLock | None = None,
+    observer: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Build the parts, take the run directory (its lock held throughout), run the loop, close everything."""
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -310,7 +320,7 @@ def _execute(
         parts.recorder = Recorder(
             run_dir, cfg, spaces, parts.n_updates * parts.steps_per_update, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
-            on_checkpoint=replacement.commit if replacement is not None else None,
+            on_checkpoint=replacement.commit if replacement is not None else None, observer=observer,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:

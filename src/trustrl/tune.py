@@ -1,0 +1,313 @@
+"""``trustrl tune``: a hyper-parameter study on Optuna, each trial an ordinary run directory.
+
+A trial draws a value for every ``--param`` (TPE sampling), trains the config with them on ``seeds``
+seeds, and scores the mean of their last deterministic evaluations -- the evaluation during training
+(``run.eval_every``; a config that would evaluate fewer than twice gets about ten evaluations a run, the
+last within its last tenth), the number ``best`` is chosen by. The evaluations of the first seed are reported
+to a median pruner as they come, which stops a trial well below the median of earlier ones at the
+same step. The study lives in ``<out>/study.db`` (SQLite): running the same command again continues
+it to ``--trials`` finished trials; ``--jobs`` processes take trials from it at once.
+
+``--param`` forms (``KEY=SPEC``, KEY any config key):
+
+    algo.max_kl=log:0.005:0.05        log-uniform float        critic.epochs=int:5:20      integer
+    algo.gae_lambda=float:0.9:0.99    uniform float            run.n_steps=logint:128:2048 log-uniform integer
+    env.norm_reward=true,false        choices (TOML values)    policy.hidden=[64,64]|[256,256]  choices split on |
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from trustrl import config as config_mod
+from trustrl.config import MAX_SEED, check_count
+from trustrl.errors import ConfigError, TrustrlError
+
+KINDS = ("float", "log", "int", "logint")
+STATES_COUNTED = ("COMPLETE", "PRUNED", "FAIL")  # a trial in any of these is one of ``--trials``
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config key: a range (``kind`` float, log, int, logint) or a list of choices."""
+
+    key: str
+    kind: str  # one of KINDS, or "choice"
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple = ()
+
+    def suggest(self, trial) -> Any:
+        if self.kind == "choice":
+            index = trial.suggest_categorical(self.key, list(range(len(self.choices))))
+            return self.choices[index]  # by index: Optuna stores only scalars, a choice may be a list
+        if self.kind in ("int", "logint"):
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.kind == "logint")
+        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
+
+    def override(self, value: Any) -> str:
+        """``section.key=value`` in the TOML syntax ``--set`` reads."""
+        return f"{self.key}={config_mod.toml_value(value)}"
+
+    def endpoints(self) -> list[Any]:
+        """Values every trial's draw lies between (or among): checked against the config before any trial."""
+        if self.kind == "choice":
+            return list(self.choices)
+        cast = int if self.kind in ("int", "logint") else float
+        return [cast(self.low), cast(self.high)]
+
+
+def parse_param(text: str) -> Param:
+    """``KEY=SPEC`` (see the module docstring) -> a :class:`Param`; one error naming what is wrong."""
+    key, sep, spec = text.partition("=")
+    key, spec = key.strip(), spec.strip()
+    if not sep or not key or not spec:
+        raise ConfigError(f"--param expects KEY=SPEC (e.g. algo.max_kl=log:0.005:0.05), got {text!r}")
+    if len(key.split(".")) != 2:
+        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)")
+    if key == "run.seed":
+        raise ConfigError("--param run.seed: the seeds of a trial are --seeds, not a searched value")
+    kind, colon, rest = spec.partition(":")
+    if colon and kind in KINDS:
+        low_text, colon2, high_text = rest.partition(":")
+        try:
+            low, high = float(low_text), float(high_text)
+        except ValueError:
+            low = high = math.nan
+        if not colon2 or not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(f"--param {key}: a range is {kind}:LOW:HIGH with two numbers, got {spec!r}")
+        if not low < high:
+            raise ConfigError(f"--param {key}: LOW must be below HIGH, got {low:g} and {high:g}")
+        if kind in ("log", "logint") and low <= 0:
+            raise ConfigError(f"--param {key}: a log range needs LOW > 0, got {low:g}")
+        if kind in ("int", "logint") and not (low.is_integer() and high.is_integer()):
+            raise ConfigError(f"--param {key}: an integer range needs integer ends, got {low:g} and {high:g}")
+        return Param(key, kind, low, high)
+    if colon and kind.isalpha() and not spec.startswith(("[", "{", '"')):
+        raise ConfigError(f"--param {key}: unknown range kind {kind!r}; use {', '.join(KINDS)}, or choices a,b,c")
+    parts = spec.split("|") if "|" in spec else spec.split(",")
+    choices = tuple(config_mod.parse_toml_value(p.strip()) for p in parts if p.strip())
+    if len(choices) < 2 or len(set(map(repr, choices))) != len(choices):
+        raise ConfigError(f"--param {key}: give a range (log:LOW:HIGH, ...) or two or more distinct choices, "
+                          f"got {spec!r}")
+    return Param(key, "choice", choices=choices)
+
+
+@dataclass
+class TuneResult:
+    study_dir: Path
+    trials: list[dict]  # every trial of the study: number, state, value, params, seconds, run_dirs
+    best: dict | None  # the best complete trial
+    importances: dict[str, float]  # param -> importance (Optuna's fANOVA), empty with too few trials
+    importance_note: str = ""
+
+
+def tune(
+    config: str,
+    params: list[str],
+    trials: int,
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    seeds: int = 1,
+    overrides: list[str] | tuple[str, ...] = (),
+    algo: str | None = None,
+    sampler_seed: int = 0,
+    prune: bool = True,
+    prune_after: int = 5,
+    log: Callable[[str], None] = print,
+) -> TuneResult:
+    """Run (or continue) the study in ``out`` until it has ``trials`` finished trials; see the module docstring."""
+    check_count("--trials", trials, 10_000)
+    check_count("--jobs", jobs, 64)
+    check_count("--seeds", seeds, 100)
+    check_count("--prune-after", prune_after, 10_000)
+    if isinstance(sampler_seed, bool) or not isinstance(sampler_seed, int) or not 0 <= sampler_seed <= MAX_SEED:
+        raise ConfigError(f"--sampler-seed must be an integer between 0 and {MAX_SEED}, got {sampler_seed}")
+    searched = [parse_param(p) for p in params]
+    if not searched:
+        raise ConfigError("tune needs at least one --param KEY=SPEC")
+    keys = [p.key for p in searched]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--param {next(k for k in keys if keys.count(k) > 1)} is given twice")
+    base = config_mod.load(config, overrides, algo=algo)
+    if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the score is an evaluation during training:
+        updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
+        base.run.eval_every = base.batch_size * max(1, updates // 10)
+    base_data = base.to_dict()
+    check_count("run.seed + --seeds", base.run.seed + seeds, MAX_SEED)
+    for param in searched:  # every end of every range must make a valid config: fail before any trial
+        for value in param.endpoints():
+            where = f"--param {param.key}={config_mod.toml_value(value)}"
+            try:
+                config_mod.with_overrides(base_data, [param.override(value)], source=where)
+            except ConfigError as exc:
+                raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    spec = {"config": base_data, "params": params, "seeds": seeds}
+
+    import optuna
+
+    from trustrl.run.rundir import RunLock
+
+    out = Path(out)
+    lock = RunLock(out, what="study directory")
+    try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = _study(out, sampler_seed, prune, prune_after, base.run.total_steps)
+        started = study.user_attrs.get("spec")
+        if started is not None and started != json.loads(json.dumps(spec)):
+            raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
+                              "continue it with the same ones, or choose another --out")
+        study.set_user_attr("spec", spec)
+        for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # a killed study's
+            log(f"trial {stale.number} was cut off when the study stopped: marked failed")
+        remaining = trials - _counted(study)
+        jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
+        if remaining > 0:
+            log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
+            task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
+                    prune_after)
+            if jobs == 1:
+                _run_trials(*task, worker=0, log=log)
+            else:
+                with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                    for future in [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]:
+                        future.result()
+        study = _study(out, sampler_seed, prune, prune_after, base.run.total_steps)
+        return _summarise(study, out, searched)
+    finally:
+        lock.release()
+
+
+def _study(out: Path, sampler_seed: int, prune: bool, prune_after: int, total_steps: int, worker: int = 0):
+    import optuna
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrustrlError(f"cannot write the study directory {out}: {exc.strerror or exc}") from None
+    storage = f"sqlite:///{out.resolve() / 'study.db'}"
+    try:  # a continued study's sampler must not replay the draws the study already made
+        done = len(optuna.load_study(study_name="trustrl", storage=storage).trials)
+    except KeyError:
+        done = 0
+    sampler = optuna.samplers.TPESampler(seed=(sampler_seed + 7919 * worker + 104_729 * done) % 2**32,
+                                         constant_liar=True)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=prune_after, n_warmup_steps=total_steps // 5)
+              if prune else optuna.pruners.NopPruner())
+    return optuna.create_study(study_name="trustrl", storage=storage, direction="maximize", sampler=sampler,
+                               pruner=pruner, load_if_exists=True)
+
+
+def _counted(study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in STATES_COUNTED)
+
+
+def _run_trials(out: str, base_data: dict, params: list[dict], seeds: int, trials: int, sampler_seed: int,
+                prune: bool, prune_after: int, *, worker: int, log: Callable[[str], None] = print) -> None:
+    """One process's share of the study: trials until the study has ``trials`` finished ones."""
+    import optuna
+
+    from trustrl.run import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searched = [Param(**{**p, "choices": tuple(p["choices"])}) for p in params]
+    total_steps = base_data["run"]["total_steps"]
+    study = _study(Path(out), sampler_seed, prune, prune_after, total_steps, worker)
+
+    def objective(trial) -> float:
+        values = {p.key: p.suggest(trial) for p in searched}
+        cfg = config_mod.with_overrides(base_data, [p.override(v) for p, v in zip(searched, values.values())],
+                                        source=f"trial {trial.number}")
+        started, evaluations, run_dirs = time.perf_counter(), [], []
+        trial.set_user_attr("params", {k: config_mod.toml_value(v) for k, v in values.items()})
+
+        def report(step: int, metrics: dict[str, float]) -> None:
+            value = metrics.get("eval_return_mean")
+            if value is not None and math.isfinite(value) and step > 0:
+                trial.report(value, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {step} with evaluation {value:.1f}")
+
+        try:
+            for k in range(seeds):
+                cfg.run.seed = base_data["run"]["seed"] + k
+                run_dir = Path(out) / f"trial-{trial.number:04d}" / f"seed{cfg.run.seed}"
+                run_dirs.append(str(run_dir))
+                trial.set_user_attr("run_dirs", run_dirs)
+                result = train(cfg, run_dir, overwrite=True, progress=False, log=lambda message: None,
+                               observer=report if k == 0 else None)
+                evaluations.append(result.eval_last)
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            log(f"trial {trial.number}: {exc} ({_describe(values)})")
+            raise
+        except TrustrlError as exc:  # a setting that diverges (NaN), a worker that died: this trial failed
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+            trial.set_user_attr("error", str(exc))
+            log(f"trial {trial.number}: failed: {exc} ({_describe(values)})")
+            raise
+        seconds = time.perf_counter() - started
+        trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("evaluations", evaluations)
+        value = float(sum(evaluations) / len(evaluations))
+        log(f"trial {trial.number}: {value:.1f} ({_describe(values)}) in {seconds:.0f}s")
+        return value
+
+    # running trials count too: a process stops once the finished and the running make the number asked for
+    states = tuple(getattr(optuna.trial.TrialState, name) for name in (*STATES_COUNTED, "RUNNING"))
+    study.optimize(objective, callbacks=[optuna.study.MaxTrialsCallback(trials, states=states)],
+                   catch=(TrustrlError,))
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={config_mod.toml_value(v)}" for k, v in values.items())
+
+
+def _summarise(study, out: Path, searched: list[Param]) -> TuneResult:
+    """Every trial as a row (also ``<out>/summary.csv``), the best one, and the params' importances."""
+    import optuna
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "trial": t.number, "state": t.state.name.lower(), "value": t.value if t.value is not None else math.nan,
+            "params": t.user_attrs.get("params", {}), "seconds": t.user_attrs.get("seconds", math.nan),
+            "run_dirs": t.user_attrs.get("run_dirs", []), "evaluations": t.user_attrs.get("evaluations", []),
+            "error": t.user_attrs.get("error", ""),
+        })  # fmt: skip
+    complete = [r for r in rows if r["state"] == "complete"]
+    best = max(complete, key=lambda r: r["value"]) if complete else None
+    importances, note = {}, ""
+    if len(complete) >= 2:
+        try:
+            with warnings.catch_warnings():  # e.g. "importances will be equal" with too few distinct trials
+                warnings.simplefilter("ignore")
+                importances = dict(optuna.importance.get_param_importances(study))
+        except (RuntimeError, ValueError) as exc:
+            note = f"no importance ranking: {exc}"
+    else:
+        note = "no importance ranking: it needs at least two complete trials"
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["trial", "state", "value", *[p.key for p in searched], "seconds", "run_dirs", "error"])
+    for r in sorted(rows, key=lambda r: (r["state"] != "complete", -r["value"] if r["state"] == "complete" else 0,
+                                         r["trial"])):
+        writer.writerow([r["trial"], r["state"], repr(r["value"]), *[r["params"].get(p.key, "") for p in searched],
+                         f"{r['seconds']:.1f}", " ".join(r["run_dirs"]), r["error"]])
+    tmp = out / ".summary.csv.tmp"
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, out / "summary.csv")
+    return TuneResult(out, rows, best, importances, note)
