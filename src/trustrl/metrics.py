@@ -146,13 +146,16 @@ class ProgressLines:
         self.started = time.monotonic()
         self.start_step = start_step
         self.printed_at: float | None = None
+        self.printed_step: int | None = None
         self.pending: str | None = None
 
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         now = time.monotonic()
         self.pending = self._line(step, metrics, timing, now)
-        if self.printed_at is None or now - self.printed_at >= self.every:
+        # the first row, and the first update's after an initial evaluation's row, then one per ``every`` seconds
+        if self.printed_at is None or self.printed_step == self.start_step or now - self.printed_at >= self.every:
             self._print(now)
+            self.printed_step = step
 
     def close(self) -> None:
         if self.pending is not None:
