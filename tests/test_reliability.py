@@ -365,3 +365,63 @@ def test_kill_9_at_random_moments_leaves_a_run_that_resumes_evaluates_and_has_no
     named = {json.loads((run / "checkpoints" / f"{t}.json").read_text())["weights"] for t in ("last", "best")
              if (run / "checkpoints" / f"{t}.json").exists()}
     assert {p.name for p in (run / "checkpoints").glob("*.safetensors")} == named
+
+
+# --- an --overwrite cut off at every step: the next writer finishes it without losing the old run -------------
+
+
+def _old_run(run: Path) -> dict[str, bytes]:
+    (run / "checkpoints").mkdir(parents=True)
+    for name, text in (("config.toml", "old"), ("command.txt", "old"), ("metrics.csv", "step\n1\n"),
+                       ("checkpoints/last.json", "{}"), ("checkpoints/last-000000001.safetensors", "w")):
+        (run / name).write_text(text)
+    (run / "notes.txt").write_text("the user's own file")
+    return files_of(run)
+
+
+def _new_files(run: Path, with_checkpoint: bool) -> None:
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "config.toml").write_text("new")
+    (run / "metrics.csv").write_text("step\n")
+    if with_checkpoint:
+        (run / "checkpoints" / "last.json").write_text("{}")
+
+
+def _cut(run: Path, state: str) -> None:
+    from trustrl.run.rundir import ASIDE, DISCARD, RESTORING, Replacement
+
+    if state == "setting aside":
+        (run / ASIDE).mkdir()
+        for name in ("checkpoints", "config.toml"):  # two of four moved, then killed
+            os.replace(run / name, run / ASIDE / name)
+        return
+    Replacement(run, ["config.toml", "command.txt", "metrics.csv", "checkpoints"])
+    if state in ("new run started", "new run has its checkpoint"):
+        _new_files(run, with_checkpoint=state == "new run has its checkpoint")
+    elif state == "discarding the new run":
+        _new_files(run, with_checkpoint=False)
+        (run / DISCARD).mkdir()
+        os.replace(run / "config.toml", run / DISCARD / "config.toml")
+    elif state == "putting the old run back":
+        _new_files(run, with_checkpoint=False)
+        (run / DISCARD).mkdir()
+        for name in ("checkpoints", "config.toml", "metrics.csv"):
+            os.replace(run / name, run / DISCARD / name)
+        (run / ASIDE / RESTORING).touch()
+        os.replace(run / ASIDE / "metrics.csv", run / "metrics.csv")
+
+
+@pytest.mark.parametrize("state", ["setting aside", "new run started", "discarding the new run",
+                                   "putting the old run back", "new run has its checkpoint"])
+def test_an_overwrite_cut_off_anywhere_is_settled_by_the_next_writer(tmp_path, state):
+    from trustrl.run.rundir import recover
+
+    run = tmp_path / "run"
+    old = _old_run(run)
+    _cut(run, state)
+    recover(run)
+    assert not any(p.name.startswith(".trustrl-") for p in run.iterdir())
+    if state == "new run has its checkpoint":
+        assert (run / "config.toml").read_text() == "new" and (run / "notes.txt").is_file()
+    else:
+        assert files_of(run) == old

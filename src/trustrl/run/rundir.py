@@ -26,7 +26,9 @@ from trustrl.errors import TrustrlError
 RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos",
                  "wandb")
 LOCK_FILE = ".trustrl.lock"
-ASIDE = ".trustrl-replaced"
+ASIDE = ".trustrl-replaced"  # the old run's files during an --overwrite
+DISCARD = ".trustrl-discarded"  # the new run's files while a failed --overwrite puts the old run back
+SET_ASIDE, RESTORING = ".set-aside", ".restoring"  # markers in ASIDE: every old file is in it; it is going back
 _WEIGHTS = re.compile(r"^(best|last)-\d+\.safetensors$")
 
 
@@ -59,7 +61,12 @@ class RunLock:
 
 
 class Replacement:
-    """An old run's files set aside while a new run starts in their place (see the module docstring)."""
+    """An old run's files set aside while a new run starts in their place (see the module docstring).
+
+    Every step is a rename or a marker file, so a process killed at any point leaves a state that
+    :func:`recover` can finish one way or the other without losing the old run: ``.set-aside`` in the
+    aside folder says all the old files are in it, ``.restoring`` that the new run's files are gone.
+    """
 
     def __init__(self, run_dir: Path, names: list[str]):
         self.run_dir = run_dir
@@ -69,9 +76,10 @@ class Replacement:
             self.aside.mkdir()
             for name in names:
                 os.replace(run_dir / name, self.aside / name)  # a rename: nothing is copied or deleted yet
+            (self.aside / SET_ASIDE).touch()
 
     def commit(self) -> None:
-        """The new run has a checkpoint: the old run's files go."""
+        """The new run has a ``last`` checkpoint: the old run's files go."""
         if not self.done:
             shutil.rmtree(self.aside, ignore_errors=True)
             self.done = True
@@ -79,7 +87,7 @@ class Replacement:
     def rollback(self) -> None:
         """The new run failed before its first ``last`` checkpoint: its files go, the old run's come back."""
         if not self.done:
-            _restore_aside(self.run_dir)
+            _rollback(self.run_dir)
             self.done = True
 
 
@@ -102,13 +110,18 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Replacement:
 def recover(run_dir: Path) -> list[str]:
     """Settle what a killed writer left (call with the lock held); returns what was done, for the log."""
     done = []
-    if (run_dir / ASIDE).is_dir():
-        if (run_dir / "checkpoints" / "last.json").is_file():
-            shutil.rmtree(run_dir / ASIDE, ignore_errors=True)  # the new run had its checkpoint: it stands
+    aside = run_dir / ASIDE
+    if aside.is_dir():
+        if not (aside / SET_ASIDE).exists() or (aside / RESTORING).exists():
+            _move_back(run_dir)  # cut off while setting the old run aside, or while putting it back: finish that
+            done.append("restored the run an interrupted --overwrite had set aside")
+        elif (run_dir / "checkpoints" / "last.json").is_file():
+            shutil.rmtree(aside, ignore_errors=True)  # the new run had its first checkpoint: it stands
             done.append("removed the files of the run an interrupted --overwrite replaced")
         else:
-            _restore_aside(run_dir)
+            _rollback(run_dir)
             done.append("restored the run an interrupted --overwrite had set aside")
+    shutil.rmtree(run_dir / DISCARD, ignore_errors=True)
     leftovers = [p for p in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")] if p.is_file()]
     named = _named_weights(run_dir / "checkpoints")
     if named is not None:
@@ -140,16 +153,25 @@ def _named_weights(checkpoints: Path) -> set[str] | None:
     return named
 
 
-def _restore_aside(run_dir: Path) -> None:
+def _rollback(run_dir: Path) -> None:
+    """The new run's files out of the way (all of them: every old one is set aside), then the old ones back."""
+    aside, discard = run_dir / ASIDE, run_dir / DISCARD
+    discard.mkdir(exist_ok=True)
+    for name in RUN_ARTIFACTS:
+        if (run_dir / name).exists():
+            if (discard / name).exists():  # from an earlier attempt that was cut off
+                shutil.rmtree(discard / name) if (discard / name).is_dir() else (discard / name).unlink()
+            os.replace(run_dir / name, discard / name)
+    (aside / RESTORING).touch()
+    _move_back(run_dir)
+
+
+def _move_back(run_dir: Path) -> None:
     aside = run_dir / ASIDE
     for name in RUN_ARTIFACTS:
-        if (aside / name).exists():
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(aside / name, target)
+        if (aside / name).exists() and not (run_dir / name).exists():
+            os.replace(aside / name, run_dir / name)
+    shutil.rmtree(run_dir / DISCARD, ignore_errors=True)
     shutil.rmtree(aside, ignore_errors=True)
 
 
