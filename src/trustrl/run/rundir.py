@@ -5,7 +5,8 @@
   a lock is never stale; a second writer is refused with the holder's PID.
 - **Overwrite.** ``--overwrite`` moves the old run's files aside into ``<run>/.trustrl-replaced`` and puts
   them back if the new run fails before its first ``last`` checkpoint (the first it can be resumed from);
-  once that checkpoint is written they are deleted. A process killed in between leaves both, and the next writer settles it (:func:`recover`).
+  once that checkpoint is written they are deleted. A process killed at any step of this leaves a state
+  the next writer finishes one way or the other (:func:`recover`).
 - **Leftovers.** Temporary files of an interrupted write, and weights files no checkpoint record names,
   are removed by the next writer.
 """
