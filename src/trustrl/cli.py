@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -345,7 +346,7 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"study {result.study_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
     complete = sorted((t for t in result.trials if t["state"] == "complete"), key=lambda t: -t["value"])
     for trial in complete[:10]:
-        params = " ".join(f"--set {k}={v}" for k, v in trial["params"].items())
+        params = " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in trial["params"].items())
         print(f"  trial {trial['trial']:>4}  {trial['value']:>10.1f}  {trial['seconds']:>6.0f}s  {params}")
     if result.importances:
         print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in result.importances.items()))
