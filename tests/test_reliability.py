@@ -425,3 +425,27 @@ def test_an_overwrite_cut_off_anywhere_is_settled_by_the_next_writer(tmp_path, s
         assert (run / "config.toml").read_text() == "new" and (run / "notes.txt").is_file()
     else:
         assert files_of(run) == old
+
+
+def test_a_directory_that_holds_no_run_is_refused_and_nothing_in_it_is_deleted(tmp_path, capsys):
+    folder = tmp_path / "proj"
+    (folder / "checkpoints").mkdir(parents=True)
+    for name in (".draft.tmp", "checkpoints/last-100.safetensors", "checkpoints/best-5.safetensors",
+                 "metrics.csv"):
+        (folder / name).write_text("someone else's")
+    before = files_of(folder)
+    assert main(["train", "cartpole-trpo", "--run-dir", str(folder), *SHORT]) == 2
+    assert "already holds a run" in one_error_line(capsys)
+    assert files_of(folder) == before
+
+
+def test_two_env_functions_of_one_name_keep_their_own_ids():
+    import gymnasium as gym
+
+    from trustrl.envs import register_factory
+
+    first = register_factory(lambda: gym.make("CartPole-v1"))
+    second = register_factory(lambda: gym.make("Acrobot-v1"))
+    assert first != second
+    assert gym.make(first).unwrapped.__class__.__name__ == "CartPoleEnv"
+    assert gym.make(second).unwrapped.__class__.__name__ == "AcrobotEnv"

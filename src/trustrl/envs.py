@@ -36,8 +36,13 @@ def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -
     base = name or getattr(factory, "__name__", None) or type(factory).__name__
     base = re.sub(r"[^A-Za-z0-9_.-]+", "", base) or "env"
     env_id = f"{FACTORY_NAMESPACE}/{base}"
+    if name is None:  # a name of the function's own: another function registered under it keeps its id
+        number = 1
+        while env_id in _FACTORIES and _FACTORIES[env_id] is not factory:
+            number += 1
+            env_id = f"{FACTORY_NAMESPACE}/{base}-{number}"
     if env_id in gym.registry:
-        del gym.registry[env_id]  # the same name again: the newest function is the one meant
+        del gym.registry[env_id]  # a run's recorded id given its function again: that function is the one meant
     gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
     _FACTORIES[env_id] = factory
     return env_id

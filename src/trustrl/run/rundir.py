@@ -29,6 +29,7 @@ RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "ten
 LOCK_FILE = ".trustrl.lock"
 ASIDE = ".trustrl-replaced"  # the old run's files during an --overwrite
 DISCARD = ".trustrl-discarded"  # the new run's files while a failed --overwrite puts the old run back
+DROPPED = ".trustrl-replaced-dropped"  # the old run's files being deleted once the new run stands
 SET_ASIDE, RESTORING = ".set-aside", ".restoring"  # markers in ASIDE: every old file is in it; it is going back
 _WEIGHTS = re.compile(r"^(best|last)-\d+\.safetensors$")
 
@@ -80,10 +81,11 @@ class Replacement:
             (self.aside / SET_ASIDE).touch()
 
     def commit(self) -> None:
-        """The new run has a ``last`` checkpoint: the old run's files go."""
+        """The new run has a ``last`` checkpoint: the old run's files go (one rename, then a deletion that a
+        stop midway cannot turn into a mix of two runs)."""
         if not self.done:
-            shutil.rmtree(self.aside, ignore_errors=True)
             self.done = True
+            _drop_aside(self.run_dir)
 
     def rollback(self) -> None:
         """The new run failed before its first ``last`` checkpoint: its files go, the old run's come back."""
@@ -117,15 +119,20 @@ def recover(run_dir: Path) -> list[str]:
             _move_back(run_dir)  # cut off while setting the old run aside, or while putting it back: finish that
             done.append("restored the run an interrupted --overwrite had set aside")
         elif (run_dir / "checkpoints" / "last.json").is_file():
-            shutil.rmtree(aside, ignore_errors=True)  # the new run had its first checkpoint: it stands
+            _drop_aside(run_dir)  # the new run had its first checkpoint: it stands
             done.append("removed the files of the run an interrupted --overwrite replaced")
         else:
             _rollback(run_dir)
             done.append("restored the run an interrupted --overwrite had set aside")
     shutil.rmtree(run_dir / DISCARD, ignore_errors=True)
-    leftovers = [p for p in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")] if p.is_file()]
+    shutil.rmtree(run_dir / DROPPED, ignore_errors=True)
+    if not (run_dir / "config.toml").is_file():  # not a trustrl run (or not yet): nothing of it is ours to delete
+        return done
+    leftovers = [p for p in [*run_dir.glob(".config.toml.tmp"), *run_dir.glob(".metrics.csv.tmp"),
+                             *run_dir.glob(".timing.csv.tmp"), *(run_dir / "checkpoints").glob(".best*.tmp"),
+                             *(run_dir / "checkpoints").glob(".last*.tmp")] if p.is_file()]
     named = _named_weights(run_dir / "checkpoints")
-    if named is not None:
+    if named:  # weights files no record names, beside records that all name theirs
         leftovers += [p for p in (run_dir / "checkpoints").glob("*.safetensors")
                       if _WEIGHTS.match(p.name) and p.name not in named]
     for path in leftovers:
@@ -154,6 +161,13 @@ def _named_weights(checkpoints: Path) -> set[str] | None:
     return named
 
 
+def _drop_aside(run_dir: Path) -> None:
+    """Delete the old run's files: renamed away first, so what is left at any instant is all or nothing."""
+    if (run_dir / ASIDE).exists():
+        os.replace(run_dir / ASIDE, run_dir / DROPPED)
+    shutil.rmtree(run_dir / DROPPED, ignore_errors=True)
+
+
 def _rollback(run_dir: Path) -> None:
     """The new run's files out of the way (all of them: every old one is set aside), then the old ones back."""
     aside, discard = run_dir / ASIDE, run_dir / DISCARD
@@ -163,7 +177,8 @@ def _rollback(run_dir: Path) -> None:
             if (discard / name).exists():  # from an earlier attempt that was cut off
                 shutil.rmtree(discard / name) if (discard / name).is_dir() else (discard / name).unlink()
             os.replace(run_dir / name, discard / name)
-    (aside / RESTORING).touch()
+    if aside.is_dir():
+        (aside / RESTORING).touch()
     _move_back(run_dir)
 
 

@@ -34,7 +34,7 @@ from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
 from trustrl.run.loop import LoopState, Parts, run
 from trustrl.run.recorder import Recorder
-from trustrl.run.rundir import RunLock, check_writable, prepare_run_dir, recover, write_run_files
+from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.samplers.dataset import DatasetSampler
 from trustrl.samplers.pools import make_pool
 from trustrl.samplers.vector import VectorSampler
@@ -129,7 +129,8 @@ def resume(
     say = log or (lambda message: print(message, file=sys.stderr))
     given = Path(run_dir)
     lock = None
-    if given.is_dir() and (given / "checkpoints").is_dir():  # settle what a killed writer left before reading
+    if given.is_dir() and ((given / "checkpoints").is_dir() or (given / ASIDE).is_dir()):  # settle what a killed
+        # writer left (an interrupted --overwrite, temporary files) before reading
         lock = RunLock(given)
         for note in recover(given):
             say(note)

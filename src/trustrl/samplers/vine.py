@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trustrl.config import VineConfig
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, NonFiniteError
 from trustrl.fragments import BranchRollouts
 from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -92,6 +92,10 @@ class VineSampler:
         terminated, end_obs = cat("terminated"), cat("end_obs")
         M, obs_dim = len(positions), end_obs.shape[-1]
         trunk.total_steps += int(lengths.sum())  # every branch step is a simulated step
+        if not (np.isfinite(raw_rewards).all() and np.isfinite(end_obs).all()):  # before any Q-value is made of it
+            what = "reward" if not np.isfinite(raw_rewards).all() else "observation"
+            raise NonFiniteError(f"a vine branch returned a non-finite {what} (batch ending at env step "
+                                 f"{trunk.total_steps})")
 
         index = torch.from_numpy(positions)
         obs = batch.obs[index[:, 0], index[:, 1]]
