@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from trustrl import config as config_mod
-from trustrl.config import MAX_SEED, check_count
+from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
 
 KINDS = ("float", "log", "int", "logint")
@@ -133,8 +133,7 @@ def tune(
     check_count("--jobs", jobs, 64)
     check_count("--seeds", seeds, 100)
     check_count("--prune-after", prune_after, 10_000)
-    if isinstance(sampler_seed, bool) or not isinstance(sampler_seed, int) or not 0 <= sampler_seed <= MAX_SEED:
-        raise ConfigError(f"--sampler-seed must be an integer between 0 and {MAX_SEED}, got {sampler_seed}")
+    check_seed("--sampler-seed", sampler_seed)
     searched = [parse_param(p) for p in params]
     if not searched:
         raise ConfigError("tune needs at least one --param KEY=SPEC")
@@ -146,7 +145,7 @@ def tune(
         updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
         base.run.eval_every = base.batch_size * max(1, updates // 10)
     base_data = base.to_dict()
-    check_count("run.seed + --seeds", base.run.seed + seeds, MAX_SEED)
+    check_seed("run.seed (with --seeds)", base.run.seed, seeds)
     for param in searched:  # every end of every range must make a valid config: fail before any trial
         for value in param.endpoints():
             where = f"--param {param.key}={config_mod.toml_value(value)}"
