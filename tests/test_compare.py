@@ -68,7 +68,10 @@ def test_compare_takes_a_sampling_scheme_as_an_algorithm_label():
     assert _preset_for("cartpole", "trpo-vine") == "cartpole-trpo-vine"
     assert _split_preset("cartpole-trpo-vine") == ("cartpole", "trpo-vine")
     assert _split_preset("walker2d-ppo") == ("walker2d", "ppo")
-    with pytest.raises(ConfigError, match="no preset walker2d-trpo-vine; walker2d has presets for ppo, trpo"):
+    assert _split_preset("walker2d-trpo-notebook") == ("walker2d", "trpo-notebook")
+    assert _preset_for("walker2d", "trpo-notebook") == "walker2d-trpo-notebook"
+    with pytest.raises(ConfigError, match="no preset walker2d-trpo-vine; walker2d has presets for ppo, trpo, "
+                                          "trpo-notebook"):
         _preset_for("walker2d", "trpo-vine")
     with pytest.raises(ConfigError, match="unknown algorithm 'sac-vine'"):
         _preset_for("cartpole", "sac-vine")

@@ -9,15 +9,21 @@ from trustrl.errors import ConfigError
 def test_every_preset_loads_and_validates():
     names = config.preset_names()
     family = {f"{env}-{algo}" for env in ("cartpole", "pendulum") for algo in config.ALGO_CONFIGS}
-    assert {"walker2d-trpo", "walker2d-ppo", "cartpole-trpo-vine", "pendulum-trpo-vine", *family} <= set(names)
+    mujoco = {f"{env}-trpo" for env in ("walker2d", "hopper", "halfcheetah", "ant", "swimmer", "humanoid")}
+    assert {"walker2d-trpo-notebook", "walker2d-ppo", "cartpole-trpo-vine", "pendulum-trpo-vine", *family,
+            *mujoco} <= set(names)
     for name in names:
         cfg = config.load(name)
         assert cfg.name == name
-        stem, vine = (name[: -len("-vine")], True) if name.endswith("-vine") else (name, False)
-        env, algo = stem.rsplit("-", 1)
+        env, algo, *variant = name.split("-")
         assert cfg.algo.name == algo and isinstance(cfg.algo, config.ALGO_CONFIGS[algo])
         assert cfg.env.id.lower().startswith(env)
-        assert cfg.run.sampling == ("vine" if vine else "single-path")
+        assert cfg.run.sampling == ("vine" if variant == ["vine"] else "single-path")
+
+
+def test_an_env_id_finds_its_plain_preset_when_it_has_variants():
+    assert config.find_preset("Walker2d-v5", "trpo") == "walker2d-trpo"
+    assert config.load("Walker2d-v5").name == "walker2d-trpo"
 
 
 def test_an_env_id_finds_its_single_path_preset_never_the_vine_one():
@@ -38,8 +44,8 @@ def test_every_algorithm_config_documents_every_field():
                 assert isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant), (cls.__name__, node.target.id)
 
 
-def test_walker2d_preset_has_the_reference_notebook_settings():
-    cfg = config.load("walker2d-trpo")
+def test_walker2d_notebook_preset_has_the_reference_notebook_settings():
+    cfg = config.load("walker2d-trpo-notebook")
     assert (cfg.env.id, cfg.env.n_envs, cfg.run.n_steps, cfg.run.total_steps) == ("Walker2d-v5", 2, 1024, 1_000_000)
     assert (cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.max_kl, cfg.algo.damping) == (0.99, 0.97, 0.01, 0.1)
     assert (cfg.algo.cg_iters, cfg.algo.backtrack_shrink, cfg.algo.normalize_advantage) == (15, 0.8, True)
@@ -98,6 +104,9 @@ def test_bad_values_give_one_clear_error(override, message):
     [
         ("cartpole-npg", "algo.step=huge", "algo.step must be one of kl, fixed"),
         ("cartpole-npg", "algo.step_size=0", "algo.step_size must be > 0"),
+        ("cartpole-trpo", "algo.max_kl_schedule=cosine", "algo.max_kl_schedule must be one of constant, linear"),
+        ("cartpole-npg", "algo.max_kl_final=-0.01", "algo.max_kl_final must be >= 0"),
+        ("cartpole-ppo", "algo.max_kl_schedule=linear", "unknown key algo.max_kl_schedule"),
         ("cartpole-npg", "algo.backtrack_iters=3", "unknown key algo.backtrack_iters"),
         ("cartpole-ppo", "algo.clip_range=1.5", "algo.clip_range must be in (0, 1)"),
         ("cartpole-ppo", "algo.epochs=0", "algo.epochs must be > 0"),

@@ -1,5 +1,6 @@
 """Minari datasets (collect, load) and offline trust-region training from them."""
 
+import csv
 import json
 
 import gymnasium as gym
@@ -243,3 +244,17 @@ def test_offline_resume_refuses_a_changed_dataset_and_a_run_that_stopped_early(b
 
 def checkpoint_update(run):
     return json.loads((run / "checkpoints" / "last.json").read_text())["update"]
+
+
+def test_offline_trpo_follows_the_max_kl_schedule_over_its_epochs(medium, minari_root, tmp_path):
+    """Epoch u of E moves at most max_kl * (1 - (u - 1) / E) from the policy before it."""
+    args = ["--epochs", "4", "--quiet", *[f"--set={kv}" for kv in (
+        "offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2",
+        "algo.max_kl=0.02", "algo.max_kl_schedule=linear", "algo.max_kl_final=0")]]
+    run = tmp_path / "r"
+    assert main(["train", "cartpole-trpo", "--offline", "cartpole/medium-v0", "--run-dir", str(run), *args]) == 0
+    with open(run / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["update"]) >= 1]
+    assert len(rows) == 4
+    for row in rows:
+        assert float(row["kl"]) <= 0.02 * (1 - (int(row["update"]) - 1) / 4) * (1 + 1e-6), row

@@ -27,7 +27,7 @@ def _files(run: Path) -> dict[str, str]:
         # evaluations at 1.5k, 3k (cartpole, pendulum) and 768, 1536 (walker): the split is off the schedule
         ("cartpole-trpo", ["env.n_envs=4", "run.n_steps=128", "run.eval_every=1536", "run.eval_episodes=2"], 512),
         ("pendulum-ppo", ["env.n_envs=2", "run.n_steps=256", "run.eval_every=1536", "run.eval_episodes=1"], 512),
-        ("walker2d-trpo", ["run.n_steps=128", "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
+        ("walker2d-trpo-notebook", ["run.n_steps=128", "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
     ],
 )
 def test_k_updates_then_resume_for_k_more_is_the_run_in_one_go(tmp_path, preset, overrides, batch):
@@ -47,11 +47,13 @@ def test_k_updates_then_resume_for_k_more_is_the_run_in_one_go(tmp_path, preset,
     assert len((tmp_path / "split" / "command.txt").read_text().splitlines()) == 2
 
 
-def test_resume_of_a_run_killed_mid_training_gives_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_resume_of_a_run_killed_mid_training_gives_the_uninterrupted_run(tmp_path, schedule):
     """kill -9 at an arbitrary point, --resume from the last checkpoint: rows written after it are replaced,
-    and the finished run is byte for byte the one that was never killed."""
+    and the finished run is byte for byte the one that was never killed (a shrinking trust region too)."""
     args = ["cartpole-trpo", "--total-steps", "24576", "--seed", "1", "--quiet",
-            "--set", "run.checkpoint_every=2", "--set", "run.eval_every=4096", "--set", "run.eval_episodes=2"]
+            "--set", f"algo.max_kl_schedule={schedule}", "--set", "run.checkpoint_every=2",
+            "--set", "run.eval_every=4096", "--set", "run.eval_episodes=2"]
     assert main(["train", *args, "--run-dir", str(tmp_path / "whole")]) == 0
     killed = tmp_path / "killed"
     train_until_first_checkpoint_then_kill(args, killed)
@@ -72,10 +74,13 @@ def test_resume_continues_with_fresh_episodes_where_the_env_cannot_be_captured(t
 
 
 def test_resume_refusals_are_one_clear_error(tmp_path, capsys):
-    run = tmp_path / "r"
+    run, annealed = tmp_path / "r", tmp_path / "annealed"
     train(config.load("cartpole-trpo", ["run.total_steps=1024", "run.n_steps=128"]), run, progress=False)
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    train(config.load("cartpole-trpo", ["run.total_steps=1024", "run.n_steps=128", "algo.max_kl_schedule=linear"]),
+          annealed, progress=False)
+    before = {p: p.read_bytes() for d in (run, annealed) for p in d.rglob("*") if p.is_file()}
     cases = [
+        (["train", "--resume", str(annealed), "--total-steps", "2048"], "resume it without --total-steps"),
         (["train", "--resume", str(run)], "already trained 1024 steps"),
         (["train", "--resume", str(run), "--total-steps", "512"], "already trained 1024 steps"),
         (["train", "cartpole-trpo", "--resume", str(run)], "cannot be combined with a config (cartpole-trpo)"),
@@ -89,7 +94,7 @@ def test_resume_refusals_are_one_clear_error(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, (args, err)
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert {p: p.read_bytes() for d in (run, annealed) for p in d.rglob("*") if p.is_file()} == before
 
 
 def test_a_checkpoint_without_training_state_is_refused_for_resume(tmp_path, capsys):

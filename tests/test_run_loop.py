@@ -1,6 +1,7 @@
 """The run loop: evaluation during training, best by evaluation, one trust-region step for TRPO and offline TRPO."""
 
 import csv
+import io
 import json
 import math
 
@@ -111,3 +112,25 @@ def test_evaluation_changes_no_training_number(tmp_path, preset):
     assert len(on) == len(off) == 8
     for a, b in zip(off, on):
         assert a == {k: v for k, v in b.items() if not k.startswith("eval_")}
+
+
+def test_linear_max_kl_schedule_bounds_every_update_by_its_radius(tmp_path):
+    """Each accepted step's KL is within the radius of its update on the line from max_kl to
+    max_kl_final; with max_kl_final = max_kl the run is the constant-radius run byte for byte."""
+    common = ["run.total_steps=8192", "run.n_steps=128", "env.n_envs=4", "algo.max_kl=0.02", "run.seed=2"]
+    runs = {}
+    for name, extra in {"constant": [], "flat": ["algo.max_kl_schedule=linear", "algo.max_kl_final=0.02"],
+                        "linear": ["algo.max_kl_schedule=linear", "algo.max_kl_final=0.0"]}.items():
+        train(config.load("cartpole-trpo", [*common, *extra]), tmp_path / name, progress=False)
+        runs[name] = (tmp_path / name / "metrics.csv").read_text()
+    assert runs["flat"] == runs["constant"]
+    rows = [r for r in csv.DictReader(io.StringIO(runs["linear"])) if int(r["update"]) >= 1]
+    n = len(rows)
+    assert n == 16
+    for row in rows:
+        u = int(row["update"])
+        radius = 0.02 * (1 - (u - 1) / n)
+        assert float(row["kl"]) <= radius * (1 + 1e-6), (u, row["kl"], radius)
+    late = [float(r["kl"]) for r in rows[-4:]]
+    constant_late = [float(r["kl"]) for r in list(csv.DictReader(io.StringIO(runs["constant"])))[-4:]]
+    assert max(late) <= 0.02 * 4 / n and sum(late) < sum(constant_late) / 4

@@ -9,7 +9,7 @@ from torch.nn.utils import parameters_to_vector
 
 from trustrl.config import PolicyConfig
 from trustrl.nets import CategoricalPolicy, GaussianPolicy
-from trustrl.trust_region import conjugate_gradient, fisher_vector_product, line_search
+from trustrl.trust_region import conjugate_gradient, fisher_vector_product, line_search, scheduled_max_kl
 
 
 @pytest.mark.parametrize("n", [3, 10, 40])
@@ -120,3 +120,19 @@ def test_line_search_takes_the_full_step_when_it_is_good():
     x, surrogate, kl = _quadratic_problem()
     result = line_search([x], torch.full((4,), 0.5, dtype=torch.float64), surrogate, kl, max_kl=1.0)
     assert result.accepted and result.step_fraction == 1.0 and result.n_backtracks == 0
+
+
+@pytest.mark.parametrize(
+    "start, final, schedule, progress, expected",
+    [
+        (0.02, 0.0, "constant", 0.9, 0.02),
+        (0.02, 0.0, "linear", 0.0, 0.02),
+        (0.02, 0.0, "linear", 0.25, 0.015),
+        (0.02, 0.0, "linear", 0.5, 0.01),
+        (0.03, 0.01, "linear", 0.75, 0.015),
+        (0.01, 0.02, "linear", 0.5, 0.015),  # a radius may grow too
+        (0.02, 0.0, "linear", 1.5, 0.0),  # clamped to the schedule's end
+    ],
+)
+def test_scheduled_max_kl_is_the_straight_line_from_start_to_final(start, final, schedule, progress, expected):
+    assert scheduled_max_kl(start, final, schedule, progress) == pytest.approx(expected, abs=1e-15)

@@ -27,7 +27,7 @@ def cartpole_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def walker_run(tmp_path_factory):
     overrides = ["run.total_steps=256", "run.n_steps=128", "env.max_episode_steps=12"]
-    return _train(tmp_path_factory.mktemp("v") / "wk", "walker2d-trpo", overrides)
+    return _train(tmp_path_factory.mktemp("v") / "wk", "walker2d-trpo-notebook", overrides)
 
 
 def _decoded_frames(path):

@@ -76,7 +76,7 @@ def test_ray_actors_give_the_run_of_one_process_byte_for_byte(tmp_path, ray_clus
 
 def test_mujoco_copies_in_workers_give_the_same_batches():
     """Walker2d's physics in two processes, one copy each: the batch is the one-process batch, bit for bit."""
-    cfg = config.load("walker2d-trpo", ["run.n_steps=200", "env.max_episode_steps=150"])
+    cfg = config.load("walker2d-trpo-notebook", ["run.n_steps=200", "env.max_episode_steps=150"])
     batches = []
     for workers in (1, 2):
         sampler, policy = _sampler(cfg, workers)

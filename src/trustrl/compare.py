@@ -155,11 +155,12 @@ def compare(
 
 
 def _preset_for(env: str, algo: str) -> str:
-    """``<env>-<algo>``: an algorithm, or an algorithm with its sampling scheme (``trpo-vine``)."""
-    base = algo[: -len("-vine")] if algo.endswith("-vine") else algo
+    """``<env>-<algo>``: an algorithm, or a variant of one that the env has a preset for (``trpo-vine``,
+    ``trpo-notebook``)."""
+    base = algo.split("-", 1)[0]
     if base not in config_mod.ALGO_CONFIGS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(config_mod.ALGO_CONFIGS)} "
-                          "(or trpo-vine where the env has a vine preset)")
+                          "(or a variant such as trpo-vine where the env has that preset)")
     name = f"{env}-{algo}"
     names = config_mod.preset_names()
     if name not in names:
@@ -173,7 +174,8 @@ def _preset_for(env: str, algo: str) -> str:
 
 
 def _split_preset(name: str) -> tuple[str, str]:
-    """``cartpole-trpo-vine`` -> (``cartpole``, ``trpo-vine``); ``walker2d-ppo`` -> (``walker2d``, ``ppo``)."""
-    stem, vine = (name[: -len("-vine")], "-vine") if name.endswith("-vine") else (name, "")
-    env, algo = stem.rsplit("-", 1)
-    return env, algo + vine
+    """``cartpole-trpo-vine`` -> (``cartpole``, ``trpo-vine``); ``walker2d-ppo`` -> (``walker2d``, ``ppo``):
+    the algorithm is the first part that names one, and what follows it is its variant."""
+    parts = name.split("-")
+    at = next((i for i, part in enumerate(parts) if i and part in config_mod.ALGO_CONFIGS), len(parts) - 1)
+    return "-".join(parts[:at]), "-".join(parts[at:])

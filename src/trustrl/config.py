@@ -156,12 +156,21 @@ class AlgoConfig:
         _non_negative("algo.entropy_coef", self.entropy_coef)
 
 
+MAX_KL_SCHEDULES = ("constant", "linear")
+
+
 @dataclass
 class NaturalGradientConfig(AlgoConfig):
     """Fields of the natural-gradient step that NPG and TRPO share (one CG solve of F s = g)."""
 
     max_kl: float = 0.01
     """KL radius delta: TRPO's bound on mean KL(old || new); NPG's step size when ``step = "kl"``."""
+    max_kl_schedule: str = "constant"
+    """``constant``: every update uses ``max_kl``; ``linear``: the radius goes from ``max_kl`` at the
+    first update to ``max_kl_final`` at the end of the run, so late updates refine the policy instead
+    of moving it as far as early ones (the final policy then wanders less from update to update)."""
+    max_kl_final: float = 0.0
+    """The radius the ``linear`` schedule reaches at the end of the run (unused when ``constant``)."""
     cg_iters: int = 10
     """Conjugate-gradient iterations for the search direction."""
     cg_tol: float = 1e-10
@@ -174,6 +183,10 @@ class NaturalGradientConfig(AlgoConfig):
     def validate(self) -> None:
         super().validate()
         _positive("algo.max_kl", self.max_kl)
+        if self.max_kl_schedule not in MAX_KL_SCHEDULES:
+            raise ConfigError(f"algo.max_kl_schedule must be one of {', '.join(MAX_KL_SCHEDULES)}, "
+                              f"got {self.max_kl_schedule!r}")
+        _non_negative("algo.max_kl_final", self.max_kl_final)
         _positive("algo.cg_iters", self.cg_iters, 1_000)
         _positive("algo.cg_tol", self.cg_tol)
         _non_negative("algo.damping", self.damping)
@@ -625,13 +638,15 @@ def preset_data(name: str) -> dict[str, Any]:
 
 def find_preset(env_id: str, algo: str) -> str | None:
     """The bundled single-path preset for exactly this env id and algorithm, if there is one (a vine
-    preset is asked for by its name)."""
+    preset, or a variant such as ``walker2d-trpo-notebook``, is asked for by its name: of several
+    matches the shortest name wins)."""
+    matches = []
     for name in preset_names():
         data = preset_data(name)
         if (data.get("env", {}).get("id") == env_id and data.get("algo", {}).get("name", "trpo") == algo
                 and data.get("run", {}).get("sampling", "single-path") == "single-path"):
-            return name
-    return None
+            matches.append(name)
+    return min(matches, key=lambda name: (len(name), name)) if matches else None
 
 
 #: Defaults beyond the dataclasses' for an env id with no preset, by action-space kind.

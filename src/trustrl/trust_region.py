@@ -154,6 +154,18 @@ def natural_direction(
     return loss_grad, direction, curvature, cg
 
 
+def scheduled_max_kl(start: float, final: float, schedule: str, progress: float) -> float:
+    """The KL radius of an update taken when ``progress`` (in [0, 1)) of the run's updates are done.
+
+    ``constant``: ``start`` throughout; ``linear``: ``start + (final - start) * progress``.
+    """
+    if schedule == "constant":
+        return start
+    if schedule == "linear":
+        return start + (final - start) * min(max(progress, 0.0), 1.0)
+    raise ValueError(f"unknown max_kl schedule {schedule!r}")
+
+
 def kl_scaled_step(direction: Tensor, curvature: Tensor, max_kl: float) -> Tensor | None:
     """``sqrt(2 max_kl / s^T F s) * s``: the step whose quadratic-model KL is ``max_kl``.
 

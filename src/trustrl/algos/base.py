@@ -18,6 +18,10 @@ class Algorithm(ABC):
     """Advantages are computed with the critic's V (False: V = 0, plain discounted returns-to-go)."""
     finished: bool = False
     """Set by an update after which another cannot change anything (the loop then stops early)."""
+    progress: float = 0.0
+    """The fraction of the run's updates done before the current one, set by the run loop before
+    each update; schedules (``algo.max_kl_schedule``) read it. It follows from the update count, so a
+    resumed run sees the same values."""
 
     def prepare(self, batch: Batch) -> list[str]:
         """Called once, on the first batch of a fresh run, before anything is evaluated or updated.

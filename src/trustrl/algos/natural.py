@@ -21,7 +21,7 @@ from trustrl.algos.vine import vine_surrogate
 from trustrl.config import CriticConfig, NaturalGradientConfig
 from trustrl.nets import Distribution, Policy, ValueNet
 from trustrl.samplers.batch import Batch, Branches
-from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction
+from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
 from trustrl.value_fit import make_fitter
 
 
@@ -151,6 +151,10 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
 
     def search_direction(self, batch: Batch) -> NaturalGradient:
         return natural_gradient_step(self.objective(batch), self.policy, self.cfg)
+
+    def max_kl(self) -> float:
+        """This update's KL radius, on ``algo.max_kl_schedule``."""
+        return scheduled_max_kl(self.cfg.max_kl, self.cfg.max_kl_final, self.cfg.max_kl_schedule, self.progress)
 
     def fit_critic(self, batch: Batch) -> dict[str, float]:
         return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))

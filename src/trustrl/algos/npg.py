@@ -25,7 +25,7 @@ class NPG(NaturalGradientAlgorithm):
     def update_policy(self, batch: Batch) -> dict[str, float]:
         ng = self.search_direction(batch)
         if self.cfg.step == "kl":
-            step = ng.kl_scaled_step(self.cfg.max_kl)
+            step = ng.kl_scaled_step(self.max_kl())
         else:
             step = self.cfg.step_size * ng.direction if torch.isfinite(ng.direction).all() else None
 

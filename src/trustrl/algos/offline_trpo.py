@@ -40,7 +40,7 @@ from trustrl.algos.trpo import step_stats
 from trustrl.config import CriticConfig, OfflineConfig, TRPOConfig
 from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet
 from trustrl.samplers.batch import Batch
-from trustrl.trust_region import trust_region_step
+from trustrl.trust_region import scheduled_max_kl, trust_region_step
 from trustrl.value_fit import make_fitter
 
 STEP_KEYS = (
@@ -148,6 +148,7 @@ class OfflineTRPO(Algorithm):
         Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` is an online setting).
         """
         cfg, offline = self.cfg, self.offline
+        max_kl = scheduled_max_kl(cfg.max_kl, cfg.max_kl_final, cfg.max_kl_schedule, self.progress)
         with torch.no_grad():
             old = self.policy(obs).detach()
 
@@ -162,10 +163,10 @@ class OfflineTRPO(Algorithm):
         def both_regions() -> Tensor:
             """Both trust regions as one number: <= 1 exactly when both KLs are within their radius."""
             dist = self.policy(obs)
-            return torch.maximum(old.kl(dist).mean() / cfg.max_kl, beta.kl(dist).mean() / offline.max_kl_behaviour)
+            return torch.maximum(old.kl(dist).mean() / max_kl, beta.kl(dist).mean() / offline.max_kl_behaviour)
 
         step = trust_region_step(
-            self.policy.parameters(), surrogate, fisher_kl, both_regions, cfg.max_kl,
+            self.policy.parameters(), surrogate, fisher_kl, both_regions, max_kl,
             damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
             shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters, constraint_limit=1.0,
         )  # fmt: skip

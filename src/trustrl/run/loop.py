@@ -252,6 +252,7 @@ def run(parts: Parts, state: LoopState) -> LoopState:
                                cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
             t4 = time.perf_counter()
             before = _learner_state(policy, parts.critic, algo) if skip else None
+            algo.progress = (update - 1) / parts.n_updates
             if overlap:
                 stats = algo.update_policy(batch)
                 fitting = critic_thread.submit(algo.fit_critic, batch)

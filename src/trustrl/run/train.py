@@ -174,12 +174,23 @@ def _resumed_config(ckpt: checkpoint.Checkpoint, total_steps: int | None, epochs
     if total_steps is not None:
         if cfg.offline.dataset:
             raise TrustrlError("this run trained from a dataset: extend it with --epochs N, not --total-steps")
+        _keeps_schedule(cfg, "--total-steps", cfg.run.total_steps, total_steps)
         cfg.run.total_steps = total_steps
     if epochs is not None:
         if not cfg.offline.dataset:
             raise TrustrlError("--epochs counts passes over a dataset; this run trained online: use --total-steps")
+        _keeps_schedule(cfg, "--epochs", cfg.offline.epochs, epochs)
         cfg.offline.epochs = epochs
     return cfg.validate()
+
+
+def _keeps_schedule(cfg: Config, flag: str, old: int, new: int) -> None:
+    """A schedule is laid over the run's length: another length would make the resumed run another run."""
+    schedule = getattr(cfg.algo, "max_kl_schedule", "constant")
+    if schedule != "constant" and new != old:
+        raise TrustrlError(f"this run's trust region follows algo.max_kl_schedule = {schedule!r} over its length "
+                           f"({old}); {flag} {new} would change every radius after the checkpoint: "
+                           f"resume it without {flag}")
 
 
 # A builder makes the sampler, the algorithm and the evaluation schedule of a config:

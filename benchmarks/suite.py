@@ -1,0 +1,133 @@
+"""Train configs on several seeds at once and report the final and best checkpoints of each run.
+
+    .venv/bin/python benchmarks/suite.py run --spec hopper-trpo halfcheetah-trpo --seeds 0 1 2 --jobs 2 --out runs/bench-suite
+    .venv/bin/python benchmarks/suite.py run --plan plan.txt --jobs 16 --out runs/bench-suite
+    .venv/bin/python benchmarks/suite.py table --out runs/bench-suite
+
+A spec is anything ``trustrl train`` takes (a preset, a .toml file, an env id). Each (spec, seed)
+trains in its own process into ``OUT/<name>/seed<k>`` (``name``: the preset's name or the file's
+stem), one core each, in the order given (a plan file lists ``spec seed`` a line, so the runs that
+matter most start first). Then the ``last`` and ``best`` checkpoints are each evaluated for 10
+deterministic episodes on other episodes than training saw (``trustrl eval``'s seeds), into
+``summary.json`` beside the run. A run that already has its summary is skipped, so a stopped suite
+resumes where it was. ``table`` prints one Markdown table of every summary under OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def spec_name(spec: str) -> str:
+    return Path(spec).stem if spec.endswith(".toml") else spec
+
+
+def run_one(spec: str, seed: int, out: Path, overrides: list[str], episodes: int) -> Path:
+    run_dir = out / spec_name(spec) / f"seed{seed}"
+    if (run_dir / "summary.json").exists():
+        return run_dir
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "trustrl.cli", "train", spec, "--seed", str(seed), "--run-dir", str(run_dir),
+           "--overwrite", "--quiet", *[f"--set={o}" for o in overrides]]
+    with open(run_dir.parent / f"seed{seed}.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.run([sys.executable, __file__, "summarize", str(run_dir), "--episodes", str(episodes)],
+                       check=True, stdout=log, stderr=subprocess.STDOUT)
+    return run_dir
+
+
+def summarize(run_dir: Path, episodes: int) -> dict:
+    """Both checkpoints evaluated on fresh episodes, with the run's length and wall time."""
+    from trustrl.playback import evaluate
+
+    rows = list(csv.DictReader(open(run_dir / "timing.csv")))
+    seconds = float(rows[-1]["elapsed_s"])
+    steps = int(rows[-1]["step"])
+    out: dict = {"steps": steps, "wall_s": seconds}
+    for tag in ("last", "best"):
+        result = evaluate(run_dir, episodes=episodes, tag=tag)
+        out[tag] = {"mean": result.mean_return, "std": result.std_return, "step": result.step}
+    (run_dir / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def read_plan(path: Path) -> list[tuple[str, int]]:
+    jobs = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            spec, seed = line.split()
+            jobs.append((spec, int(seed)))
+    return jobs
+
+
+def table(out: Path) -> str:
+    """One row per run, and per config the mean ± std over its seeds of the final and best returns."""
+    lines = ["| config | seed | final (last) return | best return | steps | wall time |",
+             "|---|---:|---:|---:|---:|---:|"]
+    spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    for config_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        runs = sorted(config_dir.glob("seed*/summary.json"), key=lambda p: int(p.parent.name[4:]))
+        if not runs:
+            continue
+        finals, bests = [], []
+        for path in runs:
+            r = json.loads(path.read_text())
+            finals.append(r["last"]["mean"])
+            bests.append(r["best"]["mean"])
+            lines.append(
+                f"| {config_dir.name} | {path.parent.name[4:]} | {r['last']['mean']:.0f} ± {r['last']['std']:.0f} | "
+                f"{r['best']['mean']:.0f} ± {r['best']['std']:.0f} (step {r['best']['step']}) | {r['steps']} | "
+                f"{r['wall_s'] / 60:.1f} min |")
+        lines.append(f"| **{config_dir.name}**, {len(finals)} seeds | | **{statistics.mean(finals):.0f} ± "
+                     f"{spread(finals):.0f}** (min {min(finals):.0f}) | {statistics.mean(bests):.0f} ± "
+                     f"{spread(bests):.0f} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train and evaluate every (spec, seed)")
+    r.add_argument("--spec", nargs="+", default=[])
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--plan", type=Path, help="a file of 'spec seed' lines, run in that order")
+    r.add_argument("--jobs", type=int, default=1, help="runs trained at once (one core each)")
+    r.add_argument("--episodes", type=int, default=10)
+    r.add_argument("--set", dest="overrides", action="append", default=[], help="config override, as for trustrl train")
+    r.add_argument("--out", type=Path, default=Path("runs/bench-suite"))
+    s = sub.add_parser("summarize", help="evaluate one finished run into its summary.json")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--episodes", type=int, default=10)
+    t = sub.add_parser("table", help="the Markdown table of every summary under OUT")
+    t.add_argument("--out", type=Path, default=Path("runs/bench-suite"))
+    args = p.parse_args()
+
+    if args.command == "summarize":
+        print(json.dumps(summarize(args.run_dir, args.episodes)))
+        return
+    if args.command == "run":
+        jobs = read_plan(args.plan) if args.plan else [(spec, seed) for seed in args.seeds for spec in args.spec]
+        if not jobs:
+            p.error("nothing to run: give --spec (and --seeds) or --plan")
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(run_one, spec, seed, args.out, args.overrides, args.episodes) for spec, seed in jobs]
+            for future in futures:
+                try:
+                    print(f"done {future.result()}", flush=True)
+                except subprocess.CalledProcessError as exc:
+                    print(f"failed: {' '.join(map(str, exc.cmd))} (exit {exc.returncode})", flush=True)
+    table_text = table(args.out)
+    print(table_text)
+    (args.out / "results.md").write_text(table_text + "\n")
+
+
+if __name__ == "__main__":
+    main()
