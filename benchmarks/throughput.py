@@ -445,7 +445,7 @@ def print_table(s: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="walker2d-trpo")
+    p.add_argument("--preset", default="walker2d-trpo-notebook")
     p.add_argument("--steps", type=int, default=20480, help="env steps per measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cartpole-steps", type=int, default=20480, help="env steps for the CartPole-v1 row (0: skip)")

@@ -41,8 +41,8 @@ PAIRS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "vine": ("Hopper-v5", ["run.total_steps=1000000", "run.eval_every=100000", "run.n_steps=64", *BRANCHES]),
     },
     "walker2d": {
-        "single-path": ("walker2d-trpo", ["run.eval_every=100000"]),
-        "vine": ("walker2d-trpo", ["run.eval_every=100000", "run.n_steps=256", *BRANCHES]),
+        "single-path": ("walker2d-trpo-notebook", ["run.eval_every=100000"]),
+        "vine": ("walker2d-trpo-notebook", ["run.eval_every=100000", "run.n_steps=256", *BRANCHES]),
     },
 }
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/walker2d_trpo.py --seeds 0 1 2 --jobs 2 --out runs/bench-walker2d
 
-Each seed trains ``walker2d-trpo`` (or ``--preset``) in its own process into
+Each seed trains ``walker2d-trpo-notebook`` (or ``--preset``) in its own process into
 ``OUT/seed<k>``, then both checkpoints are evaluated for 10 deterministic
 episodes. A seed whose run directory already holds a finished run is only
 evaluated, so an interrupted benchmark can be resumed. Prints a Markdown
@@ -51,7 +51,7 @@ def summarize_seed(run_dir: Path, episodes: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="walker2d-trpo")
+    p.add_argument("--preset", default="walker2d-trpo-notebook")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=1, help="seeds trained at once (one core each)")
     p.add_argument("--episodes", type=int, default=10)
