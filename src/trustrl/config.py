@@ -658,8 +658,9 @@ _ACTION_KIND_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 #: ... and by action-space kind and algorithm. On Walker2d-v5 (benchmarks/README.md, section 7) a
 #: trust region shrinking linearly from 0.03 to 0 gave the highest mean final return, the highest
-#: worst seed and the smallest gap between best and final of the settings compared, five seeds each
-#: (a study of one env: the evidence for other Box envs is that alone).
+#: worst seed and the smallest gap between best and final of the settings compared on seeds 0-4
+#: (seed 5, run afterwards, stalled at 783; a study of one env: the evidence for other Box envs is
+#: that alone).
 _ALGO_DEFAULTS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("box", "trpo"): {"algo": {"max_kl": 0.03, "max_kl_schedule": "linear", "max_kl_final": 0.0}},
 }
