@@ -43,17 +43,21 @@ def run_one(spec: str, seed: int, out: Path, overrides: list[str], episodes: int
     return run_dir
 
 
-def summarize(run_dir: Path, episodes: int) -> dict:
-    """Both checkpoints evaluated on fresh episodes, with the run's length and wall time."""
+def evaluate_run(run_dir: Path, episodes: int) -> dict:
+    """A finished run's length and wall time, and both checkpoints evaluated on fresh episodes."""
     from trustrl.playback import evaluate
 
     rows = list(csv.DictReader(open(run_dir / "timing.csv")))
-    seconds = float(rows[-1]["elapsed_s"])
-    steps = int(rows[-1]["step"])
-    out: dict = {"steps": steps, "wall_s": seconds}
+    out: dict = {"steps": int(rows[-1]["step"]), "wall_s": float(rows[-1]["elapsed_s"])}
     for tag in ("last", "best"):
         result = evaluate(run_dir, episodes=episodes, tag=tag)
         out[tag] = {"mean": result.mean_return, "std": result.std_return, "step": result.step}
+    return out
+
+
+def summarize(run_dir: Path, episodes: int) -> dict:
+    """:func:`evaluate_run`, kept beside the run as ``summary.json``."""
+    out = evaluate_run(run_dir, episodes)
     (run_dir / "summary.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 

@@ -16,13 +16,14 @@ curves against simulated steps (``OUT/<env>-steps.png``) and against wall-clock 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from suite import evaluate_run
 
 # env -> scheme -> (config spec, overrides). MuJoCo vine: a trunk of 512 steps (Hopper 8 copies x 64,
 # Walker2d 2 x 256), 128 of its states, 2 actions each, 10-step branches bootstrapped with the critic.
@@ -56,14 +57,8 @@ def run_seed(env: str, scheme: str, seed: int, out: Path, episodes: int) -> dict
     cmd = [sys.executable, "-m", "trustrl.cli", "train", spec, "--seed", str(seed), "--run-dir", str(run_dir),
            "--overwrite", "--quiet", *[f"--set={o}" for o in overrides]]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    from trustrl.playback import evaluate
-
-    rows = list(csv.DictReader(open(run_dir / "timing.csv")))
-    summary = {"env": env, "scheme": scheme, "seed": seed, "steps": int(rows[-1]["step"]),
-               "wall_s": float(rows[-1]["elapsed_s"]), "command": " ".join(["trustrl", *cmd[3:]])}
-    for tag in ("last", "best"):
-        result = evaluate(run_dir, episodes=episodes, tag=tag)
-        summary[tag] = {"mean": result.mean_return, "std": result.std_return, "step": result.step}
+    summary = {"env": env, "scheme": scheme, "seed": seed, "command": " ".join(["trustrl", *cmd[3:]]),
+               **evaluate_run(run_dir, episodes)}
     summary_path.write_text(json.dumps(summary, indent=1))
     return summary
 

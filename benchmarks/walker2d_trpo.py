@@ -12,13 +12,14 @@ table (also written to ``OUT/results.md``) and, with ``--json``, one JSON line.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from suite import evaluate_run
 
 
 def train_seed(preset: str, seed: int, run_dir: Path, overrides: list[str]) -> None:
@@ -37,16 +38,8 @@ def _finished(run_dir: Path, preset: str, overrides: list[str]) -> bool:
 
 
 def summarize_seed(run_dir: Path, episodes: int) -> dict:
-    from trustrl.playback import evaluate
-
-    rows = list(csv.DictReader(open(run_dir / "timing.csv")))
-    seconds = float(rows[-1]["elapsed_s"])
-    steps = int(rows[-1]["step"])
-    out = {"run_dir": str(run_dir), "steps": steps, "wall_s": seconds, "steps_per_s": steps / seconds}
-    for tag in ("last", "best"):
-        result = evaluate(run_dir, episodes=episodes, tag=tag)
-        out[tag] = {"mean": result.mean_return, "std": result.std_return, "step": result.step}
-    return out
+    out = evaluate_run(run_dir, episodes)
+    return {"run_dir": str(run_dir), **out, "steps_per_s": out["steps"] / out["wall_s"]}
 
 
 def main() -> None:
