@@ -157,14 +157,17 @@ def test_train_an_env_id_without_a_preset_uses_defaults_for_its_action_space(tmp
         assert cfg.algo == config.ALGO_CONFIGS[algo]()  # that algorithm's own defaults
 
 
-@pytest.mark.parametrize("env_id, algo, schedule", [("MountainCarContinuous-v0", "trpo", ("linear", 0.03)),
-                                                    ("MountainCarContinuous-v0", "npg", ("constant", 0.01)),
-                                                    ("Acrobot-v1", "trpo", ("constant", 0.01))])
-def test_trpo_on_a_box_env_without_a_preset_gets_the_shrinking_trust_region(env_id, algo, schedule):
+@pytest.mark.parametrize("env_id, algo, schedule, log_std_init",
+                         [("MountainCarContinuous-v0", "trpo", ("linear", 0.03), -0.5),
+                          ("MountainCarContinuous-v0", "npg", ("constant", 0.01), 0.0),
+                          ("Acrobot-v1", "trpo", ("constant", 0.01), 0.0)])
+def test_trpo_on_a_box_env_without_a_preset_gets_the_walker2d_study_settings(env_id, algo, schedule,
+                                                                             log_std_init):
     from trustrl import config
 
     cfg = config.load(env_id, algo=algo)
     assert (cfg.algo.max_kl_schedule, cfg.algo.max_kl) == schedule and cfg.algo.max_kl_final == 0.0
+    assert cfg.policy.log_std_init == log_std_init
 
 
 def test_algo_matching_the_preset_is_accepted():

@@ -26,6 +26,18 @@ def test_an_env_id_finds_its_plain_preset_when_it_has_variants():
     assert config.load("Walker2d-v5").name == "walker2d-trpo"
 
 
+@pytest.mark.parametrize("env", ["walker2d", "hopper", "halfcheetah"])
+def test_mujoco_preset_is_the_config_its_benchmark_measured(env):
+    """benchmarks/README.md reports these presets' returns from this file's runs."""
+    import dataclasses
+    from pathlib import Path
+
+    measured = Path(__file__).parents[1] / "benchmarks" / "configs" / f"{env}-kl03-linear-std05.toml"
+    preset = config.load(f"{env}-trpo")
+    assert dataclasses.replace(config.load(str(measured)), name=preset.name) == preset
+    assert preset.policy.log_std_init == -0.5 and preset.algo.max_kl_schedule == "linear"
+
+
 def test_an_env_id_finds_its_single_path_preset_never_the_vine_one():
     assert config.find_preset("CartPole-v1", "trpo") == "cartpole-trpo"
     assert config.load("CartPole-v1").run.sampling == "single-path"
