@@ -1,0 +1,50 @@
+"""A run directory written by an earlier trustrl still evaluates and resumes.
+
+``fixtures/run-cartpole-trpo`` was written by trustrl 0.1.0 before its modules were rearranged
+and its ``run.sampler`` key renamed (``trustrl train cartpole-trpo --total-steps 2048
+--set run.eval_every=1024 --set run.eval_episodes=3``). Code that reads it differently -- another
+key, another weight layout, another statistic -- fails here.
+"""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+import trustrl
+from trustrl import checkpoint
+from trustrl.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-cartpole-trpo"
+COMMAND = ["cartpole-trpo", "--set", "run.eval_every=1024", "--set", "run.eval_episodes=3", "--quiet"]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def saved_run(tmp_path) -> Path:
+    run = tmp_path / "saved"
+    shutil.copytree(FIXTURE, run)
+    return run
+
+
+@pytest.mark.parametrize("tag", ["best", "last"])
+def test_a_saved_run_evaluates_to_the_returns_it_recorded(saved_run, tag):
+    """The training evaluations played 3 deterministic episodes from seed 2_000_000: the same episodes,
+    played by the loaded checkpoint now, give the same mean."""
+    agent = trustrl.load(saved_run, checkpoint=tag)
+    step = checkpoint.load(saved_run, tag).step
+    rows = [row for row in _rows(saved_run) if int(row["step"]) == step]
+    result = trustrl.evaluate(agent, episodes=3, seed=2_000_000)
+    assert result.mean_return == pytest.approx(float(rows[-1]["eval_return_mean"]), abs=1e-9)
+
+
+def test_a_saved_run_resumes_into_the_run_that_never_stopped(saved_run, tmp_path, capsys):
+    assert main(["train", "--resume", str(saved_run), "--total-steps", "4096", "--quiet"]) == 0
+    assert main(["train", *COMMAND, "--total-steps", "4096", "--run-dir", str(tmp_path / "whole")]) == 0
+    assert _rows(saved_run) == _rows(tmp_path / "whole")
+    assert len(_rows(saved_run)) == 5  # the initial evaluation and four updates
