@@ -252,11 +252,11 @@ def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256
     import torch
 
     from trustrl import config
+    from trustrl.advantages import compute_advantages
     from trustrl.algos import make_algorithm
     from trustrl.envs import make_vec_env
     from trustrl.nets import make_critic, make_policy
     from trustrl.normalization import ObsNormalizer, RewardScaler
-    from trustrl.advantages import compute_advantages
     from trustrl.samplers.vector import VectorSampler
 
     base = config.load(preset)

@@ -14,15 +14,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from line_env import Line  # noqa: E402 -- tests/ is on sys.path, as a user's package would be
 
 import trustrl
 from trustrl import config as config_mod
-from trustrl import envs as envs_mod
+from trustrl.envs import registry as envs_mod
 from trustrl.cli import main
-from trustrl.configdoc import describe, field_docs
+from trustrl.config.document import describe, field_docs
 from trustrl.metrics import ProgressLines
-
-from line_env import Line  # noqa: E402 -- tests/ is on sys.path, as a user's package would be
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHORT = ["--total-steps", "4096", "--quiet"]

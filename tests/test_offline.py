@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from trustrl import config
-from trustrl.cli import main
-from trustrl.playback import evaluate, load_policy
 from trustrl.algos.offline_trpo import importance_weights
+from trustrl.cli import main
 from trustrl.datasets.collect import collect
 from trustrl.datasets.read import LOG_PROB_KEY, read_dataset
+from trustrl.playback import evaluate, load_policy
 from trustrl.run import train, train_offline
 
 BEHAVIOUR = ["run.total_steps=4096", "run.seed=0"]  # CartPole: a mediocre policy (return ~125 sampled)

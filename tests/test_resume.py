@@ -4,12 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from killing import train_until_first_checkpoint_then_kill
 
 from trustrl import checkpoint, config
 from trustrl.cli import main
 from trustrl.run import resume, train
-
-from killing import train_until_first_checkpoint_then_kill
 
 
 def _weights(run: Path, tag: str = "last") -> tuple[str, str]:

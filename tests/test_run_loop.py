@@ -67,10 +67,10 @@ def test_trpo_and_offline_trpo_take_the_one_trust_region_step(monkeypatch):
     """Both algorithm files call trustrl.trust_region.trust_region_step; neither has a copy of its own."""
     import trustrl.algos.offline_trpo as offline_trpo
     import trustrl.algos.trpo as trpo
-    from trustrl.algos import OfflineTRPO, TRPO
+    from trustrl.algos import TRPO, OfflineTRPO
+    from trustrl.batch import Batch
     from trustrl.config import CriticConfig, OfflineConfig, PolicyConfig, TRPOConfig
     from trustrl.nets import CategoricalPolicy, ValueNet
-    from trustrl.samplers.batch import Batch
 
     assert trpo.trust_region_step is offline_trpo.trust_region_step is trust_region.trust_region_step
     calls = []

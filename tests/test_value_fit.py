@@ -7,7 +7,8 @@ import torch
 
 from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
-from trustrl.value_fit import AdamFitter, LBFGSFitter, explained_variance, l2_penalty, make_fitter
+from trustrl.algos.base import make_fitter
+from trustrl.value_fit import explained_variance, l2_penalty
 
 
 def _problem(n=2048, seed=0):
@@ -20,8 +21,8 @@ def _problem(n=2048, seed=0):
 
 def test_lbfgs_lowers_the_loss_at_least_as_much_as_one_epoch_of_adam():
     obs, returns, critic = _problem()
-    adam = AdamFitter(copy.deepcopy(critic), CriticConfig(epochs=1, minibatch=64, lr=1e-3), torch.Generator().manual_seed(0))
-    lbfgs = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=25), torch.Generator())
+    adam = make_fitter(copy.deepcopy(critic), CriticConfig(epochs=1, minibatch=64, lr=1e-3), torch.Generator().manual_seed(0))
+    lbfgs = make_fitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=25), torch.Generator())
     a, b = adam.fit(obs, returns), lbfgs.fit(obs, returns)
     assert a["value_loss_before"] == b["value_loss_before"] > 0
     assert b["value_loss"] <= a["value_loss"] < a["value_loss_before"]
@@ -30,8 +31,8 @@ def test_lbfgs_lowers_the_loss_at_least_as_much_as_one_epoch_of_adam():
 
 def test_lbfgs_uses_its_iteration_budget(monkeypatch):
     obs, returns, critic = _problem()
-    short = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=2), torch.Generator())
-    long = LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=50), torch.Generator())
+    short = make_fitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=2), torch.Generator())
+    long = make_fitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=50), torch.Generator())
     assert long.fit(obs, returns)["value_loss"] < short.fit(obs, returns)["value_loss"]
     # the optimizer runs exactly the budget on a problem it cannot finish in it
     iterations = []
@@ -43,7 +44,7 @@ def test_lbfgs_uses_its_iteration_budget(monkeypatch):
         return loss
 
     monkeypatch.setattr(torch.optim.LBFGS, "step", counting_step)
-    LBFGSFitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=7), torch.Generator()).fit(obs, returns)
+    make_fitter(copy.deepcopy(critic), CriticConfig(fit="lbfgs", lbfgs_iters=7), torch.Generator()).fit(obs, returns)
     assert iterations == [7]
 
 
@@ -70,7 +71,7 @@ def test_lbfgs_keeps_the_old_weights_when_the_fit_cannot_improve():
             p.zero_()
         critic.net.layers[-1].bias.fill_(3.0)
     before = [p.detach().clone() for p in critic.parameters()]
-    stats = LBFGSFitter(critic, CriticConfig(fit="lbfgs", l2=1.0), torch.Generator()).fit(obs, torch.full((len(obs),), 3.0))
+    stats = make_fitter(critic, CriticConfig(fit="lbfgs", l2=1.0), torch.Generator()).fit(obs, torch.full((len(obs),), 3.0))
     assert stats["value_loss"] <= stats["value_loss_before"] + 1e-12
     for p, b in zip(critic.parameters(), before):
         torch.testing.assert_close(p, b)

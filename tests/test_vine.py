@@ -16,10 +16,10 @@ from trustrl.cli import main
 from trustrl.config import EnvConfig
 from trustrl.envs import make_vec_env
 from trustrl.errors import ConfigError
-from trustrl.fragments import FragmentCollector
 from trustrl.nets import make_critic, make_policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run import resume, train
+from trustrl.samplers.fragments import FragmentCollector
 from trustrl.samplers.pools import LocalPool
 from trustrl.samplers.vector import VectorSampler
 from trustrl.samplers.vine import VineSampler

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from killing import train_until_first_checkpoint_then_kill
 
 from trustrl import checkpoint, config
 from trustrl.cli import main
@@ -17,10 +18,9 @@ from trustrl.errors import ConfigError, WorkerError
 from trustrl.nets import make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run import resume, train
-from trustrl.samplers.pools import LocalPool, ProcessPool, make_pool, split_copies
+from trustrl.samplers.placement import make_pool
+from trustrl.samplers.pools import LocalPool, ProcessPool, split_copies
 from trustrl.samplers.vector import VectorSampler
-
-from killing import train_until_first_checkpoint_then_kill
 
 # Terminations (CartPole falls), truncations (a 40-step limit), reward scaling and 3 copies over 2 workers
 # (shares of 2 and 1): every path by which a copy's place could leak into the numbers.
@@ -292,7 +292,7 @@ def test_the_actors_rows_do_not_depend_on_the_number_of_blas_threads():
     (where OpenBLAS may thread a product) must give the same bits either way."""
     script = (
         "import hashlib, numpy as np\n"
-        "from trustrl.actor import NumpyActor\n"
+        "from trustrl.samplers.actor import NumpyActor\n"
         "rng = np.random.default_rng(0)\n"
         "dims = [376, 512, 512, 17]\n"
         "layers = [(rng.standard_normal((a, b)).astype(np.float32) * 0.05, rng.standard_normal(b).astype(np.float32))"

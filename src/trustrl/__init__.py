@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from trustrl.api import Agent, EnvFactory, EvalResult, TrainResult, evaluate, load, train
+    from trustrl.api import (
+        Agent,
+        EnvFactory,
+        EvalResult,
+        TrainResult,
+        evaluate,
+        load,
+        train,
+    )
     from trustrl.config import Config
     from trustrl.config import load as load_config
     from trustrl.errors import TrustrlError

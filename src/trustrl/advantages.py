@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from trustrl.batch import Batch, Branches
 from trustrl.nets import ValueNet
-from trustrl.samplers.batch import Batch, Branches
 
 
 @torch.no_grad()

@@ -26,12 +26,12 @@ import gymnasium as gym
 
 from trustrl import checkpoint as ckpt
 from trustrl import config as config_mod
-from trustrl.config import FACTORY_NAMESPACE, Config
-from trustrl.envs import register_factory
+from trustrl.config import Config
+from trustrl.envs.registry import FACTORY_NAMESPACE, check_env_id, register_factory
 from trustrl.errors import TrustrlError
 from trustrl.playback import Agent, EvalResult, evaluate_agent, load_policy
-from trustrl.run.train import TrainResult
-from trustrl.run.train import train as _train
+from trustrl.run.training import TrainResult
+from trustrl.run.training import train as _train
 
 #: A function that makes a new env each time it is called (``render_mode`` is passed when filming).
 EnvFactory = Callable[..., gym.Env]
@@ -128,7 +128,7 @@ def evaluate(
         agent = copy.copy(agent)
         agent.config = copy.deepcopy(agent.config)
         agent.config.env.id = env if isinstance(env, str) else _register(env)
-        config_mod.check_env_id(agent.config.env.id, agent.config.env.imports)
+        check_env_id(agent.config.env.id, agent.config.env.imports)
     return evaluate_agent(agent, episodes, seed, deterministic)
 
 

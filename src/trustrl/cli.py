@@ -358,7 +358,7 @@ def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_config(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl import config as config_mod
-    from trustrl.configdoc import describe
+    from trustrl.config.document import describe
 
     print(describe(config_mod.load(args.config, args.overrides, algo=args.algo)), end="")
     return 0

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from trustrl.actor import NumpyActor
 from trustrl.config import CriticConfig, PolicyConfig
+from trustrl.samplers.actor import NumpyActor
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -137,7 +137,7 @@ def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> MLP:
 
 
 def numpy_actor(policy: "Policy") -> NumpyActor:
-    """A numpy snapshot of ``policy`` for acting (see :mod:`trustrl.actor`); tests check it against the module."""
+    """A numpy snapshot of ``policy`` for acting (see :mod:`trustrl.samplers.actor`); tests check it against the module."""
     net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
     layers = [
         (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())

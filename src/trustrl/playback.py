@@ -21,7 +21,14 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint as ckpt
-from trustrl.config import MAX_EPISODES, Config, accept_env_kwargs, check_count, check_seed, from_dict
+from trustrl.config import (
+    MAX_EPISODES,
+    Config,
+    accept_env_kwargs,
+    check_count,
+    check_seed,
+    from_dict,
+)
 from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.nets import Policy, make_policy

@@ -97,7 +97,7 @@ def parse_param(text: str) -> Param:
     if colon and kind.isalpha() and not spec.startswith(("[", "{", '"')):
         raise ConfigError(f"--param {key}: unknown range kind {kind!r}; use {', '.join(KINDS)}, or choices a,b,c")
     parts = spec.split("|") if "|" in spec else spec.split(",")
-    choices = tuple(config_mod.parse_toml_value(p.strip()) for p in parts if p.strip())
+    choices = tuple(config_mod.parse_value(p.strip()) for p in parts if p.strip())
     if len(choices) < 2 or len(set(map(repr, choices))) != len(choices):
         raise ConfigError(f"--param {key}: give a range (log:LOW:HIGH, ...) or two or more distinct choices, "
                           f"got {spec!r}")

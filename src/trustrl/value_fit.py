@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
 
 
@@ -29,21 +28,21 @@ def explained_variance(predicted: Tensor, target: Tensor) -> float:
 class AdamFitter:
     """``epochs`` passes of shuffled minibatches; the optimizer state persists across updates."""
 
-    def __init__(self, critic: ValueNet, cfg: CriticConfig, generator: torch.Generator):
+    def __init__(self, critic: ValueNet, lr: float, epochs: int, minibatch: int, l2: float, generator: torch.Generator):
         self.critic = critic
-        self.cfg = cfg
+        self.epochs, self.minibatch, self.l2 = epochs, minibatch, l2
         self.generator = generator
-        self.optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.lr, fused=True)  # fused: one kernel per step on CPU
+        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr, fused=True)  # fused: one kernel per step on CPU
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
         started = time.perf_counter()
         before = value_loss(self.critic, obs, returns)
-        n, mb = len(obs), self.cfg.minibatch
-        for _ in range(self.cfg.epochs):
+        n, mb = len(obs), self.minibatch
+        for _ in range(self.epochs):
             order = torch.randperm(n, generator=self.generator)
             for first in range(0, n, mb):
                 idx = order[first : first + mb]
-                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
+                loss = (self.critic(obs[idx]) - returns[idx]).pow(2).mean() + l2_penalty(self.critic, self.l2)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -65,9 +64,9 @@ class LBFGSFitter:
     started (or non-finite) is undone, so one bad batch cannot wreck the critic.
     """
 
-    def __init__(self, critic: ValueNet, cfg: CriticConfig, generator: torch.Generator):
+    def __init__(self, critic: ValueNet, iters: int, l2: float):
         self.critic = critic
-        self.cfg = cfg
+        self.iters, self.l2 = iters, l2
 
     def fit(self, obs: Tensor, returns: Tensor) -> dict[str, float]:
         started = time.perf_counter()
@@ -77,16 +76,16 @@ class LBFGSFitter:
         optimizer = torch.optim.LBFGS(
             params,
             lr=1.0,
-            max_iter=self.cfg.lbfgs_iters,
+            max_iter=self.iters,
             # PyTorch's default (1.25 x max_iter evaluations) would end the fit after a few
             # line searches, well before the iteration budget; SciPy's (15000) is no limit.
-            max_eval=4 * self.cfg.lbfgs_iters,
+            max_eval=4 * self.iters,
             history_size=10,
             line_search_fn="strong_wolfe",
         )
 
         def objective() -> Tensor:
-            return (self.critic(obs) - returns).pow(2).mean() + l2_penalty(self.critic, self.cfg.l2)
+            return (self.critic(obs) - returns).pow(2).mean() + l2_penalty(self.critic, self.l2)
 
         def closure() -> Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -108,10 +107,6 @@ class LBFGSFitter:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def make_fitter(critic: ValueNet, cfg: CriticConfig, generator: torch.Generator) -> AdamFitter | LBFGSFitter:
-    return {"adam": AdamFitter, "lbfgs": LBFGSFitter}[cfg.fit](critic, cfg, generator)
 
 
 def l2_penalty(critic: ValueNet, l2: float) -> Tensor | float:

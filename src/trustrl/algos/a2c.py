@@ -12,15 +12,46 @@ only and the critic is fitted by L-BFGS afterwards.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from trustrl.algos.actor_critic import ActorCriticAlgorithm
-from trustrl.config import A2CConfig
-from trustrl.samplers.batch import Batch
+from trustrl.algos.base import AlgoConfig
+from trustrl.batch import Batch
+from trustrl.config.limits import positive
 from trustrl.value_fit import fit_report, l2_penalty, value_loss
 
 
+@dataclass
+class A2CConfig(AlgoConfig):
+    """Advantage actor-critic (Mnih et al. 2016, synchronous): one gradient step per batch.
+
+    n-step advantages are ``gae_lambda = 1`` with a short ``run.n_steps``;
+    any other lambda gives GAE advantages.
+    """
+
+    name: str = "a2c"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    entropy_coef: float = 0.01
+    """Weight of the mean policy entropy added to the objective."""
+    lr: float = 7e-4
+    """Adam learning rate of the policy (the critic uses ``critic.lr``)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the joint loss (matters through the shared gradient clipping)."""
+    max_grad_norm: float | None = 0.5
+    """Clip the joint gradient of policy and critic to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive("algo.lr", self.lr)
+        positive("algo.vf_coef", self.vf_coef)
+        if self.max_grad_norm is not None:
+            positive("algo.max_grad_norm", self.max_grad_norm)
+
+
 class A2C(ActorCriticAlgorithm):
+    config = A2CConfig
     cfg: A2CConfig
 
     def update(self, batch: Batch) -> dict[str, float]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from trustrl.algos.base import Algorithm
-from trustrl.config import CriticConfig
+from trustrl.algos.base import Algorithm, make_fitter
 from trustrl.nets import Policy, ValueNet
-from trustrl.value_fit import AdamFitter, LBFGSFitter, make_fitter
+from trustrl.value_fit import AdamFitter, LBFGSFitter
+
+if TYPE_CHECKING:
+    from trustrl.config.sections import CriticConfig
 
 
 def joint_adam(
@@ -40,10 +44,8 @@ class ActorCriticAlgorithm(Algorithm):
         self.joint = self.critic_fitter is None  # the critic trains inside the loss, not after it
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(),
-                "critic": self.critic_fitter.state_dict() if self.critic_fitter is not None else {}}
+        return {"optimizer": self.optimizer.state_dict(), **super().state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.critic_fitter is not None:
-            self.critic_fitter.load_state_dict(state["critic"])
+        super().load_state_dict(state)

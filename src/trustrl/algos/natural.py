@@ -11,18 +11,64 @@ formed: conjugate gradient only needs Fisher-vector products
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
 
-from trustrl.algos.base import SeparateCriticAlgorithm
+from trustrl.algos.base import AlgoConfig, SeparateCriticAlgorithm, make_fitter
 from trustrl.algos.vine import vine_surrogate
-from trustrl.config import CriticConfig, NaturalGradientConfig
+from trustrl.batch import Batch, Branches
+from trustrl.config.limits import non_negative, positive
+from trustrl.errors import ConfigError
 from trustrl.nets import Distribution, Policy, ValueNet
-from trustrl.samplers.batch import Batch, Branches
-from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
-from trustrl.value_fit import make_fitter
+from trustrl.trust_region import (
+    CGResult,
+    kl_scaled_step,
+    natural_direction,
+    scheduled_max_kl,
+)
+
+if TYPE_CHECKING:
+    from trustrl.config.sections import CriticConfig
+
+
+MAX_KL_SCHEDULES = ("constant", "linear")
+
+
+@dataclass
+class NaturalGradientConfig(AlgoConfig):
+    """Fields of the natural-gradient step that NPG and TRPO share (one CG solve of F s = g)."""
+
+    max_kl: float = 0.01
+    """KL radius delta: TRPO's bound on mean KL(old || new); NPG's step size when ``step = "kl"``."""
+    max_kl_schedule: str = "constant"
+    """``constant``: every update uses ``max_kl``; ``linear``: the radius goes from ``max_kl`` at the
+    first update to ``max_kl_final`` at the end of the run, so late updates refine the policy instead
+    of moving it as far as early ones (the final policy then wanders less from update to update)."""
+    max_kl_final: float = 0.0
+    """The radius the ``linear`` schedule reaches at the end of the run (unused when ``constant``)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the search direction."""
+    cg_tol: float = 1e-10
+    """Conjugate gradient stops early when the squared residual norm falls below this."""
+    damping: float = 0.1
+    """Added to the Fisher matrix (F + damping I) so CG stays well conditioned."""
+    fvp_fraction: float = 1.0
+    """Fraction of the batch used for Fisher-vector products (the TRPO paper uses 0.1)."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive("algo.max_kl", self.max_kl)
+        if self.max_kl_schedule not in MAX_KL_SCHEDULES:
+            raise ConfigError(f"algo.max_kl_schedule must be one of {', '.join(MAX_KL_SCHEDULES)}, "
+                              f"got {self.max_kl_schedule!r}")
+        non_negative("algo.max_kl_final", self.max_kl_final)
+        positive("algo.cg_iters", self.cg_iters, 1_000)
+        positive("algo.cg_tol", self.cg_tol)
+        non_negative("algo.damping", self.damping)
+        if not 0.0 < self.fvp_fraction <= 1.0:
+            raise ConfigError(f"algo.fvp_fraction must be in (0, 1], got {self.fvp_fraction}")
 
 
 @dataclass
@@ -158,9 +204,3 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
 
     def fit_critic(self, batch: Batch) -> dict[str, float]:
         return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
-
-    def state_dict(self) -> dict:
-        return {"critic": self.critic_fitter.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.critic_fitter.load_state_dict(state["critic"])

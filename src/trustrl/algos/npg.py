@@ -11,15 +11,38 @@ TRPO there is no line search, so the true KL of a step is reported, not enforced
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from trustrl.algos.natural import NaturalGradientAlgorithm
-from trustrl.config import NPGConfig
-from trustrl.samplers.batch import Batch
+from trustrl.algos.base import Capabilities
+from trustrl.algos.natural import NaturalGradientAlgorithm, NaturalGradientConfig
+from trustrl.batch import Batch
+from trustrl.config.limits import choice, positive
+
+
+@dataclass
+class NPGConfig(NaturalGradientConfig):
+    """Natural policy gradient (Kakade 2001): the same CG direction as TRPO, no line search."""
+
+    name: str = "npg"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    step: str = "kl"
+    """How far to move along s = F^-1 g: ``kl`` scales it to a quadratic-model KL of ``max_kl``
+    (sqrt(2 max_kl / s^T F s) s); ``fixed`` moves ``step_size * s``."""
+    step_size: float = 0.1
+    """Learning rate of the ``fixed`` step (unused when ``step = "kl"``)."""
+
+    def validate(self) -> None:
+        super().validate()
+        choice("algo.step", self.step, ("kl", "fixed"))
+        positive("algo.step_size", self.step_size)
 
 
 class NPG(NaturalGradientAlgorithm):
+    config = NPGConfig
+    capabilities = Capabilities(stale_batches=True, vine=True)
     cfg: NPGConfig
 
     def update_policy(self, batch: Batch) -> dict[str, float]:

@@ -31,17 +31,20 @@ Schulman et al. 2015, eq. 14, with the sampling distribution q = beta:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from trustrl.advantages import compute_advantages
-from trustrl.algos.base import Algorithm
-from trustrl.algos.trpo import step_stats
-from trustrl.config import CriticConfig, OfflineConfig, TRPOConfig
+from trustrl.algos.base import Algorithm, make_fitter
+from trustrl.algos.trpo import TRPOConfig, step_stats
+from trustrl.batch import Batch
 from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet
-from trustrl.samplers.batch import Batch
 from trustrl.trust_region import scheduled_max_kl, trust_region_step
-from trustrl.value_fit import make_fitter
+
+if TYPE_CHECKING:
+    from trustrl.config.sections import CriticConfig, OfflineConfig
 
 STEP_KEYS = (
     "surrogate_improvement", "kl", "line_search_accepted", "line_search_backtracks", "step_fraction",
@@ -201,7 +204,7 @@ class OfflineTRPO(Algorithm):
 
     def state_dict(self) -> dict:
         return {
-            "critic": self.critic_fitter.state_dict(),
+            **super().state_dict(),
             "beta_source": self.beta_source,
             "estimated_beta": self.estimated_beta,
             "estimated_log_probs": self.estimated_log_probs,
@@ -210,7 +213,7 @@ class OfflineTRPO(Algorithm):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.critic_fitter.load_state_dict(state["critic"])
+        super().load_state_dict(state)
         self.beta_source = state["beta_source"]
         self.estimated_beta = state["estimated_beta"]
         self.estimated_log_probs = state["estimated_log_probs"]

@@ -18,15 +18,56 @@ on the whole batch afterwards.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from trustrl.algos.actor_critic import ActorCriticAlgorithm
-from trustrl.config import PPOConfig
-from trustrl.samplers.batch import Batch
+from trustrl.algos.base import AlgoConfig
+from trustrl.batch import Batch
+from trustrl.config.limits import MAX_BATCH, positive
+from trustrl.errors import ConfigError
 from trustrl.value_fit import fit_report, l2_penalty, value_loss
 
 
+@dataclass
+class PPOConfig(AlgoConfig):
+    """PPO with the clipped surrogate (Schulman et al. 2017): epochs of shuffled minibatches."""
+
+    name: str = "ppo"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    lr: float = 3e-4
+    """Adam learning rate of the policy (the critic uses ``critic.lr``)."""
+    epochs: int = 10
+    """Passes over the batch per update."""
+    minibatch: int = 64
+    """Minibatch size (transitions) for each gradient step."""
+    clip_range: float = 0.2
+    """epsilon: the ratio pi/pi_old is clipped to [1 - epsilon, 1 + epsilon] in the surrogate."""
+    vf_coef: float = 0.5
+    """Weight of the value loss in the joint loss (matters through the shared gradient clipping)."""
+    value_clip: float | None = None
+    """Clip V(s) to within this distance of its value at collection time in the value loss; None disables."""
+    target_kl: float | None = None
+    """Stop the update as soon as a minibatch's approximate KL(old || new) exceeds this; None disables."""
+    max_grad_norm: float | None = 0.5
+    """Clip the joint gradient of policy and critic to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        positive("algo.lr", self.lr)
+        positive("algo.epochs", self.epochs, 10_000)
+        positive("algo.minibatch", self.minibatch, MAX_BATCH)
+        if not 0.0 < self.clip_range < 1.0:
+            raise ConfigError(f"algo.clip_range must be in (0, 1), got {self.clip_range}")
+        positive("algo.vf_coef", self.vf_coef)
+        for key in ("value_clip", "target_kl", "max_grad_norm"):
+            if getattr(self, key) is not None:
+                positive(f"algo.{key}", getattr(self, key))
+
+
 class PPO(ActorCriticAlgorithm):
+    config = PPOConfig
     cfg: PPOConfig
 
     def update(self, batch: Batch) -> dict[str, float]:

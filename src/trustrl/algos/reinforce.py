@@ -14,17 +14,53 @@ not change which direction is ascended.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 
-from trustrl.algos.base import Algorithm
-from trustrl.config import CriticConfig, REINFORCEConfig
+from trustrl.algos.base import AlgoConfig, Algorithm, make_fitter
+from trustrl.batch import Batch
+from trustrl.config.limits import positive
 from trustrl.errors import ConfigError
 from trustrl.nets import Policy, ValueNet
-from trustrl.samplers.batch import Batch
-from trustrl.value_fit import make_fitter
+
+if TYPE_CHECKING:
+    from trustrl.config.sections import CriticConfig
+
+
+@dataclass
+class REINFORCEConfig(AlgoConfig):
+    """REINFORCE (Williams 1992): Monte-Carlo returns-to-go, one Adam step on the policy per batch."""
+
+    name: str = "reinforce"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    gae_lambda: float = 1.0
+    """Must be 1: REINFORCE weights by Monte-Carlo returns-to-go (use ``a2c`` for lambda-returns)."""
+    baseline: bool = True
+    """Must be true to train: the advantage is G_t - V(s_t) with the critic fitted by ``critic.fit``, and
+    an episode cut by the batch boundary bootstraps its return from V there. (Pure Monte Carlo with no
+    baseline would have to drop or guess the steps of episodes still running at the boundary.)
+    ``false`` is still read, so runs saved with it can be evaluated, but training with it is refused."""
+    lr: float = 1e-3
+    """Adam learning rate of the policy."""
+    max_grad_norm: float | None = None
+    """Clip the policy gradient to this global norm; None disables."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.gae_lambda != 1.0:
+            raise ConfigError(
+                f"algo.gae_lambda must be 1.0 for reinforce (Monte-Carlo returns), got {self.gae_lambda}; "
+                "use algo.name=a2c for lambda-returns"
+            )
+        positive("algo.lr", self.lr)
+        if self.max_grad_norm is not None:
+            positive("algo.max_grad_norm", self.max_grad_norm)
 
 
 class REINFORCE(Algorithm):
+    config = REINFORCEConfig
     def __init__(self, policy: Policy, critic: ValueNet, cfg: REINFORCEConfig, critic_cfg: CriticConfig, generator: torch.Generator):
         if not cfg.baseline:  # refused here, not in the config, so runs saved with it can still be evaluated
             raise ConfigError(
@@ -51,8 +87,8 @@ class REINFORCE(Algorithm):
         return stats
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "critic": self.critic_fitter.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), **super().state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.critic_fitter.load_state_dict(state["critic"])
+        super().load_state_dict(state)

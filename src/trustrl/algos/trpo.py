@@ -10,15 +10,39 @@ step is the one trust-region step every TRPO variant calls
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from trustrl.algos.natural import NaturalGradientAlgorithm
-from trustrl.config import TRPOConfig
-from trustrl.samplers.batch import Batch
+from trustrl.algos.base import Capabilities
+from trustrl.algos.natural import NaturalGradientAlgorithm, NaturalGradientConfig
+from trustrl.batch import Batch
+from trustrl.config.limits import positive
+from trustrl.errors import ConfigError
 from trustrl.trust_region import trust_region_step
 
 
+@dataclass
+class TRPOConfig(NaturalGradientConfig):
+    """TRPO: the natural-gradient direction, scaled to the KL radius, then a backtracking line search."""
+
+    name: str = "trpo"
+    """Which update rule: one of ``trustrl.algos.ALGORITHMS``."""
+    backtrack_shrink: float = 0.8
+    """Line search: each rejected step is multiplied by this factor."""
+    backtrack_iters: int = 10
+    """Line search: steps tried before the update is rejected."""
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.backtrack_shrink < 1.0:
+            raise ConfigError(f"algo.backtrack_shrink must be in (0, 1), got {self.backtrack_shrink}")
+        positive("algo.backtrack_iters", self.backtrack_iters, 1_000)
+
+
 class TRPO(NaturalGradientAlgorithm):
+    config = TRPOConfig
+    capabilities = Capabilities(stale_batches=True, vine=True, offline=True)
     cfg: TRPOConfig
 
     def update_policy(self, batch: Batch) -> dict[str, float]:

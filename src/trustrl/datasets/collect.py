@@ -25,8 +25,8 @@ from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
-from trustrl.playback import Agent, check_compatible, load_policy
 from trustrl.nets import Categorical
+from trustrl.playback import Agent, check_compatible, load_policy
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Running training: the loop, what it records, and the two ways in (online, from a dataset), fresh or resumed."""
 
-from trustrl.run.train import TrainResult, resume, train, train_offline
+from trustrl.run.training import TrainResult, resume, train, train_offline
 
 __all__ = ["TrainResult", "resume", "train", "train_offline"]

@@ -16,9 +16,9 @@ import numpy as np
 
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.playback import Agent, run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
+from trustrl.playback import Agent, run_episodes
 
 EVAL_SEED = 2_000_000
 

@@ -1,86 +1,229 @@
-"""What a run leaves behind, written from one place for every mode: metrics, checkpoints, videos.
+"""What the run keeps of each update: the evaluation schedule, ``best`` and ``last``, a metrics row.
 
-The run loop hands the recorder numbers and models; the recorder knows the
-run directory's layout (see the README's "A run directory").
+The loop hands the recorder each finished update (:class:`Pending`); the recorder decides whether it
+is evaluated, whether it is the new ``best``, whether a ``last`` checkpoint is due, and writes the row
+(through :class:`~trustrl.run.writer.RunWriter`, which knows the run directory's layout). The row goes
+out before ``last`` does: a resume keeps the rows up to its checkpoint's step, so a run killed between
+the two loses nothing.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+import math
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from trustrl import checkpoint
-from trustrl.config import Config
-from trustrl.playback import write_training_video
-from trustrl.metrics import MetricsLogger
-from trustrl.mirrors import WandbMirror, flat_params
-from trustrl.nets import Policy, ValueNet
+from trustrl.batch import Batch
+from trustrl.errors import NonFiniteError
 from trustrl.normalization import ObsNormalizer
+from trustrl.run.evaluation import NOT_EVALUATED, EvalStats
+from trustrl.run.learner import nonfinite_learner
+from trustrl.run.state import LoopState
+from trustrl.run.writer import RunWriter
+
+if TYPE_CHECKING:
+    from trustrl.run.loop import Parts
+
+
+@dataclass
+class Pending:
+    """An update whose policy step is done and whose critic fit may still be running."""
+
+    update: int
+    step: int
+    step_before: int  # env steps before this update's batch
+    obs_norm: ObsNormalizer  # frozen copy: the statistics the next batch acts with
+    reward_norm: dict
+    sampler_state: dict | None  # captured only when a checkpoint of this update is due
+    metrics: dict[str, float]
+    stats: dict[str, float]
+    critic: Future | None
+    timing: dict[str, float]
+    finished: bool  # the algorithm can improve no further: evaluate this last policy
 
 
 class Recorder:
-    def __init__(
-        self,
-        run_dir: Path,
-        cfg: Config,
-        spaces: dict[str, Any],
-        total_steps: int,
-        progress: bool | float = True,
-        resume_step: int | None = None,
-        on_checkpoint: Callable[[], None] | None = None,
-        observer: Callable[[int, dict[str, float]], None] | None = None,
-    ):
-        self.run_dir = run_dir
-        self.cfg = cfg
-        self.spaces = spaces
-        self.on_checkpoint = on_checkpoint  # called after each ``last`` is written (an --overwrite commits then)
-        self.observer = observer  # sees every metrics row as it is logged (a tuner reports evaluations to Optuna)
-        params = flat_params(cfg.to_dict())
-        mirror = None
-        if cfg.run.wandb:
-            mirror = WandbMirror(run_dir, cfg.name, params, cfg.run.wandb_project, cfg.run.wandb_entity,
-                                 cfg.run.wandb_group, resumed=resume_step is not None, quiet=progress is False)
-        try:
-            self.logger = MetricsLogger(run_dir, total_steps, progress=progress, resume_step=resume_step,
-                                        mirror=mirror)
-        except BaseException:
-            if mirror is not None:
-                mirror.close()
-            raise
-        self.logger.hparams(params, cfg.to_toml())
+    """Keeps ``state`` (best score, recent episodes, evaluations) and writes rows and checkpoints."""
 
-    def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
-        self.logger.log(step, metrics, timing)
-        if self.observer is not None:
-            self.observer(step, metrics)
+    def __init__(self, parts: Parts, state: LoopState, writer: RunWriter):
+        self.parts, self.state, self.writer = parts, state, writer
+        window = parts.cfg.run.best_window
+        self.recent = deque(state.recent_returns, maxlen=window)
+        self.recent_lengths = deque(state.recent_lengths, maxlen=window)
+        self.skip = parts.cfg.run.on_nonfinite == "skip"
+        self.by_eval = parts.evaluator is not None
+        self.pending: Pending | None = None
+        self.started = self.last_logged = time.perf_counter()
+        self.carried_checkpoint_s = 0.0  # time of the last ``last`` save, reported on the next row
 
-    def checkpoint(
-        self,
-        tag: str,
-        policy: Policy,
-        critic: ValueNet,
-        *,
-        step: int,
-        update: int,
-        obs_norm: dict,
-        reward_norm: dict,
-        extra: dict[str, Any],
-        state: dict[str, Any] | None = None,
-    ) -> None:
-        checkpoint.save(
-            self.run_dir / "checkpoints", tag, policy, critic,
-            config=self.cfg.to_dict(), spaces=self.spaces, obs_norm=obs_norm, reward_norm=reward_norm,
-            step=step, update=update, extra=extra, state=state,
+    # -- what the loop calls, in the order it calls it
+
+    def start(self, batch: Batch, acting_norm: ObsNormalizer) -> None:
+        """A fresh run's first batch: the algorithm's preparation, then the starting policy evaluated as a row
+        of its own at step 0 (it may well be the best)."""
+        for note in self.parts.algo.prepare(batch):
+            self.note(note)
+        if not self.by_eval:
+            return
+        initial, eval_s = self._evaluate(acting_norm)
+        if not math.isfinite(initial.return_mean):
+            self.nonfinite(f"the evaluation episodes returned {initial.return_mean}", 0)
+            initial = NOT_EVALUATED
+        self.state.eval_initial = self.state.eval_last = initial.return_mean
+        self.writer.log(0, {"update": 0, **initial.metrics()}, {"eval_s": eval_s})
+        if initial.return_mean > self.state.best:
+            self.state.best = initial.return_mean
+            self._save("best", 0, 0, acting_norm.state(), self.parts.sampler.reward_scaler.state(), self.state.best)
+
+    def episodes(self, batch: Batch, update: int, acting_norm: ObsNormalizer) -> None:
+        """The batch's finished episodes join the rolling window; without evaluation, ``best`` follows its mean
+        and holds the policy that collected them."""
+        self.recent.extend(batch.episode_returns)
+        self.recent_lengths.extend(batch.episode_lengths)
+        mean = _mean(self.recent)
+        if not self.by_eval and len(self.recent) == self.recent.maxlen and math.isfinite(mean) and mean > self.state.best:
+            self.state.best = mean
+            sampler = self.parts.sampler
+            self._save("best", update - 1, sampler.total_steps, acting_norm.state(), sampler.reward_scaler.state(),
+                       math.nan)
+
+    def updated(self, update: int, step_before: int, batch: Batch, stats: dict[str, float], critic: Future | None,
+                timing: dict[str, float]) -> None:
+        """Update ``update`` is done but for its critic fit (``critic``): it is recorded once the fit is
+        (:meth:`settle`), at once if nothing is running or it is the run's last."""
+        parts, sampler = self.parts, self.parts.sampler
+        final = update == parts.n_updates or parts.algo.finished
+        self.pending = Pending(
+            update=update, step=sampler.total_steps, step_before=step_before, obs_norm=sampler.obs_norm.copy(),
+            reward_norm=sampler.reward_scaler.state(),
+            sampler_state=sampler.state() if final or update % parts.cfg.run.checkpoint_every == 0 else None,
+            metrics={
+                "update": update,
+                "episode_return_mean": _mean(self.recent),
+                "episode_length_mean": _mean(self.recent_lengths),
+                "episodes": len(batch.episode_returns),
+                **({"skipped_batches": self.state.skipped} if self.skip else {}),
+            },
+            stats=stats, critic=critic, timing=timing, finished=parts.algo.finished,
         )  # fmt: skip
-        if tag == "last" and self.on_checkpoint is not None:
-            self.on_checkpoint()
+        if critic is None or final:
+            self.settle()
 
-    def video(self, policy: Policy, obs_norm: ObsNormalizer, step: int) -> None:
-        """One deterministic episode of the current policy into ``videos/step-<N>.mp4``."""
-        with torch.no_grad():
-            write_training_video(policy, obs_norm, self.cfg, self.run_dir, step)
+    def settle(self) -> None:
+        """Record the update waiting for its critic fit, if any (the critic must be fitted before it is saved
+        or used for GAE)."""
+        if self.pending is not None:
+            done, self.pending = self.pending, None
+            self._finish(done)
 
-    def close(self) -> None:
-        self.logger.close()
+    def nonfinite(self, what: str, step: int) -> None:
+        """A NaN or infinity: stop the run (``stop``, after recording the whole update before) or count a
+        dropped batch (``skip``)."""
+        if not self.skip:
+            self.settle()
+            raise NonFiniteError(f"stopped after env step {step}: {what}; nothing of this batch was saved, and the "
+                                 "checkpoints hold the last finite update (run.on_nonfinite = 'skip' drops such a "
+                                 "batch and goes on)")
+        self.state.skipped += 1
+        self.parts.log(f"skipped a batch at env step {step}: {what}")
+
+    def skipped(self, update: int) -> None:
+        """An update whose batch was dropped (or whose step was undone) still counts, and the run's last one
+        still leaves a ``last`` checkpoint to evaluate and resume."""
+        self.state.update = update
+        if update == self.parts.n_updates:
+            sampler = self.parts.sampler
+            self._save("last", update, sampler.total_steps, sampler.obs_norm.state(), sampler.reward_scaler.state(),
+                       self.state.eval_last, full_state=self._full_state(sampler.state()))
+
+    def film(self) -> None:
+        """A training video when the step count crosses a multiple of ``run.video_every``."""
+        every, sampler = self.parts.cfg.run.video_every, self.parts.sampler
+        if every and sampler.total_steps // every > self.state.filmed:
+            self.state.filmed = sampler.total_steps // every
+            self.writer.video(self.parts.policy, sampler.obs_norm, sampler.total_steps)
+
+    def note(self, message: str) -> None:
+        self.parts.notes.append(message)
+        self.parts.log(message)
+
+    # -- recording one update
+
+    def _finish(self, done: Pending) -> None:
+        """Wait for update ``done``'s critic fit; then evaluate, checkpoint and log it."""
+        t0 = time.perf_counter()
+        stats = {**done.stats, **(done.critic.result() if done.critic is not None else {})}
+        waited = time.perf_counter() - t0
+        if done.critic is not None and (problem := nonfinite_learner(None, self.parts.critic, stats)):
+            self.nonfinite(problem, done.step)  # the critic fit runs beside the next batch only when stopping
+        timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
+        evaluation, eval_s = self._scheduled_evaluation(done)
+        t1 = time.perf_counter()
+        if self.by_eval and math.isfinite(evaluation.return_mean) and evaluation.return_mean > self.state.best:
+            self.state.best = evaluation.return_mean
+            self._save("best", done.update, done.step, done.obs_norm.state(), done.reward_norm, self.state.best)
+        now = time.perf_counter()
+        self.writer.log(done.step, {**done.metrics, **(evaluation.metrics() if self.by_eval else {}), **stats}, {
+            "steps_per_s": (done.step - done.step_before) / (now - self.last_logged),
+            "elapsed_s": now - self.started,
+            **done.timing,
+            "critic_wait_s": waited,
+            "eval_s": eval_s,
+            "checkpoint_s": done.timing["checkpoint_s"] + self.carried_checkpoint_s + (now - t1),
+            **timing,
+        })  # fmt: skip
+        self.last_logged = now
+        self.state.update = done.update
+        self.state.recent_returns, self.state.recent_lengths = list(self.recent), list(self.recent_lengths)
+        self.carried_checkpoint_s = 0.0
+        if done.sampler_state is not None:
+            t2 = time.perf_counter()
+            self._save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, self.state.eval_last,
+                       full_state=self._full_state(done.sampler_state))
+            self.carried_checkpoint_s = time.perf_counter() - t2
+
+    def _scheduled_evaluation(self, done: Pending) -> tuple[EvalStats, float]:
+        """Only on the schedule (a function of the step alone), so a run extended by --resume evaluates
+        exactly where the run that never stopped did -- and the algorithm's last policy."""
+        if not self.by_eval or not (done.finished or self.parts.eval_due(done.update, done.step_before, done.step)):
+            return NOT_EVALUATED, 0.0
+        evaluation, eval_s = self._evaluate(done.obs_norm)
+        if not math.isfinite(evaluation.return_mean):
+            self.nonfinite(f"the evaluation episodes returned {evaluation.return_mean}", done.step)
+            evaluation = NOT_EVALUATED  # skipped: neither best nor the eval columns take it
+        if math.isfinite(evaluation.return_mean):
+            self.state.eval_last = evaluation.return_mean
+        return evaluation, eval_s
+
+    def _evaluate(self, obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
+        t0 = time.perf_counter()
+        result = self.parts.evaluator(self.parts.policy, obs_norm)
+        return result, time.perf_counter() - t0
+
+    def _save(self, tag: str, update: int, step: int, obs_norm: dict, reward_norm: dict, eval_return: float,
+              full_state: dict | None = None) -> None:
+        parts = self.parts
+        extra = {**parts.extra, **parts.algo.info(), "eval_return_mean": eval_return,
+                 "recent_return_mean": _mean(self.recent)}
+        self.writer.checkpoint(tag, parts.policy, parts.critic, step=step, update=update, obs_norm=obs_norm,
+                               reward_norm=reward_norm, extra=extra, state=full_state)
+
+    def _full_state(self, sampler_state: dict) -> dict:
+        """The training state a ``last`` checkpoint carries for ``--resume``."""
+        return {
+            "loop": self.state.to_json(),
+            "sampler": sampler_state,
+            "algo": self.parts.algo.state_dict(),
+            "generator": self.parts.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")

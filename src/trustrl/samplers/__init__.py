@@ -1,30 +1,37 @@
 """Sources of experience. The run loop is handed a sampler; it never builds one inside.
 
-A sampler turns the current policy into a :class:`Batch` and owns what that
+A sampler turns the current policy into a :class:`~trustrl.batch.Batch` and owns what that
 takes: the envs or the dataset, the observation and reward statistics the
 batches are normalised with, the random streams, and the count of env steps.
 Its ``state()`` is plain JSON, so a checkpoint carries it and a resumed run
 continues it exactly.
 
 - :class:`~trustrl.samplers.vector.VectorSampler`: ``n_envs`` copies of an env, ``n_steps`` each per batch,
-  stepped in this process, in worker processes or on Ray actors (:mod:`trustrl.samplers.pools`); it can
-  also send a batch off (``start``) and gather it later (``finish``), for asynchronous sampling.
+  wherever the copies run (:func:`~trustrl.samplers.placement.make_pool`: this process, worker processes,
+  Ray actors);
+- :class:`~trustrl.samplers.asynchronous.AsyncSampler`: a vector sampler that collects the next batch while
+  the learner updates on this one;
 - :class:`~trustrl.samplers.vine.VineSampler`: a vector sampler's batch as the trunk, plus rollouts branched
-  from some of its states with the env restored there (vine sampling); the batch then carries ``branches``.
+  from some of its states with the env restored there (vine sampling); the batch then carries ``branches``;
 - :class:`~trustrl.samplers.dataset.DatasetSampler`: a Minari dataset, the whole of it per batch, statistics frozen.
+
+What crosses to a worker -- :mod:`~trustrl.samplers.fragments` (the collector),
+:mod:`~trustrl.samplers.actor` (the policy as numpy arrays), :mod:`~trustrl.samplers.worker` (the process's
+entry point) -- imports no torch, and neither does this package's ``__init__``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import gymnasium as gym
+if TYPE_CHECKING:
+    import gymnasium as gym
 
-from trustrl.nets import Policy
-from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.samplers.batch import Batch
+    from trustrl.batch import Batch
+    from trustrl.nets import Policy
+    from trustrl.normalization import ObsNormalizer, RewardScaler
 
-__all__ = ["Batch", "Sampler"]
+__all__ = ["Sampler"]
 
 
 class Sampler(Protocol):
@@ -37,8 +44,11 @@ class Sampler(Protocol):
     """The single-copy spaces the batches are of (what a checkpoint records and checks)."""
     action_space: gym.Space
 
-    def collect(self, policy: Policy) -> Batch:
-        """One batch of experience for ``policy`` (which must not change during the call)."""
+    def collect(self, policy: Policy, last: bool = False) -> Batch:
+        """One batch of experience for ``policy`` (which must not change during the call).
+
+        ``last``: no batch follows this one in this run, so an asynchronous sampler sends none off.
+        """
         ...
 
     def state(self) -> dict:

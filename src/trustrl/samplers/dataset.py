@@ -19,11 +19,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trustrl.batch import Batch
 from trustrl.datasets.read import OfflineData
 from trustrl.errors import ConfigError
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.samplers.batch import Batch
 
 
 class DatasetSampler:
@@ -54,7 +54,7 @@ class DatasetSampler:
         self.behaviour_return = float(data.returns.mean())  # the dataset's mean episode return
         self.total_steps = 0
 
-    def collect(self, policy: Policy) -> Batch:
+    def collect(self, policy: Policy, last: bool = False) -> Batch:
         self.total_steps += self.transitions
         return dataclasses.replace(self.batch, values=None, next_values=None, advantages=None, returns=None)
 

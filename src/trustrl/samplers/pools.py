@@ -1,15 +1,17 @@
 """Where a run's env copies live: this process, worker processes on this machine, or Ray actors.
 
 A pool holds the copies split into contiguous shares, one
-:class:`~trustrl.fragments.FragmentCollector` per share, and forwards a call
+:class:`~trustrl.samplers.fragments.FragmentCollector` per share, and forwards a call
 to every share at once -- :meth:`WorkerPool.start` sends, :meth:`WorkerPool.finish`
 gathers the replies in copy order -- so the workers simulate in parallel and
 the learner waits once per batch. All replies are gathered before an error
 is raised, so one failing share never leaves another's reply unread.
 
 - :class:`LocalPool`: the copies in this process (``run.workers = 1``).
-- :class:`ProcessPool`: ``run.workers`` processes (``python -m trustrl.worker``), one socket each.
+- :class:`ProcessPool`: ``run.workers`` processes (``python -m trustrl.samplers.worker``), one socket each.
 - :class:`~trustrl.samplers.ray.RayPool`: ``run.workers`` Ray actors, on this machine or a cluster.
+
+:func:`~trustrl.samplers.placement.make_pool` picks one for a config.
 """
 
 from __future__ import annotations
@@ -21,21 +23,10 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-from trustrl.config import EnvConfig
-from trustrl.envs import factory_payload, make_vec_env
+from trustrl.config.sections import EnvConfig
+from trustrl.envs import factory_payload
 from trustrl.errors import ConfigError, WorkerError
-from trustrl.fragments import FragmentCollector
-
-
-def make_pool(env_cfg: EnvConfig, workers: int = 1, sampler: str = "local", worker_cpus: float = 1.0) -> "WorkerPool":
-    """``env_cfg``'s copies in this process (one local worker), in ``workers`` processes, or on Ray actors."""
-    if sampler == "ray":
-        from trustrl.samplers.ray import RayPool  # ray is imported only by runs that use it
-
-        return RayPool(env_cfg, workers, worker_cpus)
-    if workers == 1:
-        return LocalPool(make_vec_env(env_cfg))
-    return ProcessPool(env_cfg, workers)
+from trustrl.samplers.fragments import FragmentCollector
 
 
 def split_copies(n_envs: int, workers: int) -> list[range]:
@@ -65,6 +56,12 @@ class WorkerPool:
     @property
     def workers(self) -> int:
         return len(self.copies)
+
+    def _build_shares(self, env_cfg: EnvConfig) -> None:
+        """Each worker builds its share of ``env_cfg``'s copies; the spaces are the first share's."""
+        payload = factory_payload(env_cfg.id)
+        self.call("build", [(env_cfg, share.start, len(share), payload) for share in self.copies])
+        self.observation_space, self.action_space = self.call("spaces")[0]
 
     def share(self, value: Any) -> Any:
         """``value`` as every share will receive it (Ray: one object in the store instead of a copy per call)."""
@@ -150,9 +147,7 @@ class ProcessPool(WorkerPool):
         try:
             for _ in self.copies:
                 self._spawn()
-            payload = factory_payload(env_cfg.id)
-            self.call("build", [(env_cfg, share.start, len(share), payload) for share in self.copies])
-            self.observation_space, self.action_space = self.call("spaces")[0]
+            self._build_shares(env_cfg)
         except BaseException:
             self.close()
             raise
@@ -167,7 +162,7 @@ class ProcessPool(WorkerPool):
         }  # fmt: skip
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "trustrl.worker", str(theirs.fileno())],
+                [sys.executable, "-m", "trustrl.samplers.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
         finally:

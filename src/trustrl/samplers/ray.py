@@ -3,7 +3,7 @@
 ``ray.init()`` is called only when Ray is not already initialised, and then
 honours ``RAY_ADDRESS`` (``auto``, or a head node's address): the command that
 runs on a laptop runs on a cluster. A Ray instance trustrl started itself is
-shut down when the run ends. Each actor imports :mod:`trustrl.fragments` (no
+shut down when the run ends. Each actor imports :mod:`trustrl.samplers.fragments` (no
 torch), so every node needs trustrl and the env's packages installed, as on
 the machine that trains. The acting policy and the statistics go into the
 object store once per batch (:meth:`RayPool.share`) and every actor reads them
@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from trustrl.config import EnvConfig
-from trustrl.envs import factory_payload
+from trustrl.config.sections import EnvConfig
 from trustrl.errors import ConfigError, WorkerError
-from trustrl.fragments import CollectorService
+from trustrl.samplers.fragments import CollectorService
 from trustrl.samplers.pools import WorkerPool, copies_label, split_copies
 
 
@@ -52,9 +51,7 @@ class RayPool(WorkerPool):
                 )
             remote = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(CollectorService)
             self.actors = [remote.remote() for _ in self.copies]
-            payload = factory_payload(env_cfg.id)
-            self.call("build", [(env_cfg, share.start, len(share), payload) for share in self.copies])
-            self.observation_space, self.action_space = self.call("spaces")[0]
+            self._build_shares(env_cfg)
         except BaseException:
             self.close()
             raise

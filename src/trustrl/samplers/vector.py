@@ -20,11 +20,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trustrl.batch import Batch
 from trustrl.errors import ConfigError, NonFiniteError
-from trustrl.fragments import Fragment
 from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.samplers.batch import Batch
+from trustrl.samplers.fragments import Fragment
 from trustrl.samplers.pools import LocalPool, WorkerPool
 
 
@@ -78,8 +78,8 @@ class VectorSampler:
         """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
         return np.concatenate(self.pool.call("reset", [(seed,)] * self.pool.workers), axis=0)
 
-    def collect(self, policy: Policy, snapshot_at: np.ndarray | None = None) -> Batch:
-        """One batch; ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions whose env states the copies keep
+    def collect(self, policy: Policy, last: bool = False, snapshot_at: np.ndarray | None = None) -> Batch:
+        """One batch (``last`` changes nothing here); ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions whose env states the copies keep
         for a following ``branch`` call (vine sampling), in that order within each worker's share."""
         self.start(policy, snapshot_at=snapshot_at)
         return self.finish()

@@ -22,12 +22,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trustrl.batch import Batch, Branches
 from trustrl.config import VineConfig
 from trustrl.errors import ConfigError, NonFiniteError
-from trustrl.fragments import BranchRollouts
 from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.samplers.batch import Batch, Branches
+from trustrl.samplers.fragments import BranchRollouts
 from trustrl.samplers.vector import VectorSampler
 
 
@@ -71,7 +71,7 @@ class VineSampler:
         return self.trunk.n_steps * self.trunk.n_envs + self.cfg.rollout_set * self.n_branches * self.cfg.horizon
 
     @torch.no_grad()
-    def collect(self, policy: Policy) -> Batch:
+    def collect(self, policy: Policy, last: bool = False) -> Batch:
         trunk, H, K = self.trunk, self.cfg.horizon, self.n_branches
         actor = numpy_actor(policy)
         acting_norm = trunk.obs_norm.copy()  # the trunk acts with these; so do its branches

@@ -2,13 +2,13 @@
 
 A :class:`FragmentCollector` owns env copies ``first .. first + n - 1`` of a
 run and steps them for a whole fragment with no message in between: it is
-handed the acting policy (a :class:`~trustrl.actor.NumpyActor`), the
+handed the acting policy (a :class:`~trustrl.samplers.actor.NumpyActor`), the
 observation statistics frozen for the batch and its copies' pre-drawn noise,
 and returns raw arrays. The learner (:mod:`trustrl.samplers.vector`) keeps
 everything that spans copies -- statistics, noise streams, episode
 bookkeeping, reward scale -- so a fragment depends on its copies alone, and
 the same copies give the same bits in this process, in a worker process
-(:mod:`trustrl.worker`) or on a Ray actor.
+(:mod:`trustrl.samplers.worker`) or on a Ray actor.
 
 This module imports numpy and gymnasium only (no torch), so a worker starts
 in well under a second.
@@ -23,10 +23,10 @@ import gymnasium as gym
 import numpy as np
 
 from trustrl import envs as envs_mod
-from trustrl.actor import NumpyActor
-from trustrl.config import EnvConfig
+from trustrl.config.sections import EnvConfig
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer
+from trustrl.samplers.actor import NumpyActor
 
 
 @dataclass

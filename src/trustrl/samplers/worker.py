@@ -1,4 +1,4 @@
-"""A sampling worker process: ``python -m trustrl.worker FD`` serves a FragmentCollector over socket ``FD``.
+"""A sampling worker process: ``python -m trustrl.samplers.worker FD`` serves a FragmentCollector over socket ``FD``.
 
 Started by :class:`trustrl.samplers.pools.ProcessPool`. It imports no torch,
 ignores Ctrl-C (the learner, in the same process group, handles it and closes
@@ -15,7 +15,7 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)  # before the imports, which take m
 import sys  # noqa: E402
 from multiprocessing.connection import Connection  # noqa: E402
 
-from trustrl.fragments import serve  # noqa: E402
+from trustrl.samplers.fragments import serve  # noqa: E402
 
 
 def main() -> None:

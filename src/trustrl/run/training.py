@@ -23,22 +23,29 @@ from typing import Callable
 import torch
 
 from trustrl import checkpoint
-from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
-from trustrl.datasets.read import check_dataset_fits, read_dataset
-from trustrl.envs import describe_spaces, make_env
-from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
-from trustrl.playback import check_can_render, check_compatible_spaces
+from trustrl.envs import describe_spaces
+from trustrl.errors import (
+    CheckpointError,
+    ConfigError,
+    EnvUnavailableError,
+    TrustrlError,
+    WorkerError,
+)
 from trustrl.nets import make_critic, make_policy
-from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.run.evaluation import Evaluator
-from trustrl.run.loop import LoopState, Parts, run
-from trustrl.run.recorder import Recorder
-from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
-from trustrl.samplers.dataset import DatasetSampler
-from trustrl.samplers.pools import make_pool
-from trustrl.samplers.vector import VectorSampler
-from trustrl.samplers.vine import VineSampler
+from trustrl.playback import check_compatible_spaces
+from trustrl.run.build import Builder, offline, online
+from trustrl.run.loop import Parts, run
+from trustrl.run.rundir import (
+    ASIDE,
+    RunLock,
+    check_writable,
+    prepare_run_dir,
+    recover,
+    write_run_files,
+)
+from trustrl.run.state import LoopState
+from trustrl.run.writer import RunWriter
 
 
 @dataclass
@@ -75,7 +82,7 @@ def train(
         return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log,
                              observer=observer)
     cfg.validate()
-    return _execute(cfg, Path(run_dir), _online, overwrite=overwrite, progress=progress, command=command, log=log,
+    return _execute(cfg, Path(run_dir), online, overwrite=overwrite, progress=progress, command=command, log=log,
                     observer=observer)
 
 
@@ -101,7 +108,7 @@ def train_offline(
     cfg.validate()
     if not cfg.offline.dataset:
         raise TrustrlError("offline training needs a dataset: --offline ID (or offline.dataset in the config)")
-    return _execute(cfg, Path(run_dir), _offline, overwrite=overwrite, progress=progress, command=command, log=log,
+    return _execute(cfg, Path(run_dir), offline, overwrite=overwrite, progress=progress, command=command, log=log,
                     observer=observer)
 
 
@@ -148,7 +155,7 @@ def resume(
     if lock is not None and run_dir.resolve() != given.resolve():
         lock.release()
         lock = None
-    build = _offline if cfg.offline.dataset else _online
+    build = offline if cfg.offline.dataset else online
     return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock)
 
 
@@ -193,90 +200,10 @@ def _keeps_schedule(cfg: Config, flag: str, old: int, new: int) -> None:
                            f"resume it without {flag}")
 
 
-# A builder makes the sampler, the algorithm and the evaluation schedule of a config:
-# (cfg, policy_factory, log) -> Parts, where policy_factory(obs_space, act_space) -> (policy, critic, generator).
-_Builder = Callable[..., Parts]
-
-
-def _online(cfg: Config, policy_factory, log) -> Parts:
-    pool = make_pool(cfg.env, cfg.run.workers, cfg.run.sampler, cfg.run.worker_cpus)
-    try:
-        if cfg.run.video_every:
-            check_can_render(cfg.env)
-        obs_space, act_space = pool.observation_space, pool.action_space
-        policy, critic, generator = policy_factory(obs_space, act_space)
-        sampler = trunk = VectorSampler(
-            pool,
-            ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
-            RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
-            cfg.run.n_steps,
-            cfg.run.seed,
-            cfg.run.device,
-        )
-        if cfg.run.sampling == "vine":
-            _check_can_branch(pool)
-            sampler = VineSampler(trunk, cfg.vine, cfg.run.seed)
-        algo = make_algorithm(cfg, policy, critic, generator)
-        every = cfg.run.eval_every
-        batch = sampler.steps_per_update if cfg.run.sampling == "vine" else cfg.batch_size
-        evaluator = Evaluator(cfg, cfg.run.eval_episodes) if every else None
-    except BaseException:
-        pool.close()
-        raise
-    return Parts(
-        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
-        generator=generator, recorder=None, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
-        steps_per_update=batch, evaluator=evaluator,
-        eval_due=lambda update, before, step: every > 0 and step // every > before // every,
-        extra={}, log=log,
-    )  # fmt: skip
-
-
-def _check_can_branch(pool) -> None:
-    """Vine sampling restores env copies to branch from them: an env whose state cannot be captured is refused
-    here, before anything is written."""
-    try:
-        pool.call("snapshot")
-    except ConfigError as exc:
-        raise ConfigError(f"run.sampling = 'vine' needs env states it can restore: {exc}") from None
-
-
-def _offline(cfg: Config, policy_factory, log) -> Parts:
-    env = make_env(cfg.env)
-    try:
-        data = read_dataset(cfg.offline.dataset)
-        check_dataset_fits(data, env)
-        obs_space, act_space = env.observation_space, env.action_space
-    finally:
-        env.close()
-    policy, critic, generator = policy_factory(obs_space, act_space)
-    sampler = DatasetSampler(
-        data,
-        ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
-        RewardScaler(1, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
-        columns=64,
-        device=cfg.run.device,
-    )
-    algo = make_offline_algorithm(cfg, policy, critic, generator, sampler.behaviour_return)
-    message = (f"dataset {data.dataset_id}: {len(data.episodes)} episodes, {data.n_steps} transitions, "
-               f"behaviour return {sampler.behaviour_return:.1f} ± {float(data.returns.std()):.1f}")
-    log(message)
-    every = cfg.offline.eval_every
-    return Parts(
-        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo, generator=generator, recorder=None,
-        n_updates=cfg.offline.epochs, steps_per_update=data.n_steps,
-        evaluator=Evaluator(cfg, cfg.offline.eval_episodes),
-        eval_due=lambda update, before, step: update % every == 0,
-        extra={"dataset": data.dataset_id, "episodes": len(data.episodes), "transitions": data.n_steps,
-               "behaviour_return_mean": sampler.behaviour_return},
-        notes=[message], log=log,
-    )  # fmt: skip
-
-
 def _execute(
     cfg: Config,
     run_dir: Path,
-    build: _Builder,
+    build: Builder,
     *,
     overwrite: bool = False,
     resume_from: checkpoint.Checkpoint | None = None,
@@ -329,17 +256,17 @@ def _execute(
             replacement = prepare_run_dir(run_dir, overwrite)
         write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
         spaces = describe_spaces(parts.sampler.observation_space, parts.sampler.action_space)
-        parts.recorder = Recorder(
+        writer = RunWriter(
             run_dir, cfg, spaces, parts.n_updates * parts.steps_per_update, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
             on_checkpoint=replacement.commit if replacement is not None else None, observer=observer,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:
-            state = run(parts, state)
+            state = run(parts, state, writer)
         finally:
             seconds = time.perf_counter() - started
-            parts.recorder.close()
+            writer.close()
     except BaseException:
         if replacement is not None:  # no checkpoint of the new run yet: the old run comes back as it was
             replacement.rollback()

@@ -1,237 +1,21 @@
-"""Vector environments: any gymnasium id, ``n_envs`` copies, same-step autoreset.
+"""An env's state as JSON, and back: what vine branches from and what a checkpoint carries for an exact resume.
 
-Normalisation is not a per-copy wrapper here: the sampler owns one
-:class:`~trustrl.normalization.ObsNormalizer` for the whole vector env, so all
-copies share one statistic and a checkpoint carries exactly one.
+MuJoCo and classic-control envs are captured field by field; an env of your own by its
+``snapshot_state()`` / ``restore_state()`` methods or its plain attributes. An env whose state cannot be
+captured raises ConfigError, and a resume then starts fresh episodes and says so.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
 
-from trustrl.config import FACTORY_NAMESPACE, EnvConfig, registered_id
+from trustrl.envs.wrappers import ClipToBounds
 from trustrl.errors import ConfigError
-
-#: Env functions registered in this process (id -> function): what a worker process is sent to make the env.
-_FACTORIES: dict[str, Callable[..., gym.Env]] = {}
-
-
-def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -> str:
-    """Register a function that makes the env (``lambda: MyEnv(level=3)``) with gymnasium; returns its id.
-
-    The id, ``trustrl-factory/<name>``, is what the run's config records: it says that a function made
-    the env, and evaluating the run in another process needs that function again. ``render_mode`` is
-    passed to the function when a video is filmed, and only then.
-    """
-    if isinstance(factory, gym.Env) or not callable(factory):
-        raise ConfigError(f"env must be a function that makes a new env each time it is called (every copy and "
-                          f"every evaluation needs its own), e.g. env=lambda: MyEnv(); got {type(factory).__name__}")
-    base = name or getattr(factory, "__name__", None) or type(factory).__name__
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "", base) or "env"
-    env_id = f"{FACTORY_NAMESPACE}/{base}"
-    if name is None:  # a name of the function's own: another function registered under it keeps its id
-        number = 1
-        while env_id in _FACTORIES and _FACTORIES[env_id] is not factory:
-            number += 1
-            env_id = f"{FACTORY_NAMESPACE}/{base}-{number}"
-    if env_id in gym.registry:
-        del gym.registry[env_id]  # a run's recorded id given its function again: that function is the one meant
-    gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
-    _FACTORIES[env_id] = factory
-    return env_id
-
-
-def factory_payload(env_id: str) -> bytes | None:
-    """The function registered for ``env_id``, pickled for a worker process or Ray actor (None for other ids)."""
-    if env_id not in _FACTORIES:
-        return None
-    import cloudpickle  # gymnasium's own dependency; pickles lambdas and closures by value
-
-    try:
-        return cloudpickle.dumps(_FACTORIES[env_id])
-    except Exception as exc:  # noqa: BLE001 -- whatever the function holds that cannot be pickled
-        raise ConfigError(f"the env function of {env_id!r} cannot be sent to worker processes ({type(exc).__name__}: "
-                          f"{exc}); train with run.workers = 1, or make the env from a registered id") from None
-
-
-def register_payload(env_id: str, payload: bytes | None) -> None:
-    """In a worker: register the env function a :func:`factory_payload` carried (nothing for other ids)."""
-    if payload is None:
-        return
-    import cloudpickle
-
-    factory = cloudpickle.loads(payload)
-    register_factory(factory, env_id.split("/", 1)[1])
-
-
-def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
-    """One env (for evaluation and video), with the same time limit as training."""
-    env_id = registered_id(cfg.id, cfg.imports)
-    kwargs: dict[str, Any] = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
-    try:
-        env = gym.make(env_id, **kwargs)
-    except (gym.error.Error, TypeError, ImportError) as exc:
-        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
-    check_spaces(env.observation_space, env.action_space, cfg.id)
-    if isinstance(env.action_space, gym.spaces.Box):
-        env = ClipToBounds(env)
-    return env
-
-
-class ClipToBounds(gym.ActionWrapper):
-    """Clip Box actions to the env's bounds, keeping the declared action space.
-
-    (gymnasium's ClipAction widens the declared space to (-inf, inf), which
-    would hide the bounds from checkpoints that record the spaces.) The policy
-    samples unbounded Gaussian actions; log-probabilities are of those.
-    """
-
-    def action(self, action):
-        return np.clip(action, self.action_space.low, self.action_space.high)
-
-
-def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
-    """``n_envs`` copies stepped together; a finished episode resets within the same step.
-
-    Same-step autoreset means every step is a real transition and the true
-    final observation of an episode arrives in ``info["final_obs"]`` -- the
-    one a truncated step must bootstrap from. ``sync`` uses trustrl's own
-    :class:`SyncVecEnv` (no per-step info merging); ``async`` uses gymnasium's
-    AsyncVectorEnv with shared memory, one process per copy.
-    """
-    env_id = registered_id(cfg.id, cfg.imports)
-    kwargs: dict[str, Any] = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
-    try:
-        if cfg.vectorization == "sync":
-            envs = SyncVecEnv([gym.make(env_id, **kwargs) for _ in range(cfg.n_envs)])
-        else:
-            envs = gym.make_vec(
-                env_id,
-                num_envs=cfg.n_envs,
-                vectorization_mode="async",
-                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[_clip_if_box],
-                **kwargs,
-            )
-    except (gym.error.Error, TypeError, ImportError) as exc:
-        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
-    check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)
-    return envs
-
-
-def _clip_if_box(env: gym.Env) -> gym.Env:
-    return ClipToBounds(env) if isinstance(env.action_space, gym.spaces.Box) else env
-
-
-class SyncVecEnv:
-    """Steps ``envs`` in turn with same-step autoreset, returning stacked arrays.
-
-    The same contract as gymnasium's sync vector env in ``SAME_STEP`` mode,
-    minus the per-step merging of every sub-env's info dict, which on MuJoCo
-    envs costs about as much as the simulation: ``info`` is empty unless an
-    episode ended, and then holds only ``final_obs`` (an object array with
-    the final observation at the finished positions, None elsewhere).
-    Box actions are clipped to the action bounds.
-    """
-
-    def __init__(self, envs: list[gym.Env]):
-        self.envs = envs
-        self.num_envs = len(envs)
-        self.single_observation_space = envs[0].observation_space
-        self.single_action_space = envs[0].action_space
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
-        box = isinstance(self.single_action_space, gym.spaces.Box)
-        self._low = self.single_action_space.low if box else None
-        self._high = self.single_action_space.high if box else None
-        self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype)
-        self._rewards = np.zeros(self.num_envs, np.float64)
-        self._terminated = np.zeros(self.num_envs, bool)
-        self._truncated = np.zeros(self.num_envs, bool)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        for i, env in enumerate(self.envs):
-            self._obs[i], _ = env.reset(seed=None if seed is None else seed + i, options=options)
-        return self._obs.copy(), {}
-
-    def bound(self, actions: np.ndarray) -> np.ndarray:
-        """Box actions clipped to the action bounds (Discrete ones as they are): what :meth:`step` does first,
-        and what a vine branch, stepping one copy on its own, does too."""
-        if self._low is None:
-            return actions
-        return np.minimum(np.maximum(actions, self._low), self._high)
-
-    def step(self, actions: np.ndarray):
-        actions = self.bound(actions)
-        info: dict[str, Any] = {}
-        for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, _ = env.step(actions[i])
-            if terminated or truncated:
-                final = info.setdefault("final_obs", np.full(self.num_envs, None, dtype=object))
-                final[i] = obs
-                obs, _ = env.reset()
-            self._obs[i] = obs
-            self._rewards[i] = reward
-            self._terminated[i] = terminated
-            self._truncated[i] = truncated
-        return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), info
-
-    def render(self):
-        return self.envs[0].render()
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-    def snapshot(self) -> list[dict]:
-        """Each copy's :func:`snapshot`, in copy order (for bit-exact resume and vine branches)."""
-        return [snapshot(env) for env in self.envs]
-
-    def restore(self, snaps: list[dict]) -> None:
-        """Restore every copy from :meth:`snapshot`'s list; all are checked before any is changed."""
-        if len(snaps) != self.num_envs:
-            raise ConfigError(f"cannot restore {len(snaps)} env snapshots into {self.num_envs} copies")
-        for apply in [_prepare_restore(env, snap) for env, snap in zip(self.envs, snaps)]:
-            apply()
-
-
-def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
-    """trustrl's policies handle flat Box observations and Box or Discrete actions."""
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise ConfigError(f"{env_id}: observations must be a flat Box, got {obs_space}")
-    if isinstance(act_space, gym.spaces.Box):
-        if len(act_space.shape) != 1:
-            raise ConfigError(f"{env_id}: Box actions must be a vector, got {act_space}")
-    elif not isinstance(act_space, gym.spaces.Discrete):
-        raise ConfigError(f"{env_id}: actions must be Box or Discrete, got {act_space}")
-
-
-def describe_spaces(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
-    """A JSON-able fingerprint of the spaces, stored in checkpoints and compared on load."""
-    out: dict[str, Any] = {"obs_shape": list(obs_space.shape)}
-    if isinstance(act_space, gym.spaces.Discrete):
-        out["action"] = {"type": "discrete", "n": int(act_space.n)}
-    else:
-        out["action"] = {
-            "type": "box",
-            "shape": list(act_space.shape),
-            "low": np.asarray(act_space.low, np.float64).tolist(),
-            "high": np.asarray(act_space.high, np.float64).tolist(),
-        }
-    return out
 
 
 def can_snapshot(env: gym.Env) -> bool:
@@ -279,6 +63,12 @@ def restore(env: gym.Env, snap: dict) -> None:
     env or time limit raises ConfigError and leaves ``env`` as it was.
     """
     _prepare_restore(env, snap)()
+
+
+def restore_all(envs: list[gym.Env], snaps: list[dict]) -> None:
+    """Restore each env from its snapshot; all are checked before any is changed."""
+    for apply in [_prepare_restore(env, snap) for env, snap in zip(envs, snaps)]:
+        apply()
 
 
 _MUJOCO_PREFIX = "gymnasium.envs.mujoco."

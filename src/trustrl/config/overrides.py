@@ -1,0 +1,57 @@
+"""``--set section.key=value`` overrides, and the layout keys a resumed run may change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trustrl.config.schema import Config, from_dict
+from trustrl.config.values import parse_value
+from trustrl.errors import ConfigError
+
+# Where the env copies run, never what they compute: a resumed run may change these.
+LAYOUT_KEYS = ("run.workers", "run.sampler", "run.worker_cpus")
+
+
+def with_layout(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A config dict with ``overrides`` of :data:`LAYOUT_KEYS` only applied (anything else is refused)."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in LAYOUT_KEYS:
+            raise ConfigError(f"a resumed run keeps its config; --set may change only where it runs "
+                              f"({', '.join(LAYOUT_KEYS)}), not {key!r}")
+        apply_override(data, item)
+    return data
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    parts = key.strip().split(".")
+    if len(parts) == 1 and parts[0] == "name":
+        data["name"] = raw
+        return
+    if len(parts) != 2:
+        raise ConfigError(f"--set key must be section.key (e.g. algo.max_kl), got {key!r}")
+    section, name = parts
+    data.setdefault(section, {})[name] = parse_value(raw)
+
+
+def with_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config") -> Config:
+    """A validated Config from the tables of a config with ``--set``-style overrides applied."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for item in overrides:
+        apply_override(data, item)
+    return from_dict(data, source)
+
+
+def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["xml_file=/path/model.xml", "ctrl_cost_weight=0.1"]`` -> a dict (values in TOML syntax, else strings)."""
+    kwargs = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--env-kwarg expects KEY=VALUE, got {item!r}")
+        kwargs[key.strip()] = parse_value(raw)
+    return kwargs

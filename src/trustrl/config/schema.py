@@ -1,0 +1,130 @@
+"""The whole config: its sections, one algorithm's settings, the checks across them, and the dict/TOML forms.
+
+The checks across sections ask the algorithm what it can learn from (its declared
+:class:`~trustrl.algos.base.Capabilities`), never a list of names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+
+from trustrl.algos import ALGORITHMS, AlgoConfig, TRPOConfig, able
+from trustrl.config.limits import MAX_BATCH
+from trustrl.config.sections import (
+    CriticConfig,
+    EnvConfig,
+    OfflineConfig,
+    PolicyConfig,
+    RunConfig,
+    VineConfig,
+)
+from trustrl.config.values import build_section, toml_safe
+from trustrl.errors import ConfigError
+
+#: Algorithm name -> its config dataclass.
+ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {name: algo.config for name, algo in ALGORITHMS.items()}
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    """Label of the run (the preset name unless changed)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    algo: AlgoConfig = field(default_factory=TRPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    vine: VineConfig = field(default_factory=VineConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per update: steps per copy times copies."""
+        return self.run.n_steps * self.env.n_envs
+
+    def validate(self) -> "Config":
+        for section in (self.env, self.policy, self.critic, self.algo, self.run, self.offline, self.vine):
+            section.validate()
+        if self.batch_size > MAX_BATCH:
+            raise ConfigError(f"a batch of run.n_steps x env.n_envs = {self.run.n_steps} x {self.env.n_envs} = "
+                              f"{self.batch_size} transitions is more than {MAX_BATCH:,} (memory); make one smaller")
+        if self.run.workers > self.env.n_envs:
+            raise ConfigError(f"run.workers = {self.run.workers} is more than env.n_envs = {self.env.n_envs}: "
+                              "each worker steps at least one env copy")
+        if self.run.async_sampling and not self._online_with("stale_batches"):
+            raise ConfigError(f"run.async_sampling needs online {_names('stale_batches')}, whose surrogate corrects "
+                              f"for the policy that acted one update earlier (not {self._algo_label()})")
+        if self.run.sampling == "vine":
+            self._validate_vine()
+        if (self.run.workers > 1 or self.run.sampler == "ray") and self.env.vectorization != "sync":
+            raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
+                              "or run.sampler = 'ray' the workers step the copies, so leave it 'sync'")
+        return self
+
+    def _validate_vine(self) -> None:
+        if not self._online_with("vine"):
+            raise ConfigError("run.sampling = 'vine' estimates the surrogate of a trust-region step: it needs "
+                              f"online {_names('vine')} (not {self._algo_label()})")
+        if self.run.async_sampling:
+            raise ConfigError("run.sampling = 'vine' and run.async_sampling cannot be combined: the branches are "
+                              "rolled out with the policy being updated")
+        if self.env.vectorization != "sync":
+            raise ConfigError("run.sampling = 'vine' restores env copies to branch from them; "
+                              "env.vectorization must be 'sync'")
+        per_copy = -(-self.vine.rollout_set // self.env.n_envs)
+        if per_copy > self.run.n_steps:
+            raise ConfigError(f"vine.rollout_set = {self.vine.rollout_set} needs {per_copy} states from each of "
+                              f"the {self.env.n_envs} env copies, but a trunk has only run.n_steps = "
+                              f"{self.run.n_steps} per copy")
+
+    def _online_with(self, capability: str) -> bool:
+        return getattr(ALGORITHMS[self.algo.name].capabilities, capability) and not self.offline.dataset
+
+    def _algo_label(self) -> str:
+        return f"{self.algo.name}{' from a dataset' if self.offline.dataset else ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return toml_safe(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+SECTIONS = {
+    "env": EnvConfig,
+    "policy": PolicyConfig,
+    "critic": CriticConfig,
+    "run": RunConfig,
+    "offline": OfflineConfig,
+    "vine": VineConfig,
+}
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build and validate a Config; unknown sections or keys are errors, not ignored."""
+    data = dict(data)
+    unknown = set(data) - {"name", "algo", *SECTIONS}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {_quoted(unknown)}; sections are {', '.join(['name', 'algo', *SECTIONS])}")
+    cfg = Config(name=str(data.get("name", "custom")))
+    for section, cls in SECTIONS.items():
+        setattr(cfg, section, build_section(cls, data.get(section, {}), section, source))
+    algo = dict(data.get("algo", {}))
+    algo_name = algo.get("name", "trpo")
+    if algo_name not in ALGO_CONFIGS:
+        raise ConfigError(f"{source}: unknown algorithm {algo_name!r}; choose from {', '.join(sorted(ALGO_CONFIGS))}")
+    cfg.algo = build_section(ALGO_CONFIGS[algo_name], algo, "algo", source)
+    return cfg.validate()
+
+
+def _names(capability: str) -> str:
+    """``TRPO or NPG``: the algorithms with ``capability``, for messages (the trust-region rule first)."""
+    return " or ".join(name.upper() for name in sorted(able(capability), reverse=True))
+
+
+def _quoted(names: set[str]) -> str:
+    return ", ".join(repr(n) for n in sorted(names))

@@ -1,0 +1,98 @@
+"""Making envs: one for evaluation and video, ``n_envs`` copies stepped together with same-step autoreset.
+
+Normalisation is not a per-copy wrapper here: the sampler owns one
+:class:`~trustrl.normalization.ObsNormalizer` for the whole vector env, so all
+copies share one statistic and a checkpoint carries exactly one. The functions
+read an :class:`~trustrl.config.EnvConfig`'s fields and nothing else of a config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from trustrl.envs.registry import registered_id
+from trustrl.envs.vector import SyncVecEnv
+from trustrl.envs.wrappers import ClipToBounds, clip_if_box
+from trustrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trustrl.config import EnvConfig
+
+
+def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
+    """One env (for evaluation and video), with the same time limit as training."""
+    env_id = registered_id(cfg.id, cfg.imports)
+    kwargs: dict[str, Any] = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        env = gym.make(env_id, **kwargs)
+    except (gym.error.Error, TypeError, ImportError) as exc:
+        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
+    check_spaces(env.observation_space, env.action_space, cfg.id)
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = ClipToBounds(env)
+    return env
+
+
+def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
+    """``n_envs`` copies stepped together; a finished episode resets within the same step.
+
+    Same-step autoreset means every step is a real transition and the true
+    final observation of an episode arrives in ``info["final_obs"]`` -- the
+    one a truncated step must bootstrap from. ``sync`` uses trustrl's own
+    :class:`SyncVecEnv` (no per-step info merging); ``async`` uses gymnasium's
+    AsyncVectorEnv with shared memory, one process per copy.
+    """
+    env_id = registered_id(cfg.id, cfg.imports)
+    kwargs: dict[str, Any] = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    try:
+        if cfg.vectorization == "sync":
+            envs = SyncVecEnv([gym.make(env_id, **kwargs) for _ in range(cfg.n_envs)])
+        else:
+            envs = gym.make_vec(
+                env_id,
+                num_envs=cfg.n_envs,
+                vectorization_mode="async",
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
+                wrappers=[clip_if_box],
+                **kwargs,
+            )
+    except (gym.error.Error, TypeError, ImportError) as exc:
+        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
+    check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)
+    return envs
+
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
+    """trustrl's policies handle flat Box observations and Box or Discrete actions."""
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise ConfigError(f"{env_id}: observations must be a flat Box, got {obs_space}")
+    if isinstance(act_space, gym.spaces.Box):
+        if len(act_space.shape) != 1:
+            raise ConfigError(f"{env_id}: Box actions must be a vector, got {act_space}")
+    elif not isinstance(act_space, gym.spaces.Discrete):
+        raise ConfigError(f"{env_id}: actions must be Box or Discrete, got {act_space}")
+
+
+def describe_spaces(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
+    """A JSON-able fingerprint of the spaces, stored in checkpoints and compared on load."""
+    out: dict[str, Any] = {"obs_shape": list(obs_space.shape)}
+    if isinstance(act_space, gym.spaces.Discrete):
+        out["action"] = {"type": "discrete", "n": int(act_space.n)}
+    else:
+        out["action"] = {
+            "type": "box",
+            "shape": list(act_space.shape),
+            "low": np.asarray(act_space.low, np.float64).tolist(),
+            "high": np.asarray(act_space.high, np.float64).tolist(),
+        }
+    return out

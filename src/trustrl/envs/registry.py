@@ -1,0 +1,114 @@
+"""Which env an id names: gymnasium ids, ``module:Id`` ids whose module registers them, and env functions.
+
+An env made by a Python function is registered under ``trustrl-factory/<name>``; a worker process or Ray
+actor is sent the function pickled (:func:`factory_payload`) and registers it the same way there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from typing import Any, Callable, Iterable
+
+import gymnasium as gym
+
+from trustrl.errors import ConfigError, EnvUnavailableError
+
+#: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
+FACTORY_NAMESPACE = "trustrl-factory"
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def import_env_modules(modules: Iterable[Any]) -> None:
+    """Import each module (dotted name), so the env ids it registers with gymnasium exist."""
+    for name in modules:
+        if not isinstance(name, str) or not _MODULE_NAME.match(name):
+            raise ConfigError(f"env.imports: {name!r} is not a module name (e.g. mypkg.envs)")
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 -- the module's own error, whatever it is, named in one line
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
+            raise EnvUnavailableError(f"cannot import module {name!r} for the env: {type(exc).__name__}"
+                                      f"{': ' + detail if detail else ''}{hint}") from None
+
+
+def registered_id(env_id: str, imports: Iterable[str] = ()) -> str:
+    """The gymnasium id to make: ``imports`` and the module of a ``module:Id`` imported first, the module
+    prefix dropped. Fails early, with suggestions, on an id gymnasium does not know."""
+    import_env_modules(imports)
+    module, sep, bare = env_id.rpartition(":")
+    if sep:
+        if not module:
+            raise ConfigError(f"env id {env_id!r}: nothing before ':' (the form is module:Id, e.g. mypkg.envs:Line-v0)")
+        import_env_modules([module])
+    if bare in gym.registry:
+        return bare
+    if bare.startswith(FACTORY_NAMESPACE + "/"):
+        raise EnvUnavailableError(f"the env {bare!r} was made by a Python function (trustrl.train(..., env=make_env)); "
+                          "pass the same function again (trustrl.load(run, env=make_env)), or evaluate in a "
+                          "registered env with --env ID")
+    where = f" (module {module!r} was imported but did not register it)" if sep else ""
+    hint = difflib.get_close_matches(bare, list(gym.registry), n=3)
+    also = f"; did you mean {', '.join(hint)}?" if hint else ""
+    custom = "" if sep else "; an env of your own: module:Id or env.imports"
+    raise EnvUnavailableError(f"unknown environment id {bare!r}{where}{also}{custom}")
+
+
+def check_env_id(env_id: str, imports: Iterable[str] = ()) -> None:
+    """Fail early, with suggestions, on an id gymnasium does not know (after importing what it needs)."""
+    registered_id(env_id, imports)
+
+
+#: Env functions registered in this process (id -> function): what a worker process is sent to make the env.
+_FACTORIES: dict[str, Callable[..., gym.Env]] = {}
+
+
+def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -> str:
+    """Register a function that makes the env (``lambda: MyEnv(level=3)``) with gymnasium; returns its id.
+
+    The id, ``trustrl-factory/<name>``, is what the run's config records: it says that a function made
+    the env, and evaluating the run in another process needs that function again. ``render_mode`` is
+    passed to the function when a video is filmed, and only then.
+    """
+    if isinstance(factory, gym.Env) or not callable(factory):
+        raise ConfigError(f"env must be a function that makes a new env each time it is called (every copy and "
+                          f"every evaluation needs its own), e.g. env=lambda: MyEnv(); got {type(factory).__name__}")
+    base = name or getattr(factory, "__name__", None) or type(factory).__name__
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "", base) or "env"
+    env_id = f"{FACTORY_NAMESPACE}/{base}"
+    if name is None:  # a name of the function's own: another function registered under it keeps its id
+        number = 1
+        while env_id in _FACTORIES and _FACTORIES[env_id] is not factory:
+            number += 1
+            env_id = f"{FACTORY_NAMESPACE}/{base}-{number}"
+    if env_id in gym.registry:
+        del gym.registry[env_id]  # a run's recorded id given its function again: that function is the one meant
+    gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
+    _FACTORIES[env_id] = factory
+    return env_id
+
+
+def factory_payload(env_id: str) -> bytes | None:
+    """The function registered for ``env_id``, pickled for a worker process or Ray actor (None for other ids)."""
+    if env_id not in _FACTORIES:
+        return None
+    import cloudpickle  # gymnasium's own dependency; pickles lambdas and closures by value
+
+    try:
+        return cloudpickle.dumps(_FACTORIES[env_id])
+    except Exception as exc:  # noqa: BLE001 -- whatever the function holds that cannot be pickled
+        raise ConfigError(f"the env function of {env_id!r} cannot be sent to worker processes ({type(exc).__name__}: "
+                          f"{exc}); train with run.workers = 1, or make the env from a registered id") from None
+
+
+def register_payload(env_id: str, payload: bytes | None) -> None:
+    """In a worker: register the env function a :func:`factory_payload` carried (nothing for other ids)."""
+    if payload is None:
+        return
+    import cloudpickle
+
+    factory = cloudpickle.loads(payload)
+    register_factory(factory, env_id.split("/", 1)[1])

@@ -1,0 +1,82 @@
+"""trustrl's own synchronous vector env: same-step autoreset without gymnasium's per-step info merging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from trustrl.envs.state import restore_all, snapshot
+from trustrl.errors import ConfigError
+
+
+class SyncVecEnv:
+    """Steps ``envs`` in turn with same-step autoreset, returning stacked arrays.
+
+    The same contract as gymnasium's sync vector env in ``SAME_STEP`` mode,
+    minus the per-step merging of every sub-env's info dict, which on MuJoCo
+    envs costs about as much as the simulation: ``info`` is empty unless an
+    episode ended, and then holds only ``final_obs`` (an object array with
+    the final observation at the finished positions, None elsewhere).
+    Box actions are clipped to the action bounds.
+    """
+
+    def __init__(self, envs: list[gym.Env]):
+        self.envs = envs
+        self.num_envs = len(envs)
+        self.single_observation_space = envs[0].observation_space
+        self.single_action_space = envs[0].action_space
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        box = isinstance(self.single_action_space, gym.spaces.Box)
+        self._low = self.single_action_space.low if box else None
+        self._high = self.single_action_space.high if box else None
+        self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype)
+        self._rewards = np.zeros(self.num_envs, np.float64)
+        self._terminated = np.zeros(self.num_envs, bool)
+        self._truncated = np.zeros(self.num_envs, bool)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        for i, env in enumerate(self.envs):
+            self._obs[i], _ = env.reset(seed=None if seed is None else seed + i, options=options)
+        return self._obs.copy(), {}
+
+    def bound(self, actions: np.ndarray) -> np.ndarray:
+        """Box actions clipped to the action bounds (Discrete ones as they are): what :meth:`step` does first,
+        and what a vine branch, stepping one copy on its own, does too."""
+        if self._low is None:
+            return actions
+        return np.minimum(np.maximum(actions, self._low), self._high)
+
+    def step(self, actions: np.ndarray):
+        actions = self.bound(actions)
+        info: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, _ = env.step(actions[i])
+            if terminated or truncated:
+                final = info.setdefault("final_obs", np.full(self.num_envs, None, dtype=object))
+                final[i] = obs
+                obs, _ = env.reset()
+            self._obs[i] = obs
+            self._rewards[i] = reward
+            self._terminated[i] = terminated
+            self._truncated[i] = truncated
+        return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), info
+
+    def render(self):
+        return self.envs[0].render()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def snapshot(self) -> list[dict]:
+        """Each copy's :func:`snapshot`, in copy order (for bit-exact resume and vine branches)."""
+        return [snapshot(env) for env in self.envs]
+
+    def restore(self, snaps: list[dict]) -> None:
+        """Restore every copy from :meth:`snapshot`'s list; all are checked before any is changed."""
+        if len(snaps) != self.num_envs:
+            raise ConfigError(f"cannot restore {len(snaps)} env snapshots into {self.num_envs} copies")
+        restore_all(self.envs, snaps)

@@ -1,0 +1,104 @@
+"""The parts of a run, built from its config: online (env copies, the config's algorithm) or from a dataset.
+
+A builder makes the sampler, the algorithm and the evaluation schedule; anything that cannot be made --
+a bad env, a dataset that does not fit -- fails here, before the run directory is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from trustrl.algos import make_algorithm, make_offline_algorithm
+from trustrl.config import Config
+from trustrl.datasets.read import check_dataset_fits, read_dataset
+from trustrl.envs import make_env
+from trustrl.errors import ConfigError
+from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.playback import check_can_render
+from trustrl.run.evaluation import Evaluator
+from trustrl.run.loop import Parts
+from trustrl.samplers.asynchronous import AsyncSampler
+from trustrl.samplers.dataset import DatasetSampler
+from trustrl.samplers.placement import make_pool
+from trustrl.samplers.vector import VectorSampler
+from trustrl.samplers.vine import VineSampler
+
+#: (cfg, policy_factory, log) -> Parts, where policy_factory(obs_space, act_space) -> (policy, critic, generator).
+Builder = Callable[..., Parts]
+
+
+def online(cfg: Config, policy_factory, log) -> Parts:
+    pool = make_pool(cfg.env, cfg.run.workers, cfg.run.sampler, cfg.run.worker_cpus)
+    try:
+        if cfg.run.video_every:
+            check_can_render(cfg.env)
+        obs_space, act_space = pool.observation_space, pool.action_space
+        policy, critic, generator = policy_factory(obs_space, act_space)
+        sampler = trunk = VectorSampler(
+            pool,
+            ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+            RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
+            cfg.run.n_steps,
+            cfg.run.seed,
+            cfg.run.device,
+        )
+        if cfg.run.sampling == "vine":
+            check_can_branch(pool)
+            sampler = VineSampler(trunk, cfg.vine, cfg.run.seed)
+        elif cfg.run.async_sampling:
+            sampler = AsyncSampler(trunk)
+        algo = make_algorithm(cfg, policy, critic, generator)
+        every = cfg.run.eval_every
+        batch = sampler.steps_per_update if cfg.run.sampling == "vine" else cfg.batch_size
+        evaluator = Evaluator(cfg, cfg.run.eval_episodes) if every else None
+    except BaseException:
+        pool.close()
+        raise
+    return Parts(
+        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
+        generator=generator, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
+        steps_per_update=batch, evaluator=evaluator,
+        eval_due=lambda update, before, step: every > 0 and step // every > before // every,
+        extra={}, log=log,
+    )  # fmt: skip
+
+
+def check_can_branch(pool) -> None:
+    """Vine sampling restores env copies to branch from them: an env whose state cannot be captured is refused
+    here, before anything is written."""
+    try:
+        pool.call("snapshot")
+    except ConfigError as exc:
+        raise ConfigError(f"run.sampling = 'vine' needs env states it can restore: {exc}") from None
+
+
+def offline(cfg: Config, policy_factory, log) -> Parts:
+    env = make_env(cfg.env)
+    try:
+        data = read_dataset(cfg.offline.dataset)
+        check_dataset_fits(data, env)
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    policy, critic, generator = policy_factory(obs_space, act_space)
+    sampler = DatasetSampler(
+        data,
+        ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+        RewardScaler(1, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
+        columns=64,
+        device=cfg.run.device,
+    )
+    algo = make_offline_algorithm(cfg, policy, critic, generator, sampler.behaviour_return)
+    message = (f"dataset {data.dataset_id}: {len(data.episodes)} episodes, {data.n_steps} transitions, "
+               f"behaviour return {sampler.behaviour_return:.1f} ± {float(data.returns.std()):.1f}")
+    log(message)
+    every = cfg.offline.eval_every
+    return Parts(
+        cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo, generator=generator,
+        n_updates=cfg.offline.epochs, steps_per_update=data.n_steps,
+        evaluator=Evaluator(cfg, cfg.offline.eval_episodes),
+        eval_due=lambda update, before, step: update % every == 0,
+        extra={"dataset": data.dataset_id, "episodes": len(data.episodes), "transitions": data.n_steps,
+               "behaviour_return_mean": sampler.behaviour_return},
+        notes=[message], log=log,
+    )  # fmt: skip
