@@ -46,7 +46,7 @@ TRUSTRL_KINDS = {  # kind -> the overrides it trains with
     "trustrl_workers": ["run.workers=2"],
     "trustrl_workers_serial": ["run.workers=2", "run.overlap_critic=false"],
     "trustrl_workers_async": ["run.workers=2", "run.async_sampling=true"],
-    "trustrl_ray": ['run.sampler="ray"', "run.workers=2"],
+    "trustrl_ray": ['run.placement="ray"', "run.workers=2"],
 }
 
 

@@ -18,9 +18,9 @@ from line_env import Line  # noqa: E402 -- tests/ is on sys.path, as a user's pa
 
 import trustrl
 from trustrl import config as config_mod
-from trustrl.envs import registry as envs_mod
 from trustrl.cli import main
 from trustrl.config.document import describe, field_docs
+from trustrl.envs import registry as envs_mod
 from trustrl.metrics import ProgressLines
 
 README = Path(__file__).resolve().parents[1] / "README.md"

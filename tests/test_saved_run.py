@@ -48,3 +48,13 @@ def test_a_saved_run_resumes_into_the_run_that_never_stopped(saved_run, tmp_path
     assert main(["train", *COMMAND, "--total-steps", "4096", "--run-dir", str(tmp_path / "whole")]) == 0
     assert _rows(saved_run) == _rows(tmp_path / "whole")
     assert len(_rows(saved_run)) == 5  # the initial evaluation and four updates
+
+
+def test_a_renamed_key_is_read_under_its_new_name_with_a_note(saved_run, caplog):
+    """The fixture's config says ``run.sampler``, today ``run.placement``; ``--set`` takes the old name too."""
+    assert "sampler = " in (saved_run / "config.toml").read_text()
+    with caplog.at_level("WARNING", logger="trustrl"):
+        cfg = trustrl.load_config(str(saved_run / "config.toml"), ["run.sampler=ray"])
+    assert cfg.run.placement == "ray"
+    notes = [r.getMessage() for r in caplog.records]
+    assert any("run.sampler is now called run.placement" in note for note in notes), notes

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
+from trustrl.algos.base import make_fitter
 from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
-from trustrl.algos.base import make_fitter
 from trustrl.value_fit import explained_variance, l2_penalty
 
 

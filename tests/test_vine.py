@@ -270,12 +270,12 @@ def test_continuous_vine_runs_the_same_in_two_worker_processes(tmp_path):
 @pytest.mark.xdist_group("ray")
 def test_a_vine_run_on_ray_actors_is_the_run_of_one_process(tmp_path, ray_cluster):
     one = _run(tmp_path, "one", "cartpole-trpo-vine", "run.total_steps=2000")
-    ray = _run(tmp_path, "ray", "cartpole-trpo-vine", "run.total_steps=2000", "run.sampler=ray", "run.workers=2")
+    ray = _run(tmp_path, "ray", "cartpole-trpo-vine", "run.total_steps=2000", "run.placement=ray", "run.workers=2")
     assert (one / "metrics.csv").read_bytes() == (ray / "metrics.csv").read_bytes()
 
 
 @pytest.mark.parametrize("preset, overrides, message", [
-    ("cartpole-trpo", ["run.sampler=vine"], "the vine scheme is run.sampling = 'vine'"),
+    ("cartpole-trpo", ["run.placement=vine"], "the vine scheme is run.sampling = 'vine'"),
     ("cartpole-ppo", ["run.sampling=vine"], "needs online TRPO or NPG (not ppo)"),
     ("cartpole-trpo", ["run.sampling=vine", "run.async_sampling=true"], "cannot be combined"),
     ("cartpole-trpo", ["run.sampling=vine", "vine.rollout_set=100", "run.n_steps=8"], "needs 13 states from each"),

@@ -70,8 +70,8 @@ def test_two_worker_processes_give_the_run_of_one_process_byte_for_byte(tmp_path
 @pytest.mark.xdist_group("ray")
 def test_ray_actors_give_the_run_of_one_process_byte_for_byte(tmp_path, ray_cluster):
     one = _run(tmp_path, "one")
-    _same_run(one, _run(tmp_path, "ray2", "run.sampler=\"ray\"", "run.workers=2"))
-    _same_run(one, _run(tmp_path, "ray1", "run.sampler=\"ray\"", "run.workers=1", "run.worker_cpus=0.5"))
+    _same_run(one, _run(tmp_path, "ray2", "run.placement=\"ray\"", "run.workers=2"))
+    _same_run(one, _run(tmp_path, "ray1", "run.placement=\"ray\"", "run.workers=1", "run.worker_cpus=0.5"))
 
 
 def test_mujoco_copies_in_workers_give_the_same_batches():
@@ -197,7 +197,7 @@ def test_an_env_a_ray_actor_cannot_make_is_the_same_config_error(ray_cluster):
 
 @pytest.mark.xdist_group("ray")
 def test_ray_refuses_more_actors_than_the_cluster_has_cpus(ray_cluster, tmp_path, capsys):
-    argv = ["train", "cartpole-trpo", "--run-dir", str(tmp_path / "r"), "--set", "run.sampler=ray",
+    argv = ["train", "cartpole-trpo", "--run-dir", str(tmp_path / "r"), "--set", "run.placement=ray",
             "--set", "run.workers=3"]
     assert main(argv) == 2
     assert "need 3 CPUs; the Ray cluster has 2" in capsys.readouterr().err
@@ -217,7 +217,7 @@ def test_an_env_a_worker_cannot_make_is_one_config_error(tmp_path, capsys):
     (["run.workers=9"], "run.workers = 9 is more than env.n_envs = 8"),
     (["run.workers=0"], "run.workers must be"),
     (["run.workers=2", 'env.vectorization="async"'], "leave it 'sync'"),
-    (['run.sampler="slurm"'], "run.sampler"),
+    (['run.placement="slurm"'], "run.placement"),
     (["run.worker_cpus=-1"], "run.worker_cpus must be between 0 and 1024"),
 ])
 def test_bad_layouts_are_refused_by_the_config(overrides, message):

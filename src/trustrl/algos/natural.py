@@ -2,7 +2,7 @@
 
 Both algorithms build the same :class:`PolicyObjective` on a batch and differ
 only in how far they move along the direction: NPG by a fixed rule
-(:func:`natural_gradient_step`), TRPO by the backtracking line search of
+(:func:`natural_gradient_direction`), TRPO by the backtracking line search of
 :func:`trustrl.trust_region.trust_region_step`. The Fisher matrix is never
 formed: conjugate gradient only needs Fisher-vector products
 (:func:`trustrl.trust_region.fisher_vector_product`).
@@ -161,7 +161,7 @@ class NaturalGradient:
         return kl_scaled_step(self.direction, self.curvature, max_kl)
 
 
-def natural_gradient_step(objective: PolicyObjective, policy: Policy, cfg: NaturalGradientConfig) -> NaturalGradient:
+def natural_gradient_direction(objective: PolicyObjective, policy: Policy, cfg: NaturalGradientConfig) -> NaturalGradient:
     """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them."""
     parts = natural_direction(policy.parameters(), objective.surrogate, objective.fisher_kl,
                               cfg.damping, cfg.cg_iters, cfg.cg_tol)
@@ -196,7 +196,7 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
                                 self.cfg, self.generator, behaviour)
 
     def search_direction(self, batch: Batch) -> NaturalGradient:
-        return natural_gradient_step(self.objective(batch), self.policy, self.cfg)
+        return natural_gradient_direction(self.objective(batch), self.policy, self.cfg)
 
     def max_kl(self) -> float:
         """This update's KL radius, on ``algo.max_kl_schedule``."""

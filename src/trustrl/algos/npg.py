@@ -5,7 +5,7 @@ theta <- theta + step * s,  s = F^-1 g  (conjugate gradient on Fisher-vector pro
 ``step`` is either fixed (``algo.step = "fixed"``: ``algo.step_size``) or
 normalised so the quadratic model of the KL equals ``algo.max_kl``
 (``algo.step = "kl"``: ``sqrt(2 max_kl / s^T F s)``). The direction is
-exactly TRPO's (:func:`~trustrl.algos.natural.natural_gradient_step`); unlike
+exactly TRPO's (:func:`~trustrl.algos.natural.natural_gradient_direction`); unlike
 TRPO there is no line search, so the true KL of a step is reported, not enforced.
 """
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from trustrl.config.schema import Config, from_dict
+from trustrl.config.schema import RENAMED, Config, from_dict, renamed_keys
 from trustrl.config.values import parse_value
 from trustrl.errors import ConfigError
 
+_log = logging.getLogger("trustrl")
+
 # Where the env copies run, never what they compute: a resumed run may change these.
-LAYOUT_KEYS = ("run.workers", "run.sampler", "run.worker_cpus")
+LAYOUT_KEYS = ("run.workers", "run.placement", "run.worker_cpus")
 
 
 def with_layout(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -17,7 +20,8 @@ def with_layout(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) ->
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     for item in overrides:
         key = item.partition("=")[0].strip()
-        if key not in LAYOUT_KEYS:
+        section, _, name = key.partition(".")
+        if f"{section}.{RENAMED.get((section, name), name)}" not in LAYOUT_KEYS:
             raise ConfigError(f"a resumed run keeps its config; --set may change only where it runs "
                               f"({', '.join(LAYOUT_KEYS)}), not {key!r}")
         apply_override(data, item)
@@ -35,12 +39,15 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if len(parts) != 2:
         raise ConfigError(f"--set key must be section.key (e.g. algo.max_kl), got {key!r}")
     section, name = parts
+    if (section, name) in RENAMED:
+        name = RENAMED[section, name]
+        _log.warning(f"note: --set {section}.{parts[1]} is now called {section}.{name} (read as such)")
     data.setdefault(section, {})[name] = parse_value(raw)
 
 
 def with_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config") -> Config:
     """A validated Config from the tables of a config with ``--set``-style overrides applied."""
-    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in renamed_keys(data, source).items()}
     for item in overrides:
         apply_override(data, item)
     return from_dict(data, source)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trustrl.config.overrides import apply_override
-from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict
+from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
 from trustrl.envs.registry import check_env_id, import_env_modules, registered_id
@@ -42,6 +42,7 @@ def load(spec: str, overrides: list[str] | tuple[str, ...] = (), algo: str | Non
             modules = parse_value(raw)
             import_env_modules(modules if isinstance(modules, list) else [modules])
     data, source = _read_spec(spec, algo)
+    data = renamed_keys(data, source)  # before overrides, which name keys as they are called today
     if algo is not None:
         _check_algo(data, source, algo)
     for item in overrides:

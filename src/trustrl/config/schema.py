@@ -7,6 +7,7 @@ The checks across sections ask the algorithm what it can learn from (its declare
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,9 +61,9 @@ class Config:
                               f"for the policy that acted one update earlier (not {self._algo_label()})")
         if self.run.sampling == "vine":
             self._validate_vine()
-        if (self.run.workers > 1 or self.run.sampler == "ray") and self.env.vectorization != "sync":
+        if (self.run.workers > 1 or self.run.placement == "ray") and self.env.vectorization != "sync":
             raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
-                              "or run.sampler = 'ray' the workers step the copies, so leave it 'sync'")
+                              "or run.placement = 'ray' the workers step the copies, so leave it 'sync'")
         return self
 
     def _validate_vine(self) -> None:
@@ -104,9 +105,29 @@ SECTIONS = {
 }
 
 
+#: Keys renamed since a run directory could have been written: (section, old name) -> new name.
+RENAMED = {("run", "sampler"): "placement"}
+_log = logging.getLogger("trustrl")
+
+
+def renamed_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with each renamed key under its new name, and one note per key on the ``trustrl`` logger, so
+    configs and run directories written before the rename still read."""
+    data = dict(data)
+    for (section, old), new in RENAMED.items():
+        table = data.get(section)
+        if not isinstance(table, dict) or old not in table:
+            continue
+        if new in table:
+            raise ConfigError(f"{source}: {section}.{old} is the old name of {section}.{new}; give only {section}.{new}")
+        data[section] = {(new if key == old else key): value for key, value in table.items()}
+        _log.warning(f"note: {source}: {section}.{old} is now called {section}.{new} (read as such)")
+    return data
+
+
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """Build and validate a Config; unknown sections or keys are errors, not ignored."""
-    data = dict(data)
+    data = renamed_keys(data, source)
     unknown = set(data) - {"name", "algo", *SECTIONS}
     if unknown:
         raise ConfigError(f"{source}: unknown section {_quoted(unknown)}; sections are {', '.join(['name', 'algo', *SECTIONS])}")

@@ -164,10 +164,10 @@ class RunConfig:
     """Processes (or Ray actors) that simulate the env copies, each a contiguous share of them collecting whole
     fragments (1 with ``sampler = "local"``: this process steps them). The same seed gives the same metrics.csv
     whatever this is."""
-    sampler: str = "local"
+    placement: str = "local"
     """``local``: the workers are processes on this machine; ``ray``: Ray actors (``RAY_ADDRESS`` picks the cluster)."""
     worker_cpus: float = 1.0
-    """CPUs each Ray actor reserves (``run.sampler = "ray"``); fractions share a CPU between actors."""
+    """CPUs each Ray actor reserves (``run.placement = "ray"``); fractions share a CPU between actors."""
     sampling: str = "single-path"
     """How the policy gradient is estimated: ``single-path`` (GAE along the trajectories) or ``vine`` (TRPO
     paper, section 5.2: Q-values from branched rollouts at a set of states along them; see ``[vine]``)."""
@@ -202,10 +202,10 @@ class RunConfig:
         non_negative("run.eval_every", self.eval_every, MAX_STEPS)
         positive("run.eval_episodes", self.eval_episodes, MAX_EPISODES)
         positive("run.workers", self.workers, MAX_ENVS)
-        if self.sampler in SAMPLING_SCHEMES and self.sampler != "single-path":
-            raise ConfigError(f"run.sampler says where the env copies run ({', '.join(SAMPLERS)}); "
-                              f"the {self.sampler} scheme is run.sampling = {self.sampler!r}")
-        choice("run.sampler", self.sampler, SAMPLERS)
+        if self.placement in SAMPLING_SCHEMES and self.placement != "single-path":
+            raise ConfigError(f"run.placement says where the env copies run ({', '.join(PLACEMENTS)}); "
+                              f"the {self.placement} scheme is run.sampling = {self.placement!r}")
+        choice("run.placement", self.placement, PLACEMENTS)
         choice("run.sampling", self.sampling, SAMPLING_SCHEMES)
         choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
@@ -218,7 +218,7 @@ class RunConfig:
                                   "(WANDB_MODE=offline writes the run to disk without an account)")
 
 
-SAMPLERS = ("local", "ray")
+PLACEMENTS = ("local", "ray")
 SAMPLING_SCHEMES = ("single-path", "vine")
 
 

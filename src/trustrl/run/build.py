@@ -28,7 +28,7 @@ Builder = Callable[..., Parts]
 
 
 def online(cfg: Config, policy_factory, log) -> Parts:
-    pool = make_pool(cfg.env, cfg.run.workers, cfg.run.sampler, cfg.run.worker_cpus)
+    pool = make_pool(cfg.env, cfg.run.workers, cfg.run.placement, cfg.run.worker_cpus)
     try:
         if cfg.run.video_every:
             check_can_render(cfg.env)

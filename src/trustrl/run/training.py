@@ -130,7 +130,7 @@ def resume(
 
     Where the env's state could be captured the continuation is bit-for-bit
     the run that never stopped; otherwise it continues with fresh episodes and
-    a note says so. ``layout`` (``run.workers=4``, ``run.sampler=ray``, ...)
+    a note says so. ``layout`` (``run.workers=4``, ``run.placement=ray``, ...)
     moves the env copies elsewhere, which changes no number.
     """
     say = log or (lambda message: print(message, file=sys.stderr))

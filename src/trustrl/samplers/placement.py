@@ -10,9 +10,9 @@ from trustrl.envs import make_vec_env
 from trustrl.samplers.pools import LocalPool, ProcessPool, WorkerPool
 
 
-def make_pool(env_cfg: EnvConfig, workers: int = 1, sampler: str = "local", worker_cpus: float = 1.0) -> WorkerPool:
+def make_pool(env_cfg: EnvConfig, workers: int = 1, placement: str = "local", worker_cpus: float = 1.0) -> WorkerPool:
     """``env_cfg``'s copies in this process (one local worker), in ``workers`` processes, or on Ray actors."""
-    if sampler == "ray":
+    if placement == "ray":
         from trustrl.samplers.ray import (
             RayPool,  # ray is imported only by runs that use it
         )

@@ -29,7 +29,7 @@ class RayPool(WorkerPool):
         try:
             import ray
         except ImportError:  # pragma: no cover -- ray is a dependency; a broken install lands here
-            raise ConfigError("run.sampler = 'ray' needs the ray package (pip install ray)") from None
+            raise ConfigError("run.placement = 'ray' needs the ray package (pip install ray)") from None
         self.ray = ray
         self.copies = split_copies(env_cfg.n_envs, workers)
         self.env_id = env_cfg.id

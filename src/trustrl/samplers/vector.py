@@ -36,7 +36,7 @@ def copy_rng(seed: int, index: int) -> np.random.Generator:
 class VectorSampler:
     """Steps ``N`` env copies with a policy for ``n_steps`` per copy per batch.
 
-    ``copies`` is a vector env (stepped in this process) or a
+    ``pool`` is a vector env (stepped in this process) or a
     :class:`~trustrl.samplers.pools.WorkerPool` (worker processes, Ray actors):
     the workers simulate whole fragments, and everything that spans copies --
     statistics, noise streams, episode bookkeeping, reward scale -- stays here,
@@ -47,14 +47,14 @@ class VectorSampler:
 
     def __init__(
         self,
-        copies,
+        pool,
         obs_norm: ObsNormalizer,
         reward_scaler: RewardScaler,
         n_steps: int,
         seed: int,
         device: str = "cpu",
     ):
-        self.pool: WorkerPool = copies if isinstance(copies, WorkerPool) else LocalPool(copies)
+        self.pool: WorkerPool = pool if isinstance(pool, WorkerPool) else LocalPool(pool)
         self.obs_norm = obs_norm
         self.reward_scaler = reward_scaler
         self.n_steps = n_steps
