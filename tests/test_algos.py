@@ -14,7 +14,7 @@ from trustrl.algos import ALGORITHMS, make_algorithm
 from trustrl.algos.npg import NPG
 from trustrl.algos.trpo import TRPO
 from trustrl.envs import make_vec_env
-from trustrl.playback import evaluate
+from trustrl.api import evaluate
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.advantages import compute_advantages

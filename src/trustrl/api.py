@@ -20,25 +20,16 @@ import copy
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Sequence
 
-import gymnasium as gym
-
-from trustrl import checkpoint as ckpt
 from trustrl import config as config_mod
-from trustrl.config import FACTORY_NAMESPACE, Config
+from trustrl.agent import Agent, EnvFactory, EnvSpec, load
+from trustrl.config import Config
 from trustrl.envs import register_factory
+from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult, evaluate_agent
 from trustrl.errors import TrustrlError
-from trustrl.playback import Agent, EvalResult, evaluate_agent, load_policy
 from trustrl.run.train import TrainResult
 from trustrl.run.train import train as _train
-
-#: A function that makes a new env each time it is called (``render_mode`` is passed when filming).
-EnvFactory = Callable[..., gym.Env]
-#: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
-EnvSpec = Union[str, EnvFactory]
-
-TAGS = ("last", "best")
 
 
 def train(
@@ -90,46 +81,39 @@ def train(
     return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=[sys.executable, *sys.argv])
 
 
-def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
-         env_kwargs: dict | None = None) -> Agent:
-    """The policy of a run's ``last`` or ``best`` checkpoint, ready to act (see :class:`Agent`).
-
-    ``env``: another env to act in (its spaces must match), or -- for a run whose env a function made --
-    that function again. ``env_kwargs``: over the saved ones; a saved kwarg that names a file is used only
-    when given here again (a run directory is data, and chooses no file for the env to read).
-    """
-    if checkpoint not in TAGS:
-        raise TrustrlError(f"checkpoint must be one of {', '.join(TAGS)}, got {checkpoint!r}")
-    if env is None or isinstance(env, str):
-        return load_policy(run, checkpoint, env, env_kwargs)
-    recorded = ckpt.load(run, checkpoint).config.get("env", {}).get("id", "")
-    prefix = FACTORY_NAMESPACE + "/"
-    name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
-    return load_policy(run, checkpoint, register_factory(env, name), env_kwargs)
-
-
 def evaluate(
     agent: Agent | str | Path,
     episodes: int = 10,
     *,
-    seed: int = 1_000_000,
+    seed: int = DEFAULT_EVAL_SEED,
     deterministic: bool = True,
     checkpoint: str = "last",
     env: EnvSpec | None = None,
+    env_kwargs: dict | None = None,
+    render: bool = False,
 ) -> EvalResult:
     """Play ``episodes`` whole episodes (reset seeds ``seed``, ``seed + 1``, ...) and report their returns.
 
-    ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint`` picks which). ``env`` evaluates
-    in another env, or names the function that made the run's env.
+    ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint`` picks which, and ``env_kwargs``
+    go over the saved ones as for :func:`load`). ``env`` evaluates in another env, or names the function
+    that made the run's env. ``render`` shows the episodes in a window.
     """
     if not isinstance(agent, Agent):
-        return evaluate_agent(load(agent, checkpoint, env), episodes, seed, deterministic)
+        agent = load(agent, checkpoint, env, env_kwargs)
+    elif env is not None or env_kwargs:
+        agent = _in_env(agent, env, env_kwargs or {})
+    return evaluate_agent(agent, episodes, seed, deterministic, render)
+
+
+def _in_env(agent: Agent, env: EnvSpec | None, env_kwargs: dict) -> Agent:
+    """A copy of ``agent`` that acts in ``env`` (its spaces are checked when the env is made), with ``env_kwargs``."""
+    agent = copy.copy(agent)
+    agent.config = copy.deepcopy(agent.config)
     if env is not None:
-        agent = copy.copy(agent)
-        agent.config = copy.deepcopy(agent.config)
-        agent.config.env.id = env if isinstance(env, str) else _register(env)
+        agent.config.env.id = _register(env)
         config_mod.check_env_id(agent.config.env.id, agent.config.env.imports)
-    return evaluate_agent(agent, episodes, seed, deterministic)
+    agent.config.env.kwargs = {**agent.config.env.kwargs, **env_kwargs}
+    return agent
 
 
 def _register(env: EnvSpec) -> str:
@@ -139,4 +123,4 @@ def _register(env: EnvSpec) -> str:
     return register_factory(env)
 
 
-__all__ = ["Agent", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "evaluate", "load", "train"]
+__all__ = ["Agent", "DEFAULT_EVAL_SEED", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "evaluate", "load", "train"]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from trustrl import __version__
+from trustrl.episodes import DEFAULT_EVAL_SEED
 from trustrl.errors import TrustrlError
 
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="seed of the first evaluation episode")
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first evaluation episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
     p.add_argument("--env", help="evaluate in another env id (spaces must match)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the .mp4 file to write")
     p.add_argument("--episodes", type=int, default=3, help="episodes to film (default 3)")
     p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode")
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
     p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
@@ -235,19 +236,14 @@ def _print_result(result) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl.config import parse_env_kwargs
-    from trustrl.playback import evaluate
+    from trustrl import api
+    from trustrl.config import MAX_EPISODES, check_count, check_seed, parse_env_kwargs
 
-    result = evaluate(
-        args.run,
-        episodes=args.episodes,
-        tag=args.checkpoint,
-        seed=args.seed,
-        deterministic=not args.stochastic,
-        env_id=args.env,
-        render=args.render,
-        env_kwargs=parse_env_kwargs(args.env_kwargs),
-    )
+    check_count("--episodes", args.episodes, MAX_EPISODES)  # before the checkpoint is read, named as given
+    check_seed("--seed", args.seed, args.episodes)
+    result = api.evaluate(args.run, args.episodes, seed=args.seed, deterministic=not args.stochastic,
+                          checkpoint=args.checkpoint, env=args.env, env_kwargs=parse_env_kwargs(args.env_kwargs),
+                          render=args.render)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -262,22 +258,13 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.config import parse_env_kwargs
-    from trustrl.playback import video
+    from trustrl.video import video
 
     if args.out.exists() and not args.overwrite:
         raise TrustrlError(f"{args.out} already exists; pass --overwrite to replace it")
-    result = video(
-        args.run,
-        args.out,
-        episodes=args.episodes,
-        tag=args.checkpoint,
-        seed=args.seed,
-        deterministic=not args.stochastic,
-        min_return=args.min_return,
-        max_attempts=args.max_attempts,
-        fps=args.fps,
-        env_kwargs=parse_env_kwargs(args.env_kwargs),
-    )
+    result = video(args.run, args.out, episodes=args.episodes, checkpoint=args.checkpoint, seed=args.seed,
+                   deterministic=not args.stochastic, min_return=args.min_return, max_attempts=args.max_attempts,
+                   fps=args.fps, env_kwargs=parse_env_kwargs(args.env_kwargs))
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     print(f"wrote {result.path}: {len(result.returns)} episodes ({result.attempts} played), "
           f"{result.frames} frames at {result.fps} fps; returns {returns}")

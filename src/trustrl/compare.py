@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trustrl import config as config_mod
+from trustrl.api import evaluate
 from trustrl.config import MAX_EPISODES, check_count
 from trustrl.errors import ConfigError
-from trustrl.playback import evaluate
 from trustrl.plots import plot_runs, read_series
 from trustrl.run import train
 
@@ -139,7 +139,7 @@ def compare(
             run_dir = out / algo / f"seed{seed}"
             result = train(cfg, run_dir, overwrite=overwrite, progress=False,
                            command=["trustrl", "compare", env, "--algos", algo, "--seeds", str(seeds)])
-            ev = evaluate(run_dir, episodes=eval_episodes, tag="last")
+            ev = evaluate(run_dir, eval_episodes, checkpoint="last")
             curve = read_series(run_dir)
             records.append(RunRecord(algo, seed, curve.steps, curve.values, ev.mean_return, result.steps, result.seconds))
             if log:

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint
+from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
-from trustrl.playback import Agent, check_compatible, load_policy
 from trustrl.nets import Categorical
 
 
@@ -76,7 +76,7 @@ def collect(
 
     loaded = None
     if run is not None:
-        loaded = load_policy(run, tag, env_id, env_kwargs)
+        loaded = load(run, tag, env_id, env_kwargs)
         env_cfg = loaded.config.env
     elif random:
         if env_id is None:
@@ -87,7 +87,7 @@ def collect(
     env = make_env(env_cfg)
     try:
         if loaded is not None:
-            check_compatible(loaded.checkpoint, env)
+            loaded.check_env(env)
         action_space = env.action_space
         behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
         buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)

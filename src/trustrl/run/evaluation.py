@@ -16,7 +16,8 @@ import numpy as np
 
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.playback import Agent, run_episodes
+from trustrl.agent import Agent
+from trustrl.episodes import run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 

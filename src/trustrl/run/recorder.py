@@ -13,7 +13,7 @@ import torch
 
 from trustrl import checkpoint
 from trustrl.config import Config
-from trustrl.playback import write_training_video
+from trustrl.video import write_training_video
 from trustrl.metrics import MetricsLogger
 from trustrl.mirrors import WandbMirror, flat_params
 from trustrl.nets import Policy, ValueNet

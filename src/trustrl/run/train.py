@@ -28,7 +28,8 @@ from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import describe_spaces, make_env
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
-from trustrl.playback import check_can_render, check_compatible_spaces
+from trustrl.agent import check_compatible_spaces
+from trustrl.video import check_can_render
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
