@@ -9,7 +9,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from trustrl import __version__
@@ -173,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl import config as config_mod
-    from trustrl.run import resume, train
+    from trustrl import api
+    from trustrl.config import parse_env_kwargs
 
     if args.progress_every is not None and not args.progress_every > 0:
         raise TrustrlError(f"--progress-every must be > 0 seconds, got {args.progress_every}")
@@ -188,29 +187,18 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
                                "run.workers, run.sampler or run.worker_cpus)")
-        result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
-                        progress=progress, command=["trustrl", *argv],
-                        env_kwargs=config_mod.parse_env_kwargs(args.env_kwargs))
+        result = api.resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
+                            env_kwargs=parse_env_kwargs(args.env_kwargs), progress=progress,
+                            command=["trustrl", *argv])
         _print_result(result)
         return 0
     if args.config is None:
         raise TrustrlError("train needs a preset, a .toml file or an env id (or --resume RUN)")
     if args.env_kwargs:
         raise TrustrlError("--env-kwarg is for --resume; a new run takes env kwargs as --set 'env.kwargs={...}'")
-    overrides = list(args.overrides)
-    if args.seed is not None:
-        overrides.append(f"run.seed={args.seed}")
-    if args.total_steps is not None:
-        overrides.append(f"run.total_steps={args.total_steps}")
-    if args.epochs is not None:
-        overrides.append(f"offline.epochs={args.epochs}")
-    cfg = config_mod.load(args.config, overrides, algo=args.algo)
-    if args.offline is not None:
-        cfg.offline.dataset = args.offline
-    if args.epochs is not None and not cfg.offline.dataset:
-        raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
-    run_dir = args.run_dir or Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(cfg, run_dir, overwrite=args.overwrite, progress=progress, command=["trustrl", *argv])
+    result = api.train(args.config, algo=args.algo, seed=args.seed, total_steps=args.total_steps, epochs=args.epochs,
+                       offline=args.offline, overrides=args.overrides, run_dir=args.run_dir, overwrite=args.overwrite,
+                       progress=progress, command=["trustrl", *argv])
     _print_result(result)
     return 0
 
@@ -321,12 +309,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.tune import tune
 
-    overrides = list(args.overrides)
-    if args.total_steps is not None:
-        overrides.append(f"run.total_steps={args.total_steps}")
     result = tune(args.config, args.params, args.trials, args.out, jobs=args.jobs, seeds=args.seeds,
-                  overrides=overrides, algo=args.algo, sampler_seed=args.sampler_seed, prune=not args.no_prune,
-                  prune_after=args.prune_after)
+                  overrides=args.overrides, total_steps=args.total_steps, algo=args.algo,
+                  sampler_seed=args.sampler_seed, prune=not args.no_prune, prune_after=args.prune_after)
     states = {}
     for trial in result.trials:
         states[trial["state"]] = states.get(trial["state"], 0) + 1

@@ -122,13 +122,20 @@ def tune(
     jobs: int = 1,
     seeds: int = 1,
     overrides: list[str] | tuple[str, ...] = (),
+    total_steps: int | None = None,
     algo: str | None = None,
     sampler_seed: int = 0,
     prune: bool = True,
     prune_after: int = 5,
     log: Callable[[str], None] = print,
 ) -> TuneResult:
-    """Run (or continue) the study in ``out`` until it has ``trials`` finished trials; see the module docstring."""
+    """Run (or continue) the study in ``out`` until it has ``trials`` finished trials; see the module docstring.
+
+    The trials vary the config :func:`trustrl.api.build_config` makes of ``config``, ``algo``,
+    ``overrides`` and ``total_steps``.
+    """
+    from trustrl.api import build_config
+
     check_count("--trials", trials, 10_000)
     check_count("--jobs", jobs, 64)
     check_count("--seeds", seeds, 100)
@@ -140,7 +147,7 @@ def tune(
     keys = [p.key for p in searched]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"--param {next(k for k in keys if keys.count(k) > 1)} is given twice")
-    base = config_mod.load(config, overrides, algo=algo)
+    base = build_config(config, algo=algo, total_steps=total_steps, overrides=overrides)
     if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the score is an evaluation during training:
         updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
         base.run.eval_every = base.batch_size * max(1, updates // 10)
