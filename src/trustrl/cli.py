@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
     parser.add_argument("--version", action="version", version=f"trustrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_video, _add_plot, _add_collect, _add_compare, _add_tune, _add_config):
+        add(sub)
+    p = sub.add_parser("presets", help="list the bundled presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a policy from a preset, a TOML config or a gymnasium env id")
     p.add_argument("config", nargs="?", help="preset name (e.g. walker2d-trpo, see `trustrl presets`), a .toml file, "
                    "or a gymnasium env id (e.g. CartPole-v1: its <env>-<algo> preset, else defaults)")
@@ -70,36 +77,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: a saved env kwarg that names a file, passed again to use it (repeatable)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="replay a checkpoint for some episodes and report the returns")
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    _add_checkpoint(p)
     p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first evaluation episode")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+    _add_stochastic(p)
     p.add_argument("--env", help="evaluate in another env id (spaces must match)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
     p.add_argument("--json", action="store_true", help="print one JSON line")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_video(sub) -> None:
     p = sub.add_parser("video", help="film a checkpoint's episodes into an mp4 (headless)")
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--out", type=Path, required=True, help="the .mp4 file to write")
     p.add_argument("--episodes", type=int, default=3, help="episodes to film (default 3)")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    _add_checkpoint(p)
     p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first episode")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+    _add_stochastic(p)
     p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
     p.add_argument("--fps", type=int, help="frames per second (default: the env's render_fps)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_video)
 
+
+def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="learning curves of runs: mean ± std per label over env steps")
     p.add_argument("runs", type=Path, nargs="+", help="run directories (each with a metrics.csv)")
     p.add_argument("--out", type=Path, required=True, help="the .png or .svg file to write")
@@ -112,20 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_collect(sub) -> None:
     p = sub.add_parser("collect", help="roll out a checkpoint's policy (or a random one) into a Minari dataset")
     p.add_argument("run", type=Path, nargs="?", help="run directory whose policy to roll out (omit with --random --env)")
     p.add_argument("--dataset", required=True, help="Minari dataset id, e.g. cartpole/trpo-medium-v0")
     p.add_argument("--episodes", type=int, help="episodes to collect")
     p.add_argument("--steps", type=int, help="or: collect whole episodes until this many steps")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    _add_checkpoint(p)
     p.add_argument("--random", action="store_true", help="uniformly random actions instead of a policy")
     p.add_argument("--env", help="env id (needed with --random and no run directory)")
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_collect)
+
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
     p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
     p.add_argument("--algos", default="reinforce,a2c,npg,trpo,ppo",
@@ -138,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search hyper-parameters with Optuna: each trial a run, scored by its evaluations")
     p.add_argument("config", help="preset name, .toml file or env id whose config the trials vary")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
@@ -159,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prune", action="store_true", help="let every trial run to the end")
     p.set_defaults(func=cmd_tune)
 
+
+def _add_config(sub) -> None:
     p = sub.add_parser("config", help="print a config as TOML: every key with its value, default and doc")
     p.add_argument("config", help="preset name, .toml file or env id (as for train)")
     p.add_argument("--algo", help="algorithm for an env id (as for train)")
@@ -166,9 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one config field (repeatable), as for train")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("presets", help="list the bundled presets")
-    p.set_defaults(func=cmd_presets)
-    return parser
+
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+
+
+def _add_stochastic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+
+
+def _add_env_kwargs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
+                        "file is used only when passed again")
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
