@@ -60,20 +60,7 @@ def collect(
     with seed ``seed + i``. An existing dataset id is refused unless
     ``overwrite``; then the old one is replaced only once the new one is written.
     """
-    _check_dataset_id(dataset_id)
-    if (episodes is None) == (steps is None):
-        raise TrustrlError("collect needs exactly one of --episodes N or --steps N")
-    if episodes is not None:
-        check_count("--episodes", episodes, 10**6)
-    if steps is not None:
-        check_count("--steps", steps, 10**9)
-    check_seed("--seed", seed, episodes if episodes is not None else steps)  # at most one episode a step
-    target = _dataset_dir(dataset_id)
-    if target.exists() and not overwrite:
-        raise TrustrlError(
-            f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it or choose another id"
-        )
-
+    target = _check_request(dataset_id, episodes, steps, seed, overwrite)
     loaded = None
     if run is not None:
         loaded = load(run, tag, env_id, env_kwargs)
@@ -91,22 +78,7 @@ def collect(
         action_space = env.action_space
         behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
         buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
-        source = "a uniform random policy" if random else (
-            f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
-        )
-        description = (
-            f"{len(buffers)} episodes of {env_cfg.id} collected by trustrl from {source}, actions sampled. "
-            f"infos['{LOG_PROB_KEY}'][t] = log beta(actions[t] | observations[t]); "
-            f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
-            "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
-        )
-        extra = {
-            "behaviour": "random" if random else "policy",
-            "checkpoint": None if random else str(loaded.checkpoint.path),
-            "checkpoint_step": None if random else loaded.checkpoint.step,
-            "seed": seed,
-            "trustrl_version": checkpoint.versions()["trustrl"],
-        }
+        description, extra = _provenance(env_cfg.id, None if random else loaded, tag, seed, len(buffers))
         _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
     finally:
         env.close()
@@ -119,6 +91,45 @@ def collect(
         std_return=float(np.std(returns)),
         behaviour="random" if random else "policy",
     )
+
+
+def _check_request(dataset_id: str, episodes: int | None, steps: int | None, seed: int, overwrite: bool) -> Path:
+    """Where the dataset will be written, once the request is known to be valid (and not to replace one unasked)."""
+    _check_dataset_id(dataset_id)
+    if (episodes is None) == (steps is None):
+        raise TrustrlError("collect needs exactly one of --episodes N or --steps N")
+    if episodes is not None:
+        check_count("--episodes", episodes, 10**6)
+    if steps is not None:
+        check_count("--steps", steps, 10**9)
+    check_seed("--seed", seed, episodes if episodes is not None else steps)  # at most one episode a step
+    target = _dataset_dir(dataset_id)
+    if target.exists() and not overwrite:
+        raise TrustrlError(
+            f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it or choose another id"
+        )
+    return target
+
+
+def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes: int) -> tuple[str, dict]:
+    """The dataset's description and the metadata that say where it came from (``loaded`` None: random actions)."""
+    source = "a uniform random policy" if loaded is None else (
+        f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
+    )
+    description = (
+        f"{episodes} episodes of {env_id} collected by trustrl from {source}, actions sampled. "
+        f"infos['{LOG_PROB_KEY}'][t] = log beta(actions[t] | observations[t]); "
+        f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
+        "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
+    )
+    extra = {
+        "behaviour": "random" if loaded is None else "policy",
+        "checkpoint": None if loaded is None else str(loaded.checkpoint.path),
+        "checkpoint_step": None if loaded is None else loaded.checkpoint.step,
+        "seed": seed,
+        "trustrl_version": checkpoint.versions()["trustrl"],
+    }
+    return description, extra
 
 
 class _PolicyBehaviour:
