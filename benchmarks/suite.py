@@ -45,12 +45,12 @@ def run_one(spec: str, seed: int, out: Path, overrides: list[str], episodes: int
 
 def evaluate_run(run_dir: Path, episodes: int) -> dict:
     """A finished run's length and wall time, and both checkpoints evaluated on fresh episodes."""
-    from trustrl.playback import evaluate
+    from trustrl.api import evaluate
 
     rows = list(csv.DictReader(open(run_dir / "timing.csv")))
     out: dict = {"steps": int(rows[-1]["step"]), "wall_s": float(rows[-1]["elapsed_s"])}
     for tag in ("last", "best"):
-        result = evaluate(run_dir, episodes=episodes, tag=tag)
+        result = evaluate(run_dir, episodes=episodes, checkpoint=tag)
         out[tag] = {"mean": result.mean_return, "std": result.std_return, "step": result.step}
     return out
 

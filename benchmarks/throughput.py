@@ -12,7 +12,7 @@ medians over rounds.
 - raw:      the vector env trustrl trains on, stepping random actions in one process (the one-core ceiling);
             ``raw_parallel``: the same copies split over 2 processes stepping at once (the ceiling of
             this 2-core machine); ``raw_gym`` is gymnasium's own SyncVectorEnv in one process.
-- trustrl:  ``trustrl.run.train`` on the preset for ``--steps`` env steps, copies in this process
+- trustrl:  ``trustrl.run.training.train`` on the preset for ``--steps`` env steps, copies in this process
             (``trustrl_serial``: the same with ``run.overlap_critic = false``; ``trustrl_workers``:
             ``run.workers = 2`` worker processes, ``_serial`` without the critic thread, ``_async`` with
             ``run.async_sampling``; ``trustrl_ray``: 2 actors on a local Ray).

@@ -13,11 +13,11 @@ from trustrl.advantages import compute_advantages
 from trustrl.algos import ALGORITHMS, make_algorithm
 from trustrl.algos.npg import NPG
 from trustrl.algos.trpo import TRPO
+from trustrl.api import evaluate
 from trustrl.config import PolicyConfig
 from trustrl.envs import make_vec_env
 from trustrl.nets import make_critic, make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.playback import evaluate
 from trustrl.run import train
 from trustrl.samplers.vector import VectorSampler
 

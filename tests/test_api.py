@@ -216,3 +216,50 @@ def test_wandb_offline_run_mirrors_the_metrics_and_a_resume_continues_it(tmp_pat
     assert main(["train", "cartpole-trpo", "--run-dir", str(plain), "--total-steps", "2048", "--quiet"]) == 0
     head = (run / "metrics.csv").read_bytes()[: len((plain / "metrics.csv").read_bytes())]
     assert head == (plain / "metrics.csv").read_bytes()  # mirroring changes nothing that is learned
+
+
+def test_resume_carries_a_run_on_into_the_run_that_never_stopped(tmp_path):
+    cfg = trustrl.load_config("cartpole-trpo", ["algo.max_kl_schedule=constant"])
+    trustrl.train(cfg, total_steps=3072, run_dir=tmp_path / "whole", progress=False)
+    first = trustrl.train(cfg, total_steps=2048, run_dir=tmp_path / "part", progress=False)
+    assert first.steps == 2048
+    with pytest.raises(trustrl.TrustrlError, match="total_steps must be an integer, got '3072'"):
+        trustrl.resume(tmp_path / "part", total_steps="3072", progress=False)
+    result = trustrl.resume(tmp_path / "part", total_steps=3072, layout=["run.workers=2"], progress=False)
+    assert result.steps == 3072 and Path(result.run_dir).resolve() == (tmp_path / "part").resolve()
+    assert (tmp_path / "part" / "metrics.csv").read_bytes() == (tmp_path / "whole" / "metrics.csv").read_bytes()
+    assert tomllib.loads((tmp_path / "part" / "config.toml").read_text())["run"]["total_steps"] == 3072
+
+
+def test_train_sets_seed_and_length_on_the_config_it_is_given_a_copy_of(tmp_path):
+    from trustrl.api import build_config
+
+    cfg = trustrl.load_config("cartpole-trpo")
+    built = build_config(cfg, seed=7, total_steps=2048, overrides=["algo.max_kl=0.02"])
+    assert (built.run.seed, built.run.total_steps, built.algo.max_kl) == (7, 2048, 0.02)
+    assert (cfg.run.seed, cfg.run.total_steps) == (0, 100_000)  # the caller's config is not changed
+    with pytest.raises(trustrl.TrustrlError, match="run.seed must be an integer, got 1.5"):
+        trustrl.train(cfg, seed=1.5, run_dir=tmp_path / "never")
+    with pytest.raises(trustrl.TrustrlError, match="run.total_steps must be > 0, got 0"):
+        trustrl.train(cfg, total_steps=0, run_dir=tmp_path / "never")
+    with pytest.raises(trustrl.TrustrlError, match="--epochs counts passes over a dataset"):
+        trustrl.train(cfg, epochs=3, run_dir=tmp_path / "never")
+    assert build_config(cfg, epochs=3, offline="cartpole/none-v0").offline.epochs == 3
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_default_evaluation_seed_is_one_constant():
+    import inspect
+
+    from trustrl import episodes, video
+    from trustrl.api import evaluate
+    from trustrl.cli import build_parser
+
+    seed = episodes.DEFAULT_EVAL_SEED
+    assert seed == 1_000_000
+    # `is`: each default is the constant itself, not the number written out again
+    for function in (evaluate, episodes.evaluate_agent, video.video, video.write_video):
+        assert inspect.signature(function).parameters["seed"].default is seed, function.__qualname__
+    parser = build_parser()
+    assert parser.parse_args(["eval", "run"]).seed is seed
+    assert parser.parse_args(["video", "run", "--out", "v.mp4"]).seed is seed

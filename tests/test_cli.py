@@ -242,3 +242,58 @@ def test_checkpoint_with_a_non_integer_step_is_refused(cartpole_run, tmp_path, c
     record.write_text(json.dumps(data))
     assert main(["eval", str(copy)]) == 2
     assert "step must be an integer from 0 to 1e+15, got 'abc'" in capsys.readouterr().err
+
+
+def _record(calls, result):
+    """A stand-in for an API function: records the arguments it was called with, returns ``result``."""
+    def fake(*args, **kwargs):
+        calls.append((args, kwargs))
+        return result
+    return fake
+
+
+def _train_result(run_dir):
+    from trustrl.run import TrainResult
+
+    return TrainResult(run_dir=run_dir, steps=2048, updates=2, seconds=3.0, best_return=20.0, last_return=15.0,
+                       name="cartpole-trpo")
+
+
+def test_train_and_resume_call_the_api_with_typed_arguments(tmp_path, monkeypatch, capsys):
+    from trustrl import api
+
+    calls = []
+    monkeypatch.setattr(api, "train", _record(calls, _train_result(tmp_path / "r")))
+    assert main(["train", "cartpole-trpo", "--seed", "7", "--total-steps", "2048", "--set", "algo.max_kl=0.02",
+                 "--run-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    (args, kwargs), = calls
+    assert args == ("cartpole-trpo",)
+    assert (kwargs["seed"], kwargs["total_steps"], kwargs["epochs"], kwargs["offline"]) == (7, 2048, None, None)
+    assert kwargs["overrides"] == ["algo.max_kl=0.02"] and kwargs["run_dir"] == tmp_path / "r"
+    assert kwargs["progress"] is False and kwargs["command"][:2] == ["trustrl", "train"]
+    assert "trained cartpole-trpo for 2048 steps (2 updates)" in capsys.readouterr().out
+
+    calls.clear()
+    monkeypatch.setattr(api, "resume", _record(calls, _train_result(tmp_path / "r")))
+    assert main(["train", "--resume", str(tmp_path / "r"), "--total-steps", "4096", "--set", "run.workers=2",
+                 "--env-kwarg", "xml_file=/m.xml", "--progress-every", "5"]) == 0
+    (args, kwargs), = calls
+    assert args == (tmp_path / "r",)
+    assert (kwargs["total_steps"], kwargs["epochs"], kwargs["layout"]) == (4096, None, ["run.workers=2"])
+    assert kwargs["env_kwargs"] == {"xml_file": "/m.xml"} and kwargs["progress"] == 5.0
+
+
+def test_eval_calls_the_api_with_typed_arguments(tmp_path, monkeypatch, capsys):
+    from trustrl import api
+    from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult
+
+    calls = []
+    result = EvalResult(10.0, 0.0, 10.0, 10.0, 10.0, 2, [10.0, 10.0], [10, 10], False, "c", 5, "CartPole-v1")
+    monkeypatch.setattr(api, "evaluate", _record(calls, result))
+    assert main(["eval", str(tmp_path), "--episodes", "2", "--checkpoint", "best", "--stochastic",
+                 "--env-kwarg", "sutton_barto_reward=true"]) == 0
+    (args, kwargs), = calls
+    assert args == (tmp_path, 2)
+    assert kwargs == {"seed": DEFAULT_EVAL_SEED, "deterministic": False, "checkpoint": "best", "env": None,
+                      "env_kwargs": {"sutton_barto_reward": True}, "render": False}
+    assert "CartPole-v1 best checkpoint (step 5), 2 stochastic episodes: return 10.0" in capsys.readouterr().out

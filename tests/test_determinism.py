@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from trustrl import config
-from trustrl.playback import load_policy
+from trustrl.api import load as load_policy
 from trustrl.run import train
 
 

@@ -7,7 +7,7 @@ and evaluates the final (``last``) policy for 10 deterministic episodes.
 import pytest
 
 from trustrl import config
-from trustrl.playback import evaluate
+from trustrl.api import evaluate
 from trustrl.run import train
 
 # preset -> (deterministic eval mean to reach, largest step budget allowed)
@@ -28,7 +28,7 @@ RUNS = [(preset, seed) for preset in TARGETS for seed in (0, 1)] + [("cartpole-t
 def _train_and_eval(tmp_path, preset, seed, overrides=()):
     cfg = config.load(preset, [f"run.seed={seed}", *overrides])
     result = train(cfg, tmp_path / f"{preset}-{seed}", progress=False)
-    return cfg, result, evaluate(result.run_dir, episodes=10, tag="last")
+    return cfg, result, evaluate(result.run_dir, episodes=10, checkpoint="last")
 
 
 @pytest.mark.parametrize("preset, seed", RUNS)

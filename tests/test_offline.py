@@ -11,10 +11,11 @@ import torch
 
 from trustrl import config
 from trustrl.algos.offline_trpo import importance_weights
+from trustrl.api import evaluate
+from trustrl.api import load as load_policy
 from trustrl.cli import main
 from trustrl.datasets.collect import collect
 from trustrl.datasets.read import LOG_PROB_KEY, read_dataset
-from trustrl.playback import evaluate, load_policy
 from trustrl.run import train, train_offline
 
 BEHAVIOUR = ["run.total_steps=4096", "run.seed=0"]  # CartPole: a mediocre policy (return ~125 sampled)
@@ -146,7 +147,7 @@ def test_offline_run_has_the_run_layout_and_is_deterministic(medium, minari_root
     observations = dataset.total_steps + dataset.total_episodes  # T + 1 per episode
     assert record["extra"]["behaviour_source"] == "dataset"
     assert record["obs_norm"]["count"] == pytest.approx(observations, abs=1e-3)  # the statistic is the dataset's
-    assert evaluate(a, episodes=1, tag="best").episodes == 1
+    assert evaluate(a, episodes=1, checkpoint="best").episodes == 1
 
 
 def test_a_dataset_without_behaviour_log_probabilities_estimates_beta(tmp_path):
@@ -192,7 +193,7 @@ def test_offline_trpo_beats_the_behaviour_policy(medium, tmp_path, seed):
     result = train_offline(cfg, tmp_path / "off", dataset=medium, progress=False, log=lambda msg: None)
     behaviour = result.extra["behaviour_return_mean"]
     assert 100 <= behaviour <= 250
-    final = evaluate(result.run_dir, episodes=10, tag="last")
+    final = evaluate(result.run_dir, episodes=10, checkpoint="last")
     assert final.deterministic and final.mean_return > behaviour, (final.returns, behaviour)
 
 

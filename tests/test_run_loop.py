@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from trustrl import config, trust_region
-from trustrl.playback import evaluate
+from trustrl.api import evaluate
 from trustrl.run import train
 from trustrl.run.evaluation import EVAL_SEED
 
@@ -40,9 +40,9 @@ def test_periodic_evaluation_is_in_metrics_csv_and_tensorboard_and_picks_best(tm
     assert record["step"] == int(best["step"]) and record["extra"]["eval_return_mean"] == float(best["eval_return_mean"])
     assert result.best_return == float(best["eval_return_mean"])
     # the evaluation is reproducible from the checkpoint: same episodes, same numbers
-    again = evaluate(run, episodes=3, tag="best", seed=EVAL_SEED)
+    again = evaluate(run, episodes=3, checkpoint="best", seed=EVAL_SEED)
     assert again.mean_return == float(best["eval_return_mean"])
-    assert evaluate(run, episodes=3, tag="last", seed=EVAL_SEED).mean_return == float(rows[-1]["eval_return_mean"])
+    assert evaluate(run, episodes=3, checkpoint="last", seed=EVAL_SEED).mean_return == float(rows[-1]["eval_return_mean"])
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from trustrl import config
+from trustrl.api import load as load_policy
 from trustrl.cli import main
-from trustrl.playback import _seeded_episodes, load_policy, make_env, video
+from trustrl.envs import make_env
 from trustrl.run import train
+from trustrl.video import seeded_episode, video
 
 
 def _train(run_dir, preset, overrides):
@@ -49,7 +51,7 @@ def test_cartpole_video_has_one_frame_per_step_plus_reset_and_decodes(cartpole_r
 
 def test_mujoco_video_renders_headless(walker_run, tmp_path):
     out = tmp_path / "walker.mp4"
-    result = video(walker_run, out, episodes=1, tag="last")
+    result = video(walker_run, out, episodes=1, checkpoint="last")
     assert result.lengths[0] <= 12 and result.frames == result.lengths[0] + 1
     frames = _decoded_frames(out)
     assert len(frames) == result.frames and frames[0].shape == (480, 480, 3)
@@ -58,7 +60,7 @@ def test_mujoco_video_renders_headless(walker_run, tmp_path):
 def test_min_return_keeps_only_episodes_at_or_above_it(cartpole_run, tmp_path):
     loaded = load_policy(cartpole_run)
     env = make_env(loaded.config.env)
-    played = [_seeded_episodes(loaded, env, 1_000_000 + i, True)[0][0] for i in range(8)]
+    played = [seeded_episode(loaded, env, 1_000_000 + i, True)[0][0] for i in range(8)]
     env.close()
     threshold = float(np.median(played))
     wanted = [r for r in played if r >= threshold][:2]
@@ -95,7 +97,7 @@ def test_eval_and_video_of_the_best_checkpoint(cartpole_run, tmp_path, capsys):
     assert main(["eval", str(cartpole_run), "--episodes", "2", "--checkpoint", "best", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 2 and result["checkpoint"].endswith("best.json")
-    result = video(cartpole_run, tmp_path / "best.mp4", episodes=1, tag="best")
+    result = video(cartpole_run, tmp_path / "best.mp4", episodes=1, checkpoint="best")
     assert len(_decoded_frames(tmp_path / "best.mp4")) == result.frames
 
 

@@ -1,7 +1,7 @@
 """trustrl: trust-region policy gradients (TRPO + GAE and its family) for any gymnasium environment.
 
-The public API -- :func:`train`, :func:`load`, :func:`evaluate`, :class:`Config`,
-:class:`Agent` -- is imported when first used, so ``trustrl --version`` and the
+The public API -- :func:`train`, :func:`resume`, :func:`load`, :func:`evaluate`,
+:class:`Config`, :class:`Agent` -- is imported when first used, so ``trustrl --version`` and the
 sampling workers do not pay for torch.
 """
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         TrainResult,
         evaluate,
         load,
+        resume,
         train,
     )
     from trustrl.config import Config
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 #: Public name -> the module that defines it (and its name there).
 _PUBLIC = {
     "train": ("trustrl.api", "train"),
+    "resume": ("trustrl.api", "resume"),
     "load": ("trustrl.api", "load"),
     "evaluate": ("trustrl.api", "evaluate"),
     "Agent": ("trustrl.api", "Agent"),
@@ -41,7 +43,7 @@ _PUBLIC = {
 }
 
 __all__ = ["Agent", "Config", "EnvFactory", "EvalResult", "TrainResult", "TrustrlError", "__version__", "evaluate",
-           "load", "load_config", "train"]
+           "load", "load_config", "resume", "train"]
 
 
 def __getattr__(name: str) -> Any:

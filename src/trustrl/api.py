@@ -1,4 +1,4 @@
-"""The Python API: what the command line does, from your own code.
+"""The Python API: what the command line does, from your own code (the command line calls these).
 
     import trustrl
 
@@ -7,6 +7,7 @@
     action = agent.act(obs)               # a raw observation in, an action within the bounds out
     print(trustrl.evaluate(agent, episodes=10).mean_return)
     trustrl.train(my_config, env=lambda: MyEnv(level=3))   # an env of your own, made by a function
+    trustrl.resume("runs/c0", total_steps=100_000)          # the same run, carried on
 
 An env is named as the command line names it -- a gymnasium id, ``module:Id``
 -- or given as a function that makes one. The run's config records the id a
@@ -17,28 +18,21 @@ in another process needs the same function again (``load(run, env=make)``).
 from __future__ import annotations
 
 import copy
+import numbers
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Sequence
 
-import gymnasium as gym
-
-from trustrl import checkpoint as ckpt
 from trustrl import config as config_mod
+from trustrl.agent import Agent, EnvFactory, EnvSpec, load
 from trustrl.config import Config
-from trustrl.envs.registry import FACTORY_NAMESPACE, check_env_id, register_factory
-from trustrl.errors import TrustrlError
-from trustrl.playback import Agent, EvalResult, evaluate_agent, load_policy
-from trustrl.run.training import TrainResult
-from trustrl.run.training import train as _train
-
-#: A function that makes a new env each time it is called (``render_mode`` is passed when filming).
-EnvFactory = Callable[..., gym.Env]
-#: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
-EnvSpec = Union[str, EnvFactory]
-
-TAGS = ("last", "best")
+from trustrl.envs.registry import check_env_id, register_factory
+from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult, evaluate_agent
+from trustrl.errors import ConfigError, TrustrlError
+from trustrl.run import TrainResult
+from trustrl.run import resume as _resume
+from trustrl.run import train as _train
 
 
 def train(
@@ -48,88 +42,143 @@ def train(
     algo: str | None = None,
     seed: int | None = None,
     total_steps: int | None = None,
+    epochs: int | None = None,
+    offline: str | Path | None = None,
     overrides: Sequence[str] = (),
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool | float = True,
+    command: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train a policy and write its run directory; returns what ``trustrl train`` prints.
 
-    ``config`` is a preset name, a .toml file, an env id or a :class:`Config` (None: the defaults for
-    ``env``). ``env`` replaces the config's env: an id, or a function that makes the env. ``overrides``
-    are ``"section.key=value"`` strings, as ``--set`` takes them. ``run_dir`` defaults to
-    ``runs/<name>-s<seed>-<time>``.
+    The config is made by :func:`build_config` from ``config``, ``env``, ``algo``, ``seed``,
+    ``total_steps``, ``epochs``, ``offline`` and ``overrides``. With ``offline.dataset`` set (``offline``
+    sets it) the policy learns from that Minari dataset, otherwise in the env. ``run_dir`` defaults to
+    ``runs/<name>-s<seed>-<time>``; ``overwrite`` replaces a run already there. ``progress``: a bar on a
+    terminal, else a line every 30 s; a number of seconds sets that interval; False: nothing.
+    ``command`` is what ``command.txt`` records (default: this process's command line).
     """
-    env_id = _register(env) if env is not None else None
-    overrides = list(overrides)
-    if seed is not None:
-        overrides.append(f"run.seed={seed}")
-    if total_steps is not None:
-        overrides.append(f"run.total_steps={total_steps}")
-    if isinstance(config, Config):
-        data = copy.deepcopy(config.to_dict())
-        if algo is not None and data["algo"]["name"] != algo:
-            raise TrustrlError(f"the config is a {data['algo']['name']} config; it cannot be switched to {algo}")
-        if env_id is not None:
-            data["env"]["id"] = env_id
-        cfg = config_mod.with_overrides(data, overrides, source="the config")
-    elif config is None:
-        if env_id is None:
-            raise TrustrlError("train needs a config (a preset, a .toml file, a Config) or an env")
-        cfg = config_mod.load(env_id, overrides, algo=algo)
-    elif isinstance(config, (str, Path)):
-        cfg = config_mod.load(str(config), overrides if env_id is None else (), algo=algo)
-        if env_id is not None:  # the env replaced first, so overrides of env.* apply to it
-            data = cfg.to_dict()
-            data["env"]["id"] = env_id
-            cfg = config_mod.with_overrides(data, overrides, source=str(config))
-    else:
-        raise TrustrlError(f"config must be a preset name, a .toml path or a trustrl.Config, not {type(config).__name__}")
+    cfg = build_config(config, env=env, algo=algo, seed=seed, total_steps=total_steps, epochs=epochs,
+                       offline=offline, overrides=overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=[sys.executable, *sys.argv])
+    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command))
 
 
-def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
-         env_kwargs: dict | None = None) -> Agent:
-    """The policy of a run's ``last`` or ``best`` checkpoint, ready to act (see :class:`Agent`).
+def resume(
+    run_dir: str | Path,
+    *,
+    total_steps: int | None = None,
+    epochs: int | None = None,
+    layout: Sequence[str] = (),
+    env_kwargs: dict | None = None,
+    progress: bool | float = True,
+    command: Sequence[str] | None = None,
+) -> TrainResult:
+    """Continue a stopped (or killed) run from its ``last`` checkpoint, in its own directory and config.
 
-    ``env``: another env to act in (its spaces must match), or -- for a run whose env a function made --
-    that function again. ``env_kwargs``: over the saved ones; a saved kwarg that names a file is used only
-    when given here again (a run directory is data, and chooses no file for the env to read).
+    ``total_steps`` (online) or ``epochs`` (offline) extends it. ``layout``: ``"run.workers=4"``,
+    ``"run.placement=ray"`` or ``"run.worker_cpus=0.5"`` strings, which move the env copies elsewhere and
+    change no number. ``env_kwargs``: a saved env kwarg that names a file is used only when given here
+    again, with the same value. Where the env's state could be saved the continuation is bit-for-bit the
+    run that never stopped; otherwise a note says it continues with fresh episodes.
     """
-    if checkpoint not in TAGS:
-        raise TrustrlError(f"checkpoint must be one of {', '.join(TAGS)}, got {checkpoint!r}")
-    if env is None or isinstance(env, str):
-        return load_policy(run, checkpoint, env, env_kwargs)
-    recorded = ckpt.load(run, checkpoint).config.get("env", {}).get("id", "")
-    prefix = FACTORY_NAMESPACE + "/"
-    name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
-    return load_policy(run, checkpoint, register_factory(env, name), env_kwargs)
+    return _resume(run_dir, total_steps=_integer("total_steps", total_steps), epochs=_integer("epochs", epochs),
+                   layout=list(layout), env_kwargs=env_kwargs, progress=progress, command=_command(command))
 
 
 def evaluate(
     agent: Agent | str | Path,
     episodes: int = 10,
     *,
-    seed: int = 1_000_000,
+    seed: int = DEFAULT_EVAL_SEED,
     deterministic: bool = True,
     checkpoint: str = "last",
     env: EnvSpec | None = None,
+    env_kwargs: dict | None = None,
+    render: bool = False,
 ) -> EvalResult:
     """Play ``episodes`` whole episodes (reset seeds ``seed``, ``seed + 1``, ...) and report their returns.
 
-    ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint`` picks which). ``env`` evaluates
-    in another env, or names the function that made the run's env.
+    ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint`` picks which, and ``env_kwargs``
+    go over the saved ones as for :func:`load`). ``env`` evaluates in another env, or names the function
+    that made the run's env. ``render`` shows the episodes in a window.
     """
     if not isinstance(agent, Agent):
-        return evaluate_agent(load(agent, checkpoint, env), episodes, seed, deterministic)
+        agent = load(agent, checkpoint, env, env_kwargs)
+    elif env is not None or env_kwargs:
+        agent = _in_env(agent, env, env_kwargs or {})
+    return evaluate_agent(agent, episodes, seed, deterministic, render)
+
+
+def build_config(
+    config: str | Path | Config | None = None,
+    *,
+    env: EnvSpec | None = None,
+    algo: str | None = None,
+    seed: int | None = None,
+    total_steps: int | None = None,
+    epochs: int | None = None,
+    offline: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> Config:
+    """The validated config :func:`train` would run.
+
+    ``config`` is a preset name, a .toml file, an env id or a :class:`Config` (None: the defaults for
+    ``env``; a Config given is not changed). ``env`` replaces the config's env: an id, or a function that
+    makes the env. ``overrides`` are ``"section.key=value"`` strings, as ``--set`` takes them; ``seed``,
+    ``total_steps``, ``epochs`` (passes over a dataset) and ``offline`` (a Minari dataset id or path) are
+    set over them.
+    """
+    env_id = _register(env) if env is not None else None
+    cfg = _resolve(config, env_id, algo, list(overrides))
+    if seed is not None:
+        cfg.run.seed = _integer("run.seed", seed)
+    if total_steps is not None:
+        cfg.run.total_steps = _integer("run.total_steps", total_steps)
+    if epochs is not None:
+        cfg.offline.epochs = _integer("offline.epochs", epochs)
+    if offline is not None:
+        cfg.offline.dataset = str(offline)
+    cfg.validate()
+    if epochs is not None and not cfg.offline.dataset:
+        raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
+    return cfg
+
+
+def _resolve(config: str | Path | Config | None, env_id: str | None, algo: str | None,
+             overrides: list[str]) -> Config:
+    """``config`` as a Config of its own, its env replaced by ``env_id`` before ``overrides`` apply."""
+    if isinstance(config, Config):
+        data = copy.deepcopy(config.to_dict())
+        if algo is not None and data["algo"]["name"] != algo:
+            raise TrustrlError(f"the config is a {data['algo']['name']} config; it cannot be switched to {algo}")
+        if env_id is not None:
+            data["env"]["id"] = env_id
+        return config_mod.with_overrides(data, overrides, source="the config")
+    if config is None:
+        if env_id is None:
+            raise TrustrlError("train needs a config (a preset, a .toml file, a Config) or an env")
+        return config_mod.load(env_id, overrides, algo=algo)
+    if not isinstance(config, (str, Path)):
+        raise TrustrlError(f"config must be a preset name, a .toml path or a trustrl.Config, not {type(config).__name__}")
+    if env_id is None:
+        return config_mod.load(str(config), overrides, algo=algo)
+    data = config_mod.load(str(config), (), algo=algo).to_dict()
+    data["env"]["id"] = env_id  # the env replaced first, so overrides of env.* apply to it
+    return config_mod.with_overrides(data, overrides, source=str(config))
+
+
+def _in_env(agent: Agent, env: EnvSpec | None, env_kwargs: dict) -> Agent:
+    """A copy of ``agent`` that acts in ``env`` (its spaces are checked when the env is made), with ``env_kwargs``."""
+    agent = copy.copy(agent)
+    agent.config = copy.deepcopy(agent.config)
     if env is not None:
-        agent = copy.copy(agent)
-        agent.config = copy.deepcopy(agent.config)
-        agent.config.env.id = env if isinstance(env, str) else _register(env)
+        agent.config.env.id = _register(env)
         check_env_id(agent.config.env.id, agent.config.env.imports)
-    return evaluate_agent(agent, episodes, seed, deterministic)
+    agent.config.env.kwargs = {**agent.config.env.kwargs, **env_kwargs}
+    return agent
 
 
 def _register(env: EnvSpec) -> str:
@@ -139,4 +188,19 @@ def _register(env: EnvSpec) -> str:
     return register_factory(env)
 
 
-__all__ = ["Agent", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "evaluate", "load", "train"]
+def _integer(key: str, value: int | None) -> int | None:
+    """A count or seed given from Python: an integer (its range is the config's to check)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _command(command: Sequence[str] | None) -> list[str]:
+    """What the run's command.txt records: the command given, or this process's command line."""
+    return [sys.executable, *sys.argv] if command is None else list(command)
+
+
+__all__ = ["Agent", "DEFAULT_EVAL_SEED", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "build_config",
+           "evaluate", "load", "resume", "train"]

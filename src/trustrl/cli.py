@@ -9,10 +9,10 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from trustrl import __version__
+from trustrl.episodes import DEFAULT_EVAL_SEED
 from trustrl.errors import TrustrlError
 
 
@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
     parser.add_argument("--version", action="version", version=f"trustrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_eval, _add_video, _add_plot, _add_collect, _add_compare, _add_tune, _add_config):
+        add(sub)
+    p = sub.add_parser("presets", help="list the bundled presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a policy from a preset, a TOML config or a gymnasium env id")
     p.add_argument("config", nargs="?", help="preset name (e.g. walker2d-trpo, see `trustrl presets`), a .toml file, "
                    "or a gymnasium env id (e.g. CartPole-v1: its <env>-<algo> preset, else defaults)")
@@ -70,36 +77,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: a saved env kwarg that names a file, passed again to use it (repeatable)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="replay a checkpoint for some episodes and report the returns")
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="seed of the first evaluation episode")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+    _add_checkpoint(p)
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first evaluation episode")
+    _add_stochastic(p)
     p.add_argument("--env", help="evaluate in another env id (spaces must match)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
     p.add_argument("--json", action="store_true", help="print one JSON line")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _add_video(sub) -> None:
     p = sub.add_parser("video", help="film a checkpoint's episodes into an mp4 (headless)")
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--out", type=Path, required=True, help="the .mp4 file to write")
     p.add_argument("--episodes", type=int, default=3, help="episodes to film (default 3)")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+    _add_checkpoint(p)
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first episode")
+    _add_stochastic(p)
     p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
     p.add_argument("--fps", type=int, help="frames per second (default: the env's render_fps)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_video)
 
+
+def _add_plot(sub) -> None:
     p = sub.add_parser("plot", help="learning curves of runs: mean ± std per label over env steps")
     p.add_argument("runs", type=Path, nargs="+", help="run directories (each with a metrics.csv)")
     p.add_argument("--out", type=Path, required=True, help="the .png or .svg file to write")
@@ -112,20 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_collect(sub) -> None:
     p = sub.add_parser("collect", help="roll out a checkpoint's policy (or a random one) into a Minari dataset")
     p.add_argument("run", type=Path, nargs="?", help="run directory whose policy to roll out (omit with --random --env)")
     p.add_argument("--dataset", required=True, help="Minari dataset id, e.g. cartpole/trpo-medium-v0")
     p.add_argument("--episodes", type=int, help="episodes to collect")
     p.add_argument("--steps", type=int, help="or: collect whole episodes until this many steps")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    _add_checkpoint(p)
     p.add_argument("--random", action="store_true", help="uniformly random actions instead of a policy")
     p.add_argument("--env", help="env id (needed with --random and no run directory)")
     p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
-    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
-                        "file is used only when passed again")
+    _add_env_kwargs(p)
     p.set_defaults(func=cmd_collect)
+
+
+def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
     p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
     p.add_argument("--algos", default="reinforce,a2c,npg,trpo,ppo",
@@ -138,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace runs already in --out")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search hyper-parameters with Optuna: each trial a run, scored by its evaluations")
     p.add_argument("config", help="preset name, .toml file or env id whose config the trials vary")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
@@ -159,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prune", action="store_true", help="let every trial run to the end")
     p.set_defaults(func=cmd_tune)
 
+
+def _add_config(sub) -> None:
     p = sub.add_parser("config", help="print a config as TOML: every key with its value, default and doc")
     p.add_argument("config", help="preset name, .toml file or env id (as for train)")
     p.add_argument("--algo", help="algorithm for an env id (as for train)")
@@ -166,14 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one config field (repeatable), as for train")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("presets", help="list the bundled presets")
-    p.set_defaults(func=cmd_presets)
-    return parser
+
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+
+
+def _add_stochastic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean / arg-max")
+
+
+def _add_env_kwargs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-kwarg", dest="env_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument for the env over the saved ones (repeatable); a saved one that names a "
+                        "file is used only when passed again")
 
 
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl import config as config_mod
-    from trustrl.run import resume, train
+    from trustrl import api
+    from trustrl.config import parse_env_kwargs
 
     if args.progress_every is not None and not args.progress_every > 0:
         raise TrustrlError(f"--progress-every must be > 0 seconds, got {args.progress_every}")
@@ -187,29 +213,18 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
                                "run.workers, run.placement or run.worker_cpus)")
-        result = resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
-                        progress=progress, command=["trustrl", *argv],
-                        env_kwargs=config_mod.parse_env_kwargs(args.env_kwargs))
+        result = api.resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
+                            env_kwargs=parse_env_kwargs(args.env_kwargs), progress=progress,
+                            command=["trustrl", *argv])
         _print_result(result)
         return 0
     if args.config is None:
         raise TrustrlError("train needs a preset, a .toml file or an env id (or --resume RUN)")
     if args.env_kwargs:
         raise TrustrlError("--env-kwarg is for --resume; a new run takes env kwargs as --set 'env.kwargs={...}'")
-    overrides = list(args.overrides)
-    if args.seed is not None:
-        overrides.append(f"run.seed={args.seed}")
-    if args.total_steps is not None:
-        overrides.append(f"run.total_steps={args.total_steps}")
-    if args.epochs is not None:
-        overrides.append(f"offline.epochs={args.epochs}")
-    cfg = config_mod.load(args.config, overrides, algo=args.algo)
-    if args.offline is not None:
-        cfg.offline.dataset = args.offline
-    if args.epochs is not None and not cfg.offline.dataset:
-        raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
-    run_dir = args.run_dir or Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(cfg, run_dir, overwrite=args.overwrite, progress=progress, command=["trustrl", *argv])
+    result = api.train(args.config, algo=args.algo, seed=args.seed, total_steps=args.total_steps, epochs=args.epochs,
+                       offline=args.offline, overrides=args.overrides, run_dir=args.run_dir, overwrite=args.overwrite,
+                       progress=progress, command=["trustrl", *argv])
     _print_result(result)
     return 0
 
@@ -235,19 +250,14 @@ def _print_result(result) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
-    from trustrl.config import parse_env_kwargs
-    from trustrl.playback import evaluate
+    from trustrl import api
+    from trustrl.config import MAX_EPISODES, check_count, check_seed, parse_env_kwargs
 
-    result = evaluate(
-        args.run,
-        episodes=args.episodes,
-        tag=args.checkpoint,
-        seed=args.seed,
-        deterministic=not args.stochastic,
-        env_id=args.env,
-        render=args.render,
-        env_kwargs=parse_env_kwargs(args.env_kwargs),
-    )
+    check_count("--episodes", args.episodes, MAX_EPISODES)  # before the checkpoint is read, named as given
+    check_seed("--seed", args.seed, args.episodes)
+    result = api.evaluate(args.run, args.episodes, seed=args.seed, deterministic=not args.stochastic,
+                          checkpoint=args.checkpoint, env=args.env, env_kwargs=parse_env_kwargs(args.env_kwargs),
+                          render=args.render)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -262,22 +272,13 @@ def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.config import parse_env_kwargs
-    from trustrl.playback import video
+    from trustrl.video import video
 
     if args.out.exists() and not args.overwrite:
         raise TrustrlError(f"{args.out} already exists; pass --overwrite to replace it")
-    result = video(
-        args.run,
-        args.out,
-        episodes=args.episodes,
-        tag=args.checkpoint,
-        seed=args.seed,
-        deterministic=not args.stochastic,
-        min_return=args.min_return,
-        max_attempts=args.max_attempts,
-        fps=args.fps,
-        env_kwargs=parse_env_kwargs(args.env_kwargs),
-    )
+    result = video(args.run, args.out, episodes=args.episodes, checkpoint=args.checkpoint, seed=args.seed,
+                   deterministic=not args.stochastic, min_return=args.min_return, max_attempts=args.max_attempts,
+                   fps=args.fps, env_kwargs=parse_env_kwargs(args.env_kwargs))
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     print(f"wrote {result.path}: {len(result.returns)} episodes ({result.attempts} played), "
           f"{result.frames} frames at {result.fps} fps; returns {returns}")
@@ -334,12 +335,9 @@ def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_tune(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.tune import tune
 
-    overrides = list(args.overrides)
-    if args.total_steps is not None:
-        overrides.append(f"run.total_steps={args.total_steps}")
     result = tune(args.config, args.params, args.trials, args.out, jobs=args.jobs, seeds=args.seeds,
-                  overrides=overrides, algo=args.algo, sampler_seed=args.sampler_seed, prune=not args.no_prune,
-                  prune_after=args.prune_after)
+                  overrides=args.overrides, total_steps=args.total_steps, algo=args.algo,
+                  sampler_seed=args.sampler_seed, prune=not args.no_prune, prune_after=args.prune_after)
     states = {}
     for trial in result.trials:
         states[trial["state"]] = states.get(trial["state"], 0) + 1

@@ -28,11 +28,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trustrl import config as config_mod
+from trustrl.api import build_config, evaluate, train
 from trustrl.config import MAX_EPISODES, check_count
 from trustrl.errors import ConfigError
-from trustrl.playback import evaluate
 from trustrl.plots import plot_runs, read_series
-from trustrl.run import train
 
 SUMMARY_FIELDS = (
     "env", "algo", "seeds", "steps", "eval_return_mean", "eval_return_std",
@@ -124,8 +123,7 @@ def compare(
         raise ConfigError("--algos needs at least one algorithm")
     check_count("--eval-episodes", eval_episodes, MAX_EPISODES)
     out = Path(out)
-    overrides = [f"run.total_steps={total_steps}"] if total_steps is not None else []
-    configs = {algo: config_mod.load(_preset_for(env, algo), overrides) for algo in algos}  # fail before training
+    configs = {algo: build_config(_preset_for(env, algo), total_steps=total_steps) for algo in algos}  # fail first
     taken = [out / a / f"seed{k}" for a in configs for k in range(seeds) if (out / a / f"seed{k}" / "config.toml").exists()]
     if taken and not overwrite:  # refuse before training anything, not when that seed comes up
         raise ConfigError(f"{taken[0]} already holds a run; pass --overwrite or choose another --out")
@@ -135,11 +133,10 @@ def compare(
     records = []
     for algo, cfg in configs.items():
         for seed in range(seeds):
-            cfg.run.seed = seed
             run_dir = out / algo / f"seed{seed}"
-            result = train(cfg, run_dir, overwrite=overwrite, progress=False,
+            result = train(cfg, seed=seed, run_dir=run_dir, overwrite=overwrite, progress=False,
                            command=["trustrl", "compare", env, "--algos", algo, "--seeds", str(seeds)])
-            ev = evaluate(run_dir, episodes=eval_episodes, tag="last")
+            ev = evaluate(run_dir, eval_episodes, checkpoint="last")
             curve = read_series(run_dir)
             records.append(RunRecord(algo, seed, curve.steps, curve.values, ev.mean_return, result.steps, result.seconds))
             if log:

@@ -122,37 +122,26 @@ def tune(
     jobs: int = 1,
     seeds: int = 1,
     overrides: list[str] | tuple[str, ...] = (),
+    total_steps: int | None = None,
     algo: str | None = None,
     sampler_seed: int = 0,
     prune: bool = True,
     prune_after: int = 5,
     log: Callable[[str], None] = print,
 ) -> TuneResult:
-    """Run (or continue) the study in ``out`` until it has ``trials`` finished trials; see the module docstring."""
+    """Run (or continue) the study in ``out`` until it has ``trials`` finished trials; see the module docstring.
+
+    The trials vary the config :func:`trustrl.api.build_config` makes of ``config``, ``algo``,
+    ``overrides`` and ``total_steps`` (``--total-steps``).
+    """
     check_count("--trials", trials, 10_000)
     check_count("--jobs", jobs, 64)
     check_count("--seeds", seeds, 100)
     check_count("--prune-after", prune_after, 10_000)
     check_seed("--sampler-seed", sampler_seed)
-    searched = [parse_param(p) for p in params]
-    if not searched:
-        raise ConfigError("tune needs at least one --param KEY=SPEC")
-    keys = [p.key for p in searched]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"--param {next(k for k in keys if keys.count(k) > 1)} is given twice")
-    base = config_mod.load(config, overrides, algo=algo)
-    if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the score is an evaluation during training:
-        updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
-        base.run.eval_every = base.batch_size * max(1, updates // 10)
-    base_data = base.to_dict()
-    check_seed("run.seed (with --seeds)", base.run.seed, seeds)
-    for param in searched:  # every end of every range must make a valid config: fail before any trial
-        for value in param.endpoints():
-            where = f"--param {param.key}={config_mod.toml_value(value)}"
-            try:
-                config_mod.with_overrides(base_data, [param.override(value)], source=where)
-            except ConfigError as exc:
-                raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    searched = _searched(params)
+    base_data = _base_data(config, algo, total_steps, overrides, seeds, searched)
+    steps = base_data["run"]["total_steps"]
     spec = {"config": base_data, "params": params, "seeds": seeds}
 
     import optuna
@@ -163,31 +152,76 @@ def tune(
     lock = RunLock(out, what="study directory")
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = _study(out, sampler_seed, prune, prune_after, base.run.total_steps)
+        study = _study(out, sampler_seed, prune, prune_after, steps)
         started = study.user_attrs.get("spec")
         if started is not None and started != json.loads(json.dumps(spec)):
             raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
                               "continue it with the same ones, or choose another --out")
         study.set_user_attr("spec", spec)
-        for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)  # a killed study's
-            log(f"trial {stale.number} was cut off when the study stopped: marked failed")
+        _fail_stale(study, log)
         remaining = trials - _counted(study)
         jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
         if remaining > 0:
             log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
             task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
                     prune_after)
-            if jobs == 1:
-                _run_trials(*task, worker=0, log=log)
-            else:
-                with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                    for future in [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]:
-                        future.result()
-        study = _study(out, sampler_seed, prune, prune_after, base.run.total_steps)
+            _run_jobs(task, jobs, log)
+        study = _study(out, sampler_seed, prune, prune_after, steps)
         return _summarise(study, out, searched)
     finally:
         lock.release()
+
+
+def _fail_stale(study, log: Callable[[str], None]) -> None:
+    """Trials a killed study left running are marked failed (they count as finished, and are not resumed)."""
+    import optuna
+
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(stale._trial_id, optuna.trial.TrialState.FAIL)
+        log(f"trial {stale.number} was cut off when the study stopped: marked failed")
+
+
+def _run_jobs(task: tuple, jobs: int, log: Callable[[str], None]) -> None:
+    """:func:`_run_trials` here, or in ``jobs`` processes of their own."""
+    if jobs == 1:
+        _run_trials(*task, worker=0, log=log)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]:
+            future.result()
+
+
+def _searched(params: list[str]) -> list[Param]:
+    """The ``--param`` specs parsed, at least one and no key twice."""
+    searched = [parse_param(p) for p in params]
+    if not searched:
+        raise ConfigError("tune needs at least one --param KEY=SPEC")
+    keys = [p.key for p in searched]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--param {next(k for k in keys if keys.count(k) > 1)} is given twice")
+    return searched
+
+
+def _base_data(config: str, algo: str | None, total_steps: int | None, overrides: list[str] | tuple[str, ...],
+               seeds: int, searched: list[Param]) -> dict:
+    """The tables of the config every trial varies (made by :func:`trustrl.api.build_config`), checked so that
+    every end of every searched range makes a valid config: a study fails before its first trial, not in it."""
+    from trustrl.api import build_config
+
+    base = build_config(config, algo=algo, total_steps=total_steps, overrides=overrides)
+    if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the score is an evaluation during training:
+        updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
+        base.run.eval_every = base.batch_size * max(1, updates // 10)
+    base_data = base.to_dict()
+    check_seed("run.seed (with --seeds)", base.run.seed, seeds)
+    for param in searched:
+        for value in param.endpoints():
+            where = f"--param {param.key}={config_mod.toml_value(value)}"
+            try:
+                config_mod.with_overrides(base_data, [param.override(value)], source=where)
+            except ConfigError as exc:
+                raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    return base_data
 
 
 def _study(out: Path, sampler_seed: int, prune: bool, prune_after: int, total_steps: int, worker: int = 0):

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from trustrl import checkpoint
+from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
 from trustrl.nets import Categorical
-from trustrl.playback import Agent, check_compatible, load_policy
 
 
 @dataclass
@@ -60,6 +60,41 @@ def collect(
     with seed ``seed + i``. An existing dataset id is refused unless
     ``overwrite``; then the old one is replaced only once the new one is written.
     """
+    target = _check_request(dataset_id, episodes, steps, seed, overwrite)
+    loaded = None
+    if run is not None:
+        loaded = load(run, tag, env_id, env_kwargs)
+        env_cfg = loaded.config.env
+    elif random:
+        if env_id is None:
+            raise TrustrlError("collect --random needs --env ID (or a run directory whose env to use)")
+        env_cfg = EnvConfig(id=env_id)
+    else:
+        raise TrustrlError("collect needs a run directory (its checkpoint's policy) or --random --env ID")
+    env = make_env(env_cfg)
+    try:
+        if loaded is not None:
+            loaded.check_env(env)
+        action_space = env.action_space
+        behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
+        buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
+        description, extra = _provenance(env_cfg.id, None if random else loaded, tag, seed, len(buffers))
+        _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
+    finally:
+        env.close()
+    return CollectResult(
+        dataset_id=dataset_id,
+        path=target,
+        episodes=len(buffers),
+        steps=int(sum(len(b.rewards) for b in buffers)),
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+        behaviour="random" if random else "policy",
+    )
+
+
+def _check_request(dataset_id: str, episodes: int | None, steps: int | None, seed: int, overwrite: bool) -> Path:
+    """Where the dataset will be written, once the request is known to be valid (and not to replace one unasked)."""
     _check_dataset_id(dataset_id)
     if (episodes is None) == (steps is None):
         raise TrustrlError("collect needs exactly one of --episodes N or --steps N")
@@ -73,52 +108,28 @@ def collect(
         raise TrustrlError(
             f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it or choose another id"
         )
+    return target
 
-    loaded = None
-    if run is not None:
-        loaded = load_policy(run, tag, env_id, env_kwargs)
-        env_cfg = loaded.config.env
-    elif random:
-        if env_id is None:
-            raise TrustrlError("collect --random needs --env ID (or a run directory whose env to use)")
-        env_cfg = EnvConfig(id=env_id)
-    else:
-        raise TrustrlError("collect needs a run directory (its checkpoint's policy) or --random --env ID")
-    env = make_env(env_cfg)
-    try:
-        if loaded is not None:
-            check_compatible(loaded.checkpoint, env)
-        action_space = env.action_space
-        behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
-        buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
-        source = "a uniform random policy" if random else (
-            f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
-        )
-        description = (
-            f"{len(buffers)} episodes of {env_cfg.id} collected by trustrl from {source}, actions sampled. "
-            f"infos['{LOG_PROB_KEY}'][t] = log beta(actions[t] | observations[t]); "
-            f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
-            "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
-        )
-        extra = {
-            "behaviour": "random" if random else "policy",
-            "checkpoint": None if random else str(loaded.checkpoint.path),
-            "checkpoint_step": None if random else loaded.checkpoint.step,
-            "seed": seed,
-            "trustrl_version": checkpoint.versions()["trustrl"],
-        }
-        _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
-    finally:
-        env.close()
-    return CollectResult(
-        dataset_id=dataset_id,
-        path=target,
-        episodes=len(buffers),
-        steps=int(sum(len(b.rewards) for b in buffers)),
-        mean_return=float(np.mean(returns)),
-        std_return=float(np.std(returns)),
-        behaviour="random" if random else "policy",
+
+def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes: int) -> tuple[str, dict]:
+    """The dataset's description and the metadata that say where it came from (``loaded`` None: random actions)."""
+    source = "a uniform random policy" if loaded is None else (
+        f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
     )
+    description = (
+        f"{episodes} episodes of {env_id} collected by trustrl from {source}, actions sampled. "
+        f"infos['{LOG_PROB_KEY}'][t] = log beta(actions[t] | observations[t]); "
+        f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
+        "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
+    )
+    extra = {
+        "behaviour": "random" if loaded is None else "policy",
+        "checkpoint": None if loaded is None else str(loaded.checkpoint.path),
+        "checkpoint_step": None if loaded is None else loaded.checkpoint.step,
+        "seed": seed,
+        "trustrl_version": checkpoint.versions()["trustrl"],
+    }
+    return description, extra
 
 
 class _PolicyBehaviour:

@@ -14,7 +14,6 @@ from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import make_env
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.playback import check_can_render
 from trustrl.run.evaluation import Evaluator
 from trustrl.run.loop import Parts
 from trustrl.samplers.asynchronous import AsyncSampler
@@ -22,6 +21,7 @@ from trustrl.samplers.dataset import DatasetSampler
 from trustrl.samplers.placement import make_pool
 from trustrl.samplers.vector import VectorSampler
 from trustrl.samplers.vine import VineSampler
+from trustrl.video import check_can_render
 
 #: (cfg, policy_factory, log) -> Parts, where policy_factory(obs_space, act_space) -> (policy, critic, generator).
 Builder = Callable[..., Parts]

@@ -4,7 +4,7 @@ The episodes reset from the same seeds every time (``EVAL_SEED``, +1, ...), so
 two evaluations differ only by the policy; the seeds are apart from
 ``trustrl eval``'s default, so a report made afterwards with ``trustrl eval``
 is on episodes the ``best`` checkpoint was not chosen on. The same code plays
-them as ``trustrl eval`` (:func:`trustrl.playback.run_episodes`): no random
+them as ``trustrl eval`` (:func:`trustrl.episodes.run_episodes`): no random
 number of the training run is drawn.
 """
 
@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trustrl.agent import Agent
 from trustrl.config import Config
 from trustrl.envs import make_env
+from trustrl.episodes import run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
-from trustrl.playback import Agent, run_episodes
 
 EVAL_SEED = 2_000_000
 

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from trustrl import checkpoint
+from trustrl.agent import check_compatible_spaces
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.envs import describe_spaces
 from trustrl.errors import (
@@ -33,7 +34,6 @@ from trustrl.errors import (
     WorkerError,
 )
 from trustrl.nets import make_critic, make_policy
-from trustrl.playback import check_compatible_spaces
 from trustrl.run.build import Builder, offline, online
 from trustrl.run.loop import Parts, run
 from trustrl.run.rundir import (

@@ -17,7 +17,7 @@ from trustrl.metrics import MetricsLogger
 from trustrl.mirrors import WandbMirror, flat_params
 from trustrl.nets import Policy, ValueNet
 from trustrl.normalization import ObsNormalizer
-from trustrl.playback import write_training_video
+from trustrl.video import write_training_video
 
 
 class RunWriter:

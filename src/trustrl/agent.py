@@ -1,0 +1,149 @@
+"""A trained policy ready to act: the :class:`Agent`, and loading one from a run's checkpoint.
+
+A checkpoint only acts in an env with the observation and action spaces it was
+trained on; :func:`check_compatible` and :func:`check_compatible_spaces` are
+the one place that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trustrl import checkpoint as ckpt
+from trustrl.config import Config, accept_env_kwargs, from_dict
+from trustrl.envs import describe_spaces, make_env, register_factory
+from trustrl.envs.registry import FACTORY_NAMESPACE
+from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
+from trustrl.nets import Policy, make_policy
+from trustrl.normalization import ObsNormalizer
+
+#: A function that makes a new env each time it is called (``render_mode`` is passed when filming).
+EnvFactory = Callable[..., gym.Env]
+#: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
+EnvSpec = Union[str, EnvFactory]
+
+#: The checkpoints a run keeps.
+TAGS = ("last", "best")
+
+
+@dataclass
+class Agent:
+    """A trained policy with its frozen observation normaliser, ready to act in an env.
+
+    :meth:`act` takes the env's raw observation: normalising it is done here, with the statistics saved in
+    the checkpoint, and Box actions come back clipped to the action bounds -- what the env was sent in
+    training. (Log-probabilities in training are of the unclipped Gaussian draw.)
+    """
+
+    policy: Policy
+    obs_norm: ObsNormalizer
+    checkpoint: ckpt.Checkpoint | None  # None for a policy still in training
+    config: Config
+    action_space: gym.Space | None = None  # Box bounds to clip to; None: the env clips
+
+    @torch.inference_mode()
+    def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations (first axis: the batch): the mean (Box) or arg-max
+        (Discrete) action, or a draw from the policy with ``deterministic=False``."""
+        device = next(self.policy.parameters()).device
+        x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs))).to(device)
+        dist = self.policy(x)
+        action = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            action = np.clip(action, self.action_space.low, self.action_space.high)
+        return action
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The action for one raw observation (see :meth:`act_batch`)."""
+        return self.act_batch(np.asarray(obs)[None], deterministic)[0]
+
+    def check_env(self, env: gym.Env) -> None:
+        """Refuse an env whose spaces differ from the checkpoint's (a policy still in training has none)."""
+        if self.checkpoint is not None:
+            check_compatible(self.checkpoint, env)
+
+
+def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
+         env_kwargs: dict | None = None) -> Agent:
+    """The policy of a run's ``last`` or ``best`` checkpoint, ready to act (see :class:`Agent`).
+
+    ``run`` is a run directory or a ``checkpoints/<tag>.json`` file. ``env``: another env to act in (its
+    spaces must match), or -- for a run whose env a function made -- that function again. ``env_kwargs``:
+    over the saved ones; a saved kwarg that names a file is used only when given here again (a run
+    directory is data, and chooses no file for the env to read; :func:`trustrl.config.accept_env_kwargs`).
+    """
+    if checkpoint not in TAGS:
+        raise TrustrlError(f"checkpoint must be one of {', '.join(TAGS)}, got {checkpoint!r}")
+    record = ckpt.load(run, checkpoint)
+    if env is not None and not isinstance(env, str):  # the function that made the run's env keeps its id
+        recorded = record.config.get("env", {}).get("id", "")
+        prefix = FACTORY_NAMESPACE + "/"
+        name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
+        env = register_factory(env, name)
+    config = _config_of(record, env, env_kwargs or {})
+    probe = make_env(config.env)
+    try:
+        check_compatible(record, probe)
+        policy = _policy_of(record, probe, config)
+        obs_norm = _obs_norm_of(record, probe.observation_space)
+    finally:
+        probe.close()
+    return Agent(policy, obs_norm, record, config, probe.action_space)
+
+
+def check_compatible(checkpoint: ckpt.Checkpoint, env: gym.Env) -> None:
+    """A checkpoint only runs in an env with the same observation and action spaces."""
+    check_compatible_spaces(checkpoint, env.observation_space, env.action_space,
+                            env.spec.id if env.spec else "this env")
+
+
+def check_compatible_spaces(checkpoint: ckpt.Checkpoint, obs_space: gym.Space, act_space: gym.Space,
+                            where: str = "this run") -> None:
+    actual = describe_spaces(obs_space, act_space)
+    if checkpoint.spaces != actual:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} was trained on spaces {checkpoint.spaces}, "
+            f"but {where} has {actual}"
+        )
+
+
+def _config_of(record: ckpt.Checkpoint, env_id: str | None, env_kwargs: dict) -> Config:
+    """The run's config, with the env ``env_id`` (if given) and the env kwargs the caller allows."""
+    data = accept_env_kwargs(record.config, env_kwargs, f"checkpoint {record.path}")
+    if env_id is not None and isinstance(data.get("env", {}), dict):
+        data = {**data, "env": {**data.get("env", {}), "id": env_id}}  # the recorded env need not exist here
+    try:
+        return from_dict(data, source=str(record.path))
+    except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
+        raise
+    except Exception as exc:  # a record edited by hand
+        raise CheckpointError(f"checkpoint {record.path} holds an invalid config: {exc}") from None
+
+
+def _policy_of(record: ckpt.Checkpoint, env: gym.Env, config: Config) -> Policy:
+    try:
+        policy = make_policy(env.observation_space, env.action_space, config.policy)
+        policy.load_state_dict(record.policy_state)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1].strip()  # torch's last line names the keys or shapes
+        raise CheckpointError(f"checkpoint {record.path}: weights do not fit the policy ({detail})") from None
+    return policy.eval()
+
+
+def _obs_norm_of(record: ckpt.Checkpoint, obs_space: gym.Space) -> ObsNormalizer:
+    """The saved observation statistics, frozen: acting never moves them."""
+    obs_norm = ObsNormalizer(obs_space.shape)
+    try:
+        obs_norm.load_state(record.obs_norm)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {record.path}: bad normalisation statistics ({exc})") from None
+    if obs_norm.enabled and obs_norm.rms.mean.shape != obs_space.shape:
+        raise CheckpointError(f"checkpoint {record.path}: normalisation statistics have the wrong shape")
+    obs_norm.frozen = True
+    return obs_norm

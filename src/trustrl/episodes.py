@@ -1,0 +1,128 @@
+"""Playing whole episodes with an agent, and evaluating it: deterministic by default, statistics frozen.
+
+Episode ``i`` is reset with seed ``seed + i``, so two evaluations from the same
+seed differ only by the policy. :data:`DEFAULT_EVAL_SEED` is where ``trustrl
+eval``, ``trustrl video``, :func:`trustrl.evaluate` and ``trustrl compare``
+start by default -- apart from the seeds the run evaluates on during training
+(:data:`trustrl.run.evaluation.EVAL_SEED`), so a report made afterwards is on
+episodes the ``best`` checkpoint was not chosen on.
+
+The command line reads :data:`DEFAULT_EVAL_SEED` from here when it builds its
+parser, so this module imports no numpy, gymnasium or torch until it plays.
+Filming episodes is :mod:`trustrl.video`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable
+
+from trustrl.config import MAX_EPISODES, check_count, check_seed
+from trustrl.errors import TrustrlError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from trustrl.agent import Agent
+
+#: Reset seed of the first episode when an evaluation or a video is given none.
+DEFAULT_EVAL_SEED = 1_000_000
+
+
+@dataclass
+class EvalResult:
+    mean_return: float
+    std_return: float
+    min_return: float
+    max_return: float
+    mean_length: float
+    episodes: int
+    returns: list[float]
+    lengths: list[int]
+    deterministic: bool
+    checkpoint: str
+    step: int
+    env: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_episodes(
+    agent: Agent,
+    env: gym.Env,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+    on_step: Callable[[gym.Env], None] | None = None,
+) -> tuple[list[float], list[int]]:
+    """Play ``episodes`` full episodes; ``on_step(env)`` runs after reset and each step (video)."""
+    returns, lengths = [], []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        if on_step:
+            on_step(env)
+        total, length, done = 0.0, 0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+            if on_step:
+                on_step(env)
+        returns.append(total)
+        lengths.append(length)
+    return returns, lengths
+
+
+def evaluate_agent(
+    agent: Agent,
+    episodes: int = 10,
+    seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = True,
+    render: bool = False,
+) -> EvalResult:
+    """Play ``episodes`` episodes of ``agent`` in the env of its config (reset seeds ``seed``, ``seed + 1``, ...).
+
+    Deterministic (mean / arg-max action) unless ``deterministic=False``; ``render`` shows them in a window.
+    """
+    import numpy as np
+
+    from trustrl.envs import make_env
+    from trustrl.video import (
+        check_display,  # also sets up the GL back end before MuJoCo is imported
+    )
+
+    check_count("episodes", episodes, MAX_EPISODES)
+    check_seed("seed", seed, episodes)
+    if render:
+        check_display()
+    env = make_env(agent.config.env, render_mode="human" if render else None)
+    try:
+        agent.check_env(env)
+        try:
+            returns, lengths = run_episodes(agent, env, episodes, seed, deterministic)
+        except TrustrlError:
+            raise
+        except Exception as exc:  # a window system that refuses to open (pygame, glfw)
+            if not render:
+                raise
+            raise TrustrlError(f"--render could not open a window ({type(exc).__name__}: {exc}); "
+                               "use `trustrl video` to film episodes without a display") from None
+    finally:
+        env.close()
+    return EvalResult(
+        mean_return=float(np.mean(returns)),
+        std_return=float(np.std(returns)),
+        min_return=float(np.min(returns)),
+        max_return=float(np.max(returns)),
+        mean_length=float(np.mean(lengths)),
+        episodes=episodes,
+        returns=returns,
+        lengths=lengths,
+        deterministic=deterministic,
+        checkpoint=str(agent.checkpoint.path) if agent.checkpoint is not None else "",
+        step=agent.checkpoint.step if agent.checkpoint is not None else 0,
+        env=agent.config.env.id,
+    )
+

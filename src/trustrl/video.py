@@ -1,0 +1,239 @@
+"""Filming an agent's episodes into mp4 files, headless, and what rendering needs from the machine.
+
+Videos are mp4 files written through imageio-ffmpeg from ``render_mode="rgb_array"``
+frames, so they need no display: classic-control envs render in software, MuJoCo
+envs through an OpenGL back end (headless: ``MUJOCO_GL=egl`` with the Mesa EGL
+libraries; this module sets ``MUJOCO_GL=egl`` and ``SDL_VIDEODRIVER=dummy`` on a
+Linux machine with no display, unless they are already set).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trustrl.agent import Agent, load
+from trustrl.config import MAX_EPISODES, Config, EnvConfig, check_count, check_seed
+from trustrl.envs import make_env
+from trustrl.episodes import DEFAULT_EVAL_SEED, run_episodes
+from trustrl.errors import TrustrlError
+from trustrl.nets import Policy
+from trustrl.normalization import ObsNormalizer
+
+
+def has_display() -> bool:
+    """Whether a window can open here: anything but Linux, or Linux with an X11 or Wayland display."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+# MuJoCo picks its OpenGL back end when it is first imported. Without a display
+# only EGL (or OSMesa) can work, so a headless Linux machine defaults to EGL; and
+# pygame (classic control) draws off-screen without complaining about the missing display.
+if not has_display():
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    frames: int  # frames written: per filmed episode, one after reset and one per step
+    fps: int
+    returns: list[float]  # returns of the filmed episodes
+    lengths: list[int]
+    attempts: int  # episodes played, counting those below ``min_return``
+    seeds: list[int] = field(default_factory=list)  # reset seeds of the filmed episodes
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def video(
+    run: str | Path,
+    out: str | Path,
+    episodes: int = 3,
+    checkpoint: str = "last",
+    seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = True,
+    min_return: float | None = None,
+    max_attempts: int | None = None,
+    fps: int | None = None,
+    env_kwargs: dict | None = None,
+) -> VideoResult:
+    """Film the policy of a run's ``checkpoint`` (see :func:`write_video`)."""
+    return write_video(load(run, checkpoint, env_kwargs=env_kwargs), out, episodes, seed, deterministic,
+                       min_return, max_attempts, fps)
+
+
+def write_video(
+    agent: Agent,
+    out: str | Path,
+    episodes: int = 3,
+    seed: int = DEFAULT_EVAL_SEED,
+    deterministic: bool = True,
+    min_return: float | None = None,
+    max_attempts: int | None = None,
+    fps: int | None = None,
+) -> VideoResult:
+    """Film ``episodes`` episodes of ``agent`` in the env of its config into the mp4 ``out``.
+
+    With ``min_return``, an episode is played first without rendering and
+    filmed only if its return reaches ``min_return`` -- by replaying it from
+    the same seed (:func:`seeded_episode`), so no frames of rejected
+    episodes are ever held in memory. At most ``max_attempts`` episodes
+    (default ``20 * episodes``) are tried; if too few qualify the error says
+    what the returns were and nothing is written. The file appears
+    atomically: a failure leaves no half-written mp4.
+    """
+    check_count("--episodes", episodes, 10_000)
+    max_attempts = max_attempts if max_attempts is not None else 20 * episodes
+    if max_attempts < episodes:
+        raise TrustrlError(f"--max-attempts ({max_attempts}) must be at least --episodes ({episodes})")
+    check_count("--max-attempts", max_attempts, MAX_EPISODES)
+    check_seed("--seed", seed, max_attempts)
+    if fps is not None:
+        check_count("--fps", fps, 1_000)
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise TrustrlError(f"video output {out} must end in .mp4")
+    if not out.parent.is_dir():
+        raise TrustrlError(f"directory {out.parent} for the video does not exist")
+    if min_return is None:
+        seeds, tried = [seed + i for i in range(episodes)], []
+    else:
+        seeds, tried = _good_seeds(agent, episodes, seed, deterministic, min_return, max_attempts)
+    returns, lengths, frames, fps = _film(agent, seeds, deterministic, out, fps)
+    return VideoResult(out, frames, fps, returns, lengths, max(len(tried), len(seeds)), seeds)
+
+
+def write_training_video(policy: Policy, obs_norm: ObsNormalizer, config: Config, run_dir: Path,
+                         step: int) -> VideoResult:
+    """The run loop's hook: one deterministic episode of the current policy into ``<run_dir>/videos/step-<N>.mp4``.
+
+    The normaliser is read, never updated, and a deterministic policy draws
+    no random numbers, so filming leaves the run's metrics unchanged.
+    """
+    out = Path(run_dir) / "videos" / f"step-{step}.mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(Agent(policy, obs_norm, None, config), out, episodes=1)
+
+
+def seeded_episode(
+    agent: Agent,
+    env: gym.Env,
+    seed: int,
+    deterministic: bool,
+    on_step: Callable[[gym.Env], None] | None = None,
+) -> tuple[list[float], list[int]]:
+    """One episode from ``seed`` that plays the same again: a stochastic policy samples from torch's RNG
+    seeded the same way (and the caller's RNG state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return run_episodes(agent, env, 1, seed, deterministic, on_step)
+
+
+def check_can_render(env_cfg: EnvConfig) -> None:
+    """Fail now, with the fix in the message, if ``env_cfg`` cannot be rendered to frames here."""
+    _make_render_env(env_cfg).close()
+
+
+def check_display() -> None:
+    """``render_mode="human"`` opens a window: on Linux that needs an X11 or Wayland display."""
+    if not has_display():
+        raise TrustrlError(
+            "--render needs a display, and none is available (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "use `trustrl video RUN --out episodes.mp4` to film episodes headless"
+        )
+
+
+def _good_seeds(agent: Agent, episodes: int, seed: int, deterministic: bool, min_return: float,
+                max_attempts: int) -> tuple[list[int], list[float]]:
+    """The first ``episodes`` seeds from ``seed`` on whose episode reaches ``min_return``, and every return tried."""
+    seeds: list[int] = []
+    tried: list[float] = []
+    env = make_env(agent.config.env)
+    try:
+        agent.check_env(env)
+        for attempt in range(max_attempts):
+            (ret,), _ = seeded_episode(agent, env, seed + attempt, deterministic)
+            tried.append(ret)
+            if ret >= min_return:
+                seeds.append(seed + attempt)
+                if len(seeds) == episodes:
+                    break
+    finally:
+        env.close()
+    if len(seeds) < episodes:
+        raise TrustrlError(
+            f"only {len(seeds)} of {len(tried)} episodes reached --min-return {min_return:g} "
+            f"(returns: min {min(tried):.1f}, mean {np.mean(tried):.1f}, max {max(tried):.1f}); "
+            f"wanted {episodes}: lower --min-return or raise --max-attempts"
+        )
+    return seeds, tried
+
+
+def _film(agent: Agent, seeds: list[int], deterministic: bool, out: Path,
+          fps: int | None) -> tuple[list[float], list[int], int, int]:
+    """Play the episodes of ``seeds`` into ``out``, written atomically: returns, lengths, frames, fps."""
+    import imageio.v2 as imageio
+
+    env_id = agent.config.env.id
+    env = _make_render_env(agent.config.env)
+    fps = int(fps or env.metadata.get("render_fps") or 30)
+    tmp = Path(tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)[1])
+    frames = 0
+    returns, lengths = [], []
+    try:
+        agent.check_env(env)
+        # macro_block_size=2: keep the frame size (even sizes suit yuv420p) instead of padding to 16
+        with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=2) as writer:
+
+            def on_step(e: gym.Env) -> None:
+                nonlocal frames
+                frame = e.render()
+                if frame is None:
+                    raise TrustrlError(f"{env_id} returned no frame in rgb_array mode")
+                writer.append_data(np.asarray(frame))
+                frames += 1
+
+            for s in seeds:
+                (ret,), (length,) = seeded_episode(agent, env, s, deterministic, on_step)
+                returns.append(ret)
+                lengths.append(length)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except TrustrlError:
+        raise
+    except Exception as exc:
+        raise TrustrlError(f"could not film {env_id}: {type(exc).__name__}: {exc}{_render_hint()}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        env.close()
+    return returns, lengths, frames, fps
+
+
+def _make_render_env(env_cfg: EnvConfig) -> gym.Env:
+    try:
+        env = make_env(env_cfg, render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()  # fail here, clearly, if there is no OpenGL back end
+        return env
+    except TrustrlError:
+        raise
+    except Exception as exc:
+        raise TrustrlError(f"cannot render {env_cfg.id}: {type(exc).__name__}: {exc}{_render_hint()}") from None
+
+
+def _render_hint() -> str:
+    if os.environ.get("MUJOCO_GL") != "egl":
+        return ("; headless MuJoCo rendering needs MUJOCO_GL=egl and the Mesa EGL libraries "
+                "(Debian/Ubuntu: apt-get install libegl1 libegl-mesa0)")
+    return ""
