@@ -88,10 +88,10 @@ def evaluate_agent(
     """
     import numpy as np
 
-    from trustrl.envs import make_env
-    from trustrl.video import (
+    from trustrl.display import (
         check_display,  # also sets up the GL back end before MuJoCo is imported
     )
+    from trustrl.envs import make_env
 
     check_count("episodes", episodes, MAX_EPISODES)
     check_seed("seed", seed, episodes)

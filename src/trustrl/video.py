@@ -10,7 +10,6 @@ Linux machine with no display, unless they are already set).
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trustrl import display  # noqa: F401 -- sets up headless GL before MuJoCo is first imported
 from trustrl.agent import Agent, load
 from trustrl.config import MAX_EPISODES, Config, EnvConfig, check_count, check_seed
 from trustrl.envs import make_env
@@ -27,19 +27,6 @@ from trustrl.episodes import DEFAULT_EVAL_SEED, run_episodes
 from trustrl.errors import TrustrlError
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
-
-
-def has_display() -> bool:
-    """Whether a window can open here: anything but Linux, or Linux with an X11 or Wayland display."""
-    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-# MuJoCo picks its OpenGL back end when it is first imported. Without a display
-# only EGL (or OSMesa) can work, so a headless Linux machine defaults to EGL; and
-# pygame (classic control) draws off-screen without complaining about the missing display.
-if not has_display():
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 @dataclass
@@ -143,15 +130,6 @@ def seeded_episode(
 def check_can_render(env_cfg: EnvConfig) -> None:
     """Fail now, with the fix in the message, if ``env_cfg`` cannot be rendered to frames here."""
     _make_render_env(env_cfg).close()
-
-
-def check_display() -> None:
-    """``render_mode="human"`` opens a window: on Linux that needs an X11 or Wayland display."""
-    if not has_display():
-        raise TrustrlError(
-            "--render needs a display, and none is available (DISPLAY and WAYLAND_DISPLAY are unset); "
-            "use `trustrl video RUN --out episodes.mp4` to film episodes headless"
-        )
 
 
 def _good_seeds(agent: Agent, episodes: int, seed: int, deterministic: bool, min_return: float,
