@@ -9,14 +9,17 @@ indexing a batch of distributions for the Fisher-vector sub-sample.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from trustrl.config import CriticConfig, PolicyConfig
 from trustrl.samplers.actor import NumpyActor
+
+if TYPE_CHECKING:
+    from trustrl.config.sections import CriticConfig, PolicyConfig
 
 _LOG_2PI = math.log(2 * math.pi)
 
