@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from trustrl.advantages import attach_values, gae
 from trustrl.config import CriticConfig, EnvConfig
 from trustrl.nets import ValueNet
 from trustrl.normalization import ObsNormalizer, RewardScaler
+from trustrl.advantages import attach_values, gae
 from trustrl.samplers.vector import VectorSampler
 
 

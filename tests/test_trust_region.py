@@ -9,12 +9,7 @@ from torch.nn.utils import parameters_to_vector
 
 from trustrl.config import PolicyConfig
 from trustrl.nets import CategoricalPolicy, GaussianPolicy
-from trustrl.trust_region import (
-    conjugate_gradient,
-    fisher_vector_product,
-    line_search,
-    scheduled_max_kl,
-)
+from trustrl.trust_region import conjugate_gradient, fisher_vector_product, line_search, scheduled_max_kl
 
 
 @pytest.mark.parametrize("n", [3, 10, 40])

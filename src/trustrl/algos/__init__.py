@@ -12,12 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trustrl.algos.a2c import A2C, A2CConfig
-from trustrl.algos.base import (
-    AlgoConfig,
-    Algorithm,
-    Capabilities,
-    SeparateCriticAlgorithm,
-)
+from trustrl.algos.base import AlgoConfig, Algorithm, Capabilities, SeparateCriticAlgorithm
 from trustrl.algos.natural import NaturalGradientConfig
 from trustrl.algos.npg import NPG, NPGConfig
 from trustrl.algos.offline_trpo import OfflineTRPO

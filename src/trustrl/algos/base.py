@@ -52,8 +52,6 @@ class Capabilities:
     """Learns from vine branches (``run.sampling = "vine"``)."""
     offline: bool = False
     """Has a trust-region step from a dataset (``offline.dataset``: offline TRPO)."""
-    action_spaces: tuple[str, ...] = ("discrete", "box")
-    """The action spaces its policies handle."""
 
 
 class Algorithm(ABC):

@@ -22,12 +22,7 @@ from trustrl.batch import Batch, Branches
 from trustrl.config.limits import non_negative, positive
 from trustrl.errors import ConfigError
 from trustrl.nets import Distribution, Policy, ValueNet
-from trustrl.trust_region import (
-    CGResult,
-    kl_scaled_step,
-    natural_direction,
-    scheduled_max_kl,
-)
+from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
 
 if TYPE_CHECKING:
     from trustrl.config.sections import CriticConfig
@@ -161,7 +156,8 @@ class NaturalGradient:
         return kl_scaled_step(self.direction, self.curvature, max_kl)
 
 
-def natural_gradient_direction(objective: PolicyObjective, policy: Policy, cfg: NaturalGradientConfig) -> NaturalGradient:
+def natural_gradient_direction(objective: PolicyObjective, policy: Policy,
+                               cfg: NaturalGradientConfig) -> NaturalGradient:
     """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them."""
     parts = natural_direction(policy.parameters(), objective.surrogate, objective.fisher_kl,
                               cfg.damping, cfg.cg_iters, cfg.cg_tol)

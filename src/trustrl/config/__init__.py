@@ -24,47 +24,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trustrl.algos import (
-        A2CConfig,
-        AlgoConfig,
-        NaturalGradientConfig,
-        NPGConfig,
-        PPOConfig,
-        REINFORCEConfig,
-        TRPOConfig,
-    )
-    from trustrl.config.limits import (
-        MAX_BATCH,
-        MAX_ENVS,
-        MAX_EPISODES,
-        MAX_SEED,
-        MAX_STEPS,
-        check_count,
-        check_seed,
-    )
-    from trustrl.config.overrides import (
-        LAYOUT_KEYS,
-        parse_env_kwargs,
-        with_layout,
-        with_overrides,
-    )
-    from trustrl.config.resolve import (
-        env_defaults,
-        find_preset,
-        load,
-        preset_data,
-        preset_names,
-    )
+    from trustrl.algos import (A2CConfig, AlgoConfig, NaturalGradientConfig, NPGConfig, PPOConfig, REINFORCEConfig,
+                               TRPOConfig)
+    from trustrl.config.limits import MAX_BATCH, MAX_ENVS, MAX_EPISODES, MAX_SEED, MAX_STEPS, check_count, check_seed
+    from trustrl.config.overrides import LAYOUT_KEYS, parse_env_kwargs, with_layout, with_overrides
+    from trustrl.config.resolve import env_defaults, find_preset, load, preset_data, preset_names
     from trustrl.config.safety import accept_env_kwargs, names_file
     from trustrl.config.schema import ALGO_CONFIGS, SECTIONS, Config, from_dict
-    from trustrl.config.sections import (
-        CriticConfig,
-        EnvConfig,
-        OfflineConfig,
-        PolicyConfig,
-        RunConfig,
-        VineConfig,
-    )
+    from trustrl.config.sections import CriticConfig, EnvConfig, OfflineConfig, PolicyConfig, RunConfig, VineConfig
     from trustrl.config.values import parse_value, toml_key, toml_value
     from trustrl.errors import ConfigError
 

@@ -15,14 +15,7 @@ import tomli_w
 
 from trustrl.algos import ALGORITHMS, AlgoConfig, TRPOConfig, able
 from trustrl.config.limits import MAX_BATCH
-from trustrl.config.sections import (
-    CriticConfig,
-    EnvConfig,
-    OfflineConfig,
-    PolicyConfig,
-    RunConfig,
-    VineConfig,
-)
+from trustrl.config.sections import CriticConfig, EnvConfig, OfflineConfig, PolicyConfig, RunConfig, VineConfig
 from trustrl.config.values import build_section, toml_safe
 from trustrl.errors import ConfigError
 

@@ -10,18 +10,8 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 
-from trustrl.config.limits import (
-    MAX_BATCH,
-    MAX_ENVS,
-    MAX_EPISODES,
-    MAX_STEPS,
-    check_device,
-    check_seed,
-    choice,
-    non_negative,
-    positive,
-    widths,
-)
+from trustrl.config.limits import (MAX_BATCH, MAX_ENVS, MAX_EPISODES, MAX_STEPS, check_device, check_seed, choice,
+                                   non_negative, positive, widths)
 from trustrl.envs.registry import check_env_id
 from trustrl.errors import ConfigError
 

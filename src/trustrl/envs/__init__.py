@@ -9,15 +9,8 @@ Nothing here imports torch: worker processes build their env copies with it.
 """
 
 from trustrl.envs.make import check_spaces, describe_spaces, make_env, make_vec_env
-from trustrl.envs.registry import (
-                                   FACTORY_NAMESPACE,
-                                   check_env_id,
-                                   factory_payload,
-                                   import_env_modules,
-                                   register_factory,
-                                   register_payload,
-                                   registered_id,
-)
+from trustrl.envs.registry import (FACTORY_NAMESPACE, check_env_id, factory_payload, import_env_modules,
+                                   register_factory, register_payload, registered_id)
 from trustrl.envs.state import can_snapshot, restore, snapshot
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds

@@ -65,9 +65,8 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
                 continue
             t1 = time.perf_counter()
             recorder.settle()  # the update before, once its critic is fitted
-            t2 = time.perf_counter()
-            if update == 1:  # a fresh run (a resumed one starts past it)
-                recorder.start(batch, acting_norm)
+            # a fresh run's first batch (a resumed run starts past it): preparation and the initial evaluation
+            prepare_s = recorder.start(batch, acting_norm) if update == 1 else 0.0
             t3 = time.perf_counter()
             recorder.episodes(batch, update, acting_norm)
             t4 = time.perf_counter()
@@ -84,7 +83,7 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
             t6 = time.perf_counter()
             recorder.film()
             recorder.updated(update, step_before, batch, stats, fitting, {
-                "sample_s": t1 - t0, "prepare_s": t3 - t2, "advantage_s": t5 - t4, "update_s": t6 - t5,
+                "sample_s": t1 - t0, "prepare_s": prepare_s, "advantage_s": t5 - t4, "update_s": t6 - t5,
                 "checkpoint_s": t4 - t3, "video_s": time.perf_counter() - t6})  # fmt: skip
             if algo.finished and update < parts.n_updates:
                 recorder.note(f"stopped after {update} updates: {type(algo).__name__} cannot improve further")

@@ -64,13 +64,15 @@ class Recorder:
 
     # -- what the loop calls, in the order it calls it
 
-    def start(self, batch: Batch, acting_norm: ObsNormalizer) -> None:
+    def start(self, batch: Batch, acting_norm: ObsNormalizer) -> float:
         """A fresh run's first batch: the algorithm's preparation, then the starting policy evaluated as a row
-        of its own at step 0 (it may well be the best)."""
+        of its own at step 0 (it may well be the best). Returns the preparation's seconds."""
+        started = time.perf_counter()
         for note in self.parts.algo.prepare(batch):
             self.note(note)
+        prepare_s = time.perf_counter() - started
         if not self.by_eval:
-            return
+            return prepare_s
         initial, eval_s = self._evaluate(acting_norm)
         if not math.isfinite(initial.return_mean):
             self.nonfinite(f"the evaluation episodes returned {initial.return_mean}", 0)
@@ -80,6 +82,7 @@ class Recorder:
         if initial.return_mean > self.state.best:
             self.state.best = initial.return_mean
             self._save("best", 0, 0, acting_norm.state(), self.parts.sampler.reward_scaler.state(), self.state.best)
+        return prepare_s
 
     def episodes(self, batch: Batch, update: int, acting_norm: ObsNormalizer) -> None:
         """The batch's finished episodes join the rolling window; without evaluation, ``best`` follows its mean

@@ -1,12 +1,9 @@
-"""Training a policy, online or from a dataset, fresh or resumed: two short builders over one loop.
+"""Training a policy, online or from a dataset, fresh or resumed: one way through, whatever the mode.
 
-:func:`train` builds a :class:`~trustrl.samplers.vector.VectorSampler` over the
-config's env copies (here, in worker processes or on Ray actors) and the
-config's algorithm; :func:`train_offline` a
-:class:`~trustrl.samplers.dataset.DatasetSampler` and offline TRPO; both hand
-them to :func:`_execute`, which owns seeding, the run directory and the
-recorder, and runs :func:`trustrl.run.loop.run`. :func:`resume` rebuilds the
-same parts from a run's ``last`` checkpoint and continues the loop.
+:func:`train` and :func:`train_offline` hand a builder of :mod:`trustrl.run.build` (the sampler, the
+algorithm, the evaluation schedule) to :func:`_execute`, which owns seeding, the run directory and its
+writer, and runs :func:`trustrl.run.loop.run`. :func:`resume` rebuilds the same parts from a run's
+``last`` checkpoint and continues the loop.
 """
 
 from __future__ import annotations
@@ -26,24 +23,11 @@ from trustrl import checkpoint
 from trustrl.agent import check_compatible_spaces
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.envs import describe_spaces
-from trustrl.errors import (
-    CheckpointError,
-    ConfigError,
-    EnvUnavailableError,
-    TrustrlError,
-    WorkerError,
-)
+from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
 from trustrl.nets import make_critic, make_policy
 from trustrl.run.build import Builder, offline, online
 from trustrl.run.loop import Parts, run
-from trustrl.run.rundir import (
-    ASIDE,
-    RunLock,
-    check_writable,
-    prepare_run_dir,
-    recover,
-    write_run_files,
-)
+from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.run.state import LoopState
 from trustrl.run.writer import RunWriter
 

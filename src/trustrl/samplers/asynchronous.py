@@ -11,6 +11,7 @@ from __future__ import annotations
 from trustrl.batch import Batch
 from trustrl.errors import NonFiniteError
 from trustrl.nets import Policy
+from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.samplers.vector import VectorSampler
 
 
@@ -26,11 +27,11 @@ class AsyncSampler:
         return self.sampler.total_steps
 
     @property
-    def obs_norm(self):
+    def obs_norm(self) -> ObsNormalizer:
         return self.sampler.obs_norm
 
     @property
-    def reward_scaler(self):
+    def reward_scaler(self) -> RewardScaler:
         return self.sampler.reward_scaler
 
     def collect(self, policy: Policy, last: bool = False) -> Batch:
@@ -49,14 +50,11 @@ class AsyncSampler:
                 self.sampler.defer(policy)
             raise
         batch.stale = True
-        self._next(policy, last)
-        return batch
-
-    def _next(self, policy: Policy, last: bool) -> None:
         if last:
             self.sampler.defer(policy)
-        else:
+        else:  # the next batch, with this policy, while this one is learned from
             self.sampler.start(policy, capture=True)
+        return batch
 
     def state(self) -> dict:
         return self.sampler.state()

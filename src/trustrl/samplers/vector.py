@@ -78,9 +78,18 @@ class VectorSampler:
         """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
         return np.concatenate(self.pool.call("reset", [(seed,)] * self.pool.workers), axis=0)
 
+    def _fresh_episodes(self) -> None:
+        """Every copy starts a new episode, seeded from the step count (apart from the first episodes), and the
+        episode bookkeeping and discounted returns restart with them."""
+        self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
+        self.ep_return = np.zeros(self.n_envs)
+        self.ep_length = np.zeros(self.n_envs, np.int64)
+        self.reward_scaler.returns = np.zeros(self.n_envs)
+
     def collect(self, policy: Policy, last: bool = False, snapshot_at: np.ndarray | None = None) -> Batch:
-        """One batch (``last`` changes nothing here); ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions whose env states the copies keep
-        for a following ``branch`` call (vine sampling), in that order within each worker's share."""
+        """One batch (``last`` changes nothing here); ``snapshot_at`` ``(m, 2)``: ``(t, copy)`` positions whose
+        env states the copies keep for a following ``branch`` call (vine sampling), in that order within each
+        worker's share."""
         self.start(policy, snapshot_at=snapshot_at)
         return self.finish()
 
@@ -138,11 +147,7 @@ class VectorSampler:
             what, t, n = problem
             step = self.total_steps + t * N + n + 1  # counting env steps as total_steps does
             self.total_steps += T * N
-            # The batch is dropped and the episodes it was part of restart, seeded from the step count.
-            self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
-            self.ep_return = np.zeros(N)
-            self.ep_length = np.zeros(N, np.int64)
-            self.reward_scaler.returns = np.zeros(N)
+            self._fresh_episodes()  # the batch is dropped, and the episodes it was part of restart
             raise NonFiniteError(f"env copy {n} returned {what} at env step {step}")
 
         # Episode bookkeeping and each copy's running discounted return, step by step as if stepped here.
@@ -244,11 +249,7 @@ class VectorSampler:
             self.ep_return = np.asarray(state["ep_return"], np.float64)
             self.ep_length = np.asarray(state["ep_length"], np.int64)
             return []
-        # The env state could not be captured: start fresh episodes, seeded apart from the first ones.
-        self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
-        self.ep_return = np.zeros(self.n_envs)
-        self.ep_length = np.zeros(self.n_envs, np.int64)
-        self.reward_scaler.returns = np.zeros(self.n_envs)  # the discounted returns restart with the episodes
+        self._fresh_episodes()  # the env state could not be captured
         return [f"resumed with fresh episodes: the state of {self.pool.env_id} cannot be captured here, "
                 "so the continuation is not bit-for-bit the run that stopped"]
 
