@@ -118,6 +118,8 @@ def test_bad_values_give_one_clear_error(override, message):
         ("cartpole-npg", "algo.step_size=0", "algo.step_size must be > 0"),
         ("cartpole-trpo", "algo.max_kl_schedule=cosine", "algo.max_kl_schedule must be one of constant, linear"),
         ("cartpole-npg", "algo.max_kl_final=-0.01", "algo.max_kl_final must be >= 0"),
+        ("cartpole-trpo", "algo.fvp_samples=-1", "algo.fvp_samples must be >= 0"),
+        ("cartpole-trpo", "critic.minibatches=-2", "critic.minibatches must be >= 0"),
         ("cartpole-ppo", "algo.max_kl_schedule=linear", "unknown key algo.max_kl_schedule"),
         ("cartpole-npg", "algo.backtrack_iters=3", "unknown key algo.backtrack_iters"),
         ("cartpole-ppo", "algo.clip_range=1.5", "algo.clip_range must be in (0, 1)"),
@@ -136,6 +138,12 @@ def test_bad_algorithm_values_give_one_clear_error(preset, override, message):
     with pytest.raises(ConfigError) as exc:
         config.load(preset, [override])
     assert message in str(exc.value)
+
+
+def test_fvp_samples_and_fvp_fraction_are_one_choice():
+    with pytest.raises(ConfigError, match="algo.fvp_samples and algo.fvp_fraction both choose"):
+        config.load("cartpole-trpo", ["algo.fvp_samples=256", "algo.fvp_fraction=0.1"])
+    assert config.load("cartpole-trpo", ["algo.fvp_samples=256", "algo.fvp_fraction=1.0"]).algo.fvp_samples == 256
 
 
 def test_optional_algorithm_fields_accept_none():

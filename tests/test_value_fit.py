@@ -8,7 +8,7 @@ import torch
 from trustrl.algos.base import make_fitter
 from trustrl.config import CriticConfig
 from trustrl.nets import ValueNet
-from trustrl.value_fit import explained_variance, l2_penalty
+from trustrl.value_fit import explained_variance, l2_penalty, minibatch_bounds
 
 
 def _problem(n=2048, seed=0):
@@ -84,3 +84,55 @@ def test_fitters_report_explained_variance_of_the_critic_before_fitting():
     stats = make_fitter(critic, CriticConfig(fit="lbfgs"), torch.Generator()).fit(obs, returns)
     assert stats["explained_variance"] == pytest.approx(explained_variance(predicted, returns))
     assert explained_variance(returns, returns) == 1.0
+
+
+def _reference_adam_fit(critic, obs, returns, epochs, lr, generator, bounds):
+    """The fit written out step by step: a permutation per epoch, rows gathered by index per minibatch."""
+    optimizer = torch.optim.Adam(critic.parameters(), lr=lr, fused=True)
+    steps = 0
+    for _ in range(epochs):
+        order = torch.randperm(len(obs), generator=generator)
+        for lo, hi in bounds:
+            idx = order[lo:hi]
+            loss = (critic(obs[idx]) - returns[idx]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return steps
+
+
+@pytest.mark.parametrize("minibatches", [0, 3])
+def test_adam_fit_is_the_minibatch_loop_written_out_bit_for_bit(minibatches):
+    obs, returns, critic = _problem(n=1000)
+    fitted, reference = copy.deepcopy(critic), copy.deepcopy(critic)
+    cfg = CriticConfig(epochs=2, minibatch=64, minibatches=minibatches, lr=1e-3)
+    make_fitter(fitted, cfg, torch.Generator().manual_seed(3)).fit(obs, returns)
+    bounds = ([(0, 333), (333, 666), (666, 1000)] if minibatches
+              else [(lo, min(lo + 64, 1000)) for lo in range(0, 1000, 64)])
+    _reference_adam_fit(reference, obs, returns, 2, 1e-3, torch.Generator().manual_seed(3), bounds)
+    for a, b in zip(fitted.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_fit_in_minibatches_takes_the_same_number_of_steps_whatever_the_batch(monkeypatch):
+    steps = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), step(self, *a, **k))[1])
+    for n in (500, 4000):
+        obs, returns, critic = _problem(n=n)
+        steps.clear()
+        make_fitter(critic, CriticConfig(epochs=3, minibatches=4), torch.Generator().manual_seed(0)).fit(obs, returns)
+        assert len(steps) == 12
+        steps.clear()
+        make_fitter(critic, CriticConfig(epochs=3, minibatch=100), torch.Generator().manual_seed(0)).fit(obs, returns)
+        assert len(steps) == 3 * -(-n // 100)
+
+
+def test_minibatch_bounds_cover_every_row_once():
+    assert minibatch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert minibatch_bounds(10, 4, count=3) == [(0, 3), (3, 6), (6, 10)]
+    assert minibatch_bounds(2, 4, count=5) == [(0, 1), (1, 2)]  # never an empty minibatch
+    for n, size, count in ((2048, 64, 0), (2048, 64, 8), (32768, 64, 8), (7, 3, 0), (7, 3, 7)):
+        rows = [i for lo, hi in minibatch_bounds(n, size, count) for i in range(lo, hi)]
+        assert rows == list(range(n))

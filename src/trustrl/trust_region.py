@@ -90,26 +90,29 @@ class LineSearchResult:
 def line_search(
     params: Sequence[nn.Parameter],
     full_step: Tensor,
-    surrogate: Callable[[], Tensor],
-    mean_kl: Callable[[], Tensor],
+    evaluate: Callable[[], tuple[Tensor, Tensor]],
     max_kl: float,
     shrink: float = 0.8,
     max_steps: int = 10,
+    base: float | None = None,
 ) -> LineSearchResult:
     """Backtracking line search along ``full_step`` (Schulman et al. 2015, appendix C).
 
-    Tries ``theta + shrink**k * full_step`` for k = 0, 1, ..., and keeps the
-    first with mean KL <= ``max_kl`` and a positive surrogate improvement.
-    If none qualifies the parameters are restored exactly (bit for bit).
+    ``evaluate()`` gives ``(surrogate, constraint)`` at the current parameters -- one forward
+    pass for both. Tries ``theta + shrink**k * full_step`` for k = 0, 1, ..., and keeps the
+    first with constraint <= ``max_kl`` and a positive surrogate improvement over ``base``
+    (the surrogate at the start; evaluated here when not given). If none qualifies the
+    parameters are restored exactly (bit for bit).
     """
     params = list(params)
     old = parameters_to_vector(params).clone()
-    base = float(surrogate())
+    if base is None:
+        base = float(evaluate()[0])
     fraction = 1.0
     for k in range(max_steps):
         vector_to_parameters(old + fraction * full_step, params)
-        kl = float(mean_kl())
-        improvement = float(surrogate()) - base
+        surrogate, kl = evaluate()
+        kl, improvement = float(kl), float(surrogate) - base
         if kl <= max_kl and improvement > 0:
             return LineSearchResult(True, fraction, k, improvement, kl)
         fraction *= shrink
@@ -138,20 +141,23 @@ def natural_gradient(
 
 def natural_direction(
     params: Sequence[nn.Parameter],
-    surrogate: Callable[[], Tensor],
-    fisher_kl: Callable[[], Tensor],
+    start: Callable[[], tuple[Tensor, Tensor]],
     damping: float,
     cg_iters: int,
     cg_tol: float,
-) -> tuple[Tensor, Tensor, Tensor, CGResult]:
-    """``(g, s, s^T F s, cg)`` at the current parameters: the surrogate's gradient and s = CG(F, g).
+) -> tuple[Tensor, Tensor, Tensor, CGResult, float]:
+    """``(g, s, s^T F s, cg, L)`` at the current parameters: the surrogate's gradient, s = CG(F, g), and
+    the surrogate's value.
 
-    The one place NPG, TRPO and offline TRPO get their direction from closures.
+    ``start()`` gives the surrogate and the KL whose Hessian is the Fisher matrix, both with their
+    graphs (sharing one forward pass when the Fisher uses the whole batch). The one place NPG, TRPO
+    and offline TRPO get their direction from.
     """
     params = list(params)
-    loss_grad = flat_grad(surrogate(), params)
-    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl(), params, damping, cg_iters, cg_tol)
-    return loss_grad, direction, curvature, cg
+    surrogate, fisher_kl = start()
+    loss_grad = flat_grad(surrogate, params, retain_graph=True)
+    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl, params, damping, cg_iters, cg_tol)
+    return loss_grad, direction, curvature, cg, float(surrogate.detach())
 
 
 def scheduled_max_kl(start: float, final: float, schedule: str, progress: float) -> float:
@@ -192,9 +198,8 @@ class TrustRegionStep:
 
 def trust_region_step(
     params: Sequence[nn.Parameter],
-    surrogate: Callable[[], Tensor],
-    fisher_kl: Callable[[], Tensor],
-    constraint: Callable[[], Tensor],
+    start: Callable[[], tuple[Tensor, Tensor]],
+    evaluate: Callable[[], tuple[Tensor, Tensor]],
     max_kl: float,
     *,
     damping: float,
@@ -206,18 +211,17 @@ def trust_region_step(
 ) -> TrustRegionStep:
     """One TRPO step from closures (Schulman et al. 2015, appendix C).
 
-    ``surrogate()`` is the objective to maximise at the current parameters;
-    ``fisher_kl()`` the mean KL(pi_old || pi_theta) whose Hessian is the Fisher
-    matrix (a sub-sample of the batch will do); ``constraint()`` what the line
-    search must keep at or below ``constraint_limit`` (default ``max_kl``):
-    TRPO passes the full-batch KL, offline TRPO both of its trust regions as
-    one ratio. The full step is scaled so its quadratic-model KL is ``max_kl``.
+    ``start()`` gives, with their graphs, the objective to maximise and the mean KL(pi_old || pi_theta)
+    whose Hessian is the Fisher matrix (a sub-sample of the batch will do); ``evaluate()`` the objective
+    and what the line search must keep at or below ``constraint_limit`` (default ``max_kl``), from one
+    forward pass: TRPO's is the full-batch KL, offline TRPO's both of its trust regions as one ratio.
+    The full step is scaled so its quadratic-model KL is ``max_kl``.
     """
     params = list(params)
-    loss_grad, direction, curvature, cg = natural_direction(params, surrogate, fisher_kl, damping, cg_iters, cg_tol)
+    loss_grad, direction, curvature, cg, base = natural_direction(params, start, damping, cg_iters, cg_tol)
     full_step = kl_scaled_step(direction, curvature, max_kl)
     search = None
     if full_step is not None:
         limit = max_kl if constraint_limit is None else constraint_limit
-        search = line_search(params, full_step, surrogate, constraint, limit, shrink, max_backtracks)
+        search = line_search(params, full_step, evaluate, limit, shrink, max_backtracks, base)
     return TrustRegionStep(loss_grad, direction, curvature, cg, search)

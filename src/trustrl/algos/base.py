@@ -120,4 +120,5 @@ def make_fitter(critic: torch.nn.Module, critic_cfg: Any, generator: torch.Gener
     """The critic fitter ``critic.fit`` names, with its settings from the ``[critic]`` section."""
     if critic_cfg.fit == "lbfgs":
         return LBFGSFitter(critic, critic_cfg.lbfgs_iters, critic_cfg.l2)
-    return AdamFitter(critic, critic_cfg.lr, critic_cfg.epochs, critic_cfg.minibatch, critic_cfg.l2, generator)
+    return AdamFitter(critic, critic_cfg.lr, critic_cfg.epochs, critic_cfg.minibatch, critic_cfg.l2, generator,
+                      critic_cfg.minibatches)

@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from trustrl.algos.base import AlgoConfig, SeparateCriticAlgorithm, make_fitter
 from trustrl.algos.vine import vine_surrogate
 from trustrl.batch import Batch, Branches
-from trustrl.config.limits import non_negative, positive
+from trustrl.config.limits import MAX_BATCH, non_negative, positive
 from trustrl.errors import ConfigError
 from trustrl.nets import Distribution, Policy, ValueNet
 from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 
 MAX_KL_SCHEDULES = ("constant", "linear")
+FISHER_STREAM = 0x46495348  # the spawn key of the Fisher rows' random stream
 
 
 @dataclass
@@ -51,6 +53,10 @@ class NaturalGradientConfig(AlgoConfig):
     """Added to the Fisher matrix (F + damping I) so CG stays well conditioned."""
     fvp_fraction: float = 1.0
     """Fraction of the batch used for Fisher-vector products (the TRPO paper uses 0.1)."""
+    fvp_samples: int = 0
+    """When positive, the Fisher-vector products use this many random rows of the batch (all of it when
+    the batch is smaller) in place of ``fvp_fraction``: the cost of conjugate gradient then stays the
+    same however wide the batch, and only the gradient and the line search see every row."""
 
     def validate(self) -> None:
         super().validate()
@@ -64,16 +70,31 @@ class NaturalGradientConfig(AlgoConfig):
         non_negative("algo.damping", self.damping)
         if not 0.0 < self.fvp_fraction <= 1.0:
             raise ConfigError(f"algo.fvp_fraction must be in (0, 1], got {self.fvp_fraction}")
+        non_negative("algo.fvp_samples", self.fvp_samples, MAX_BATCH)
+        if self.fvp_samples and self.fvp_fraction < 1.0:
+            raise ConfigError("algo.fvp_samples and algo.fvp_fraction both choose the Fisher-vector products' rows: "
+                              "set one of them")
 
 
 @dataclass
 class PolicyObjective:
-    """The closures of one batch, evaluated at the policy's current parameters."""
+    """The closures of one batch, evaluated at the policy's current parameters.
+
+    Each closure runs the policy forward once: the trust-region step calls ``start`` once, for the
+    gradient and the Fisher-vector products, and ``evaluate`` once per line-search trial.
+    """
 
     old_dist: Distribution  # pi_old on the batch, detached
-    surrogate: Callable[[], Tensor]  # L(theta) = mean ratio * A (+ entropy bonus)
-    mean_kl: Callable[[], Tensor]  # mean KL(pi_old || pi_theta) over the whole batch
-    fisher_kl: Callable[[], Tensor]  # the same on a random ``fvp_fraction`` of it: its Hessian is F
+    start: Callable[[], tuple[Tensor, Tensor]]  # (L(theta), the KL whose Hessian is F), with their graphs
+    evaluate: Callable[[], tuple[Tensor, Tensor]]  # (L(theta), mean KL(pi_old || pi_theta) over the whole batch)
+
+    def surrogate(self) -> Tensor:
+        """L(theta) = mean ratio * A (+ entropy bonus)."""
+        return self.evaluate()[0]
+
+    def mean_kl(self) -> Tensor:
+        """Mean KL(pi_old || pi_theta) over the whole batch."""
+        return self.evaluate()[1]
 
 
 def policy_objective(
@@ -87,8 +108,8 @@ def policy_objective(
 ) -> PolicyObjective:
     """``obs`` ``(B, obs_dim)``, ``actions`` ``(B, ...)``, ``advantages`` ``(B,)``.
 
-    The Fisher-vector products use a random ``cfg.fvp_fraction`` of the batch
-    (drawn from ``generator`` when ``fisher_kl`` is called); the gradient uses all of it.
+    The Fisher-vector products use a random ``cfg.fvp_samples`` rows or ``cfg.fvp_fraction`` of the
+    batch (drawn from ``generator`` when ``start`` is called); the gradient uses all of it.
 
     ``behaviour_log_probs``: log beta(a|s) of the policy that acted, when that is not the policy
     being updated (asynchronous sampling). The surrogate is then E_beta[pi_theta / beta * A], the
@@ -100,12 +121,11 @@ def policy_objective(
         old_dist = policy(obs)
         old_log_probs = old_dist.log_prob(actions) if behaviour_log_probs is None else behaviour_log_probs
 
-    def surrogate() -> Tensor:
-        dist = policy(obs)
+    def surrogate(dist: Distribution) -> Tensor:
         ratio = (dist.log_prob(actions) - old_log_probs).exp()
         return (ratio * advantages).mean() + cfg.entropy_coef * dist.entropy().mean()
 
-    return PolicyObjective(old_dist, surrogate, *_kl_closures(policy, obs, old_dist, cfg.fvp_fraction, generator))
+    return _objective(policy, obs, old_dist, surrogate, cfg, generator)
 
 
 def vine_objective(
@@ -118,27 +138,31 @@ def vine_objective(
     with torch.no_grad():
         old_dist = policy(obs)
 
-    def surrogate() -> Tensor:
-        dist = policy(obs)
+    def surrogate(dist: Distribution) -> Tensor:
         log_probs = dist.log_prob(actions).T
         return (vine_surrogate(log_probs, old_log_probs, advantages, branches.exact)
                 + cfg.entropy_coef * dist.entropy().mean())
 
-    return PolicyObjective(old_dist, surrogate, *_kl_closures(policy, obs, old_dist, cfg.fvp_fraction, generator))
+    return _objective(policy, obs, old_dist, surrogate, cfg, generator)
 
 
-def _kl_closures(policy: Policy, obs: Tensor, old_dist: Distribution, fvp_fraction: float,
-                 generator: torch.Generator) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
-    """mean KL(pi_old || pi_theta) over ``obs``, and the same over a random ``fvp_fraction`` of it."""
+def _objective(policy: Policy, obs: Tensor, old_dist: Distribution, surrogate: Callable[[Distribution], Tensor],
+               cfg: NaturalGradientConfig, generator: torch.Generator) -> PolicyObjective:
+    """The closures over ``surrogate(dist)``: the Fisher KL shares the surrogate's forward pass when it
+    takes the whole batch, and runs its own on the sub-sample otherwise."""
 
-    def mean_kl() -> Tensor:
-        return old_dist.kl(policy(obs)).mean()
+    def start() -> tuple[Tensor, Tensor]:
+        dist = policy(obs)
+        value = surrogate(dist)
+        rows = fvp_rows(len(obs), cfg.fvp_fraction, cfg.fvp_samples, generator)
+        current = dist if rows == slice(None) else policy(obs[rows])
+        return value, old_dist[rows].kl(current).mean()
 
-    def fisher_kl() -> Tensor:
-        idx = _subsample(len(obs), fvp_fraction, generator)
-        return old_dist[idx].kl(policy(obs[idx])).mean()
+    def evaluate() -> tuple[Tensor, Tensor]:
+        dist = policy(obs)
+        return surrogate(dist), old_dist.kl(dist).mean()
 
-    return mean_kl, fisher_kl
+    return PolicyObjective(old_dist, start, evaluate)
 
 
 @dataclass
@@ -150,6 +174,7 @@ class NaturalGradient:
     direction: Tensor  # s ~= (F + damping I)^-1 g, flat
     curvature: Tensor  # s^T (F + damping I) s
     cg: CGResult
+    surrogate: float  # L(theta_old)
 
     def kl_scaled_step(self, max_kl: float) -> Tensor | None:
         """The step along ``direction`` whose quadratic-model KL is ``max_kl`` (None if degenerate)."""
@@ -159,17 +184,29 @@ class NaturalGradient:
 def natural_gradient_direction(objective: PolicyObjective, policy: Policy,
                                cfg: NaturalGradientConfig) -> NaturalGradient:
     """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them."""
-    parts = natural_direction(policy.parameters(), objective.surrogate, objective.fisher_kl,
-                              cfg.damping, cfg.cg_iters, cfg.cg_tol)
+    parts = natural_direction(policy.parameters(), objective.start, cfg.damping, cfg.cg_iters, cfg.cg_tol)
     return NaturalGradient(objective, *parts)
 
 
-def _subsample(n: int, fraction: float, generator: torch.Generator) -> Tensor | slice:
-    """Indices of a random ``fraction`` of the batch (all of it when fraction is 1)."""
-    if fraction >= 1.0:
+def fvp_rows(n: int, fraction: float, samples: int, generator: torch.Generator) -> Tensor | slice:
+    """Random rows of a batch of ``n`` for the Fisher-vector products: ``samples`` of them when positive,
+    else a ``fraction``; ``slice(None)`` for the whole batch (nothing drawn from ``generator`` then)."""
+    if samples > 0:
+        if samples >= n:
+            return slice(None)
+        k = samples
+    elif fraction >= 1.0:
         return slice(None)
-    k = max(1, int(round(n * fraction)))
+    else:
+        k = max(1, int(round(n * fraction)))
     return torch.randperm(n, generator=generator)[:k]
+
+
+def fisher_generator(generator: torch.Generator) -> torch.Generator:
+    """The stream of the Fisher-vector products' rows: a child of the run's generator's seed (a
+    ``SeedSequence`` spawn key no other stream uses), drawing nothing from the run's generator."""
+    seed = np.random.SeedSequence(generator.initial_seed(), spawn_key=(FISHER_STREAM,)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(seed))
 
 
 class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
@@ -183,13 +220,24 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
         self.cfg = cfg
         self.generator = generator
         self.critic_fitter = make_fitter(critic, critic_cfg, generator)
+        # The Fisher's rows come from a stream of their own, so the policy step and the critic fit share no
+        # state: they may run side by side, and the critic's minibatches do not depend on algo.fvp_samples.
+        self.fvp_generator = fisher_generator(generator)
 
     def objective(self, batch: Batch) -> PolicyObjective:
         if batch.branches is not None:
-            return vine_objective(self.policy, batch.branches, self.cfg, self.generator)
+            return vine_objective(self.policy, batch.branches, self.cfg, self.fvp_generator)
         behaviour = batch.flat("log_probs") if batch.stale else None
         return policy_objective(self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"),
-                                self.cfg, self.generator, behaviour)
+                                self.cfg, self.fvp_generator, behaviour)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "fvp_generator": self.fvp_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "fvp_generator" in state:  # a run saved before the stream was its own starts it afresh
+            self.fvp_generator.set_state(state["fvp_generator"])
 
     def search_direction(self, batch: Batch) -> NaturalGradient:
         return natural_gradient_direction(self.objective(batch), self.policy, self.cfg)

@@ -56,10 +56,9 @@ class NPG(NaturalGradientAlgorithm):
         if step is not None:
             params = list(self.policy.parameters())
             with torch.no_grad():
-                base = float(ng.objective.surrogate())
                 vector_to_parameters(parameters_to_vector(params) + step, params)
-                improvement = float(ng.objective.surrogate()) - base
-                kl = float(ng.objective.mean_kl())
+                surrogate, kl = ng.objective.evaluate()
+                improvement, kl = float(surrogate) - ng.surrogate, float(kl)
             step_norm = float(step.norm())
 
         obs = batch.flat("obs")

@@ -155,21 +155,23 @@ class OfflineTRPO(Algorithm):
         with torch.no_grad():
             old = self.policy(obs).detach()
 
-        def surrogate() -> Tensor:
-            dist = self.policy(obs)
+        def surrogate(dist: Distribution) -> Tensor:
             w = importance_weights(dist.log_prob(actions) - beta_log_probs, offline.weights, offline.weight_clip)
             return (w * advantages).mean() + cfg.entropy_coef * dist.entropy().mean()
 
-        def fisher_kl() -> Tensor:
-            return old.kl(self.policy(obs)).mean()
-
-        def both_regions() -> Tensor:
-            """Both trust regions as one number: <= 1 exactly when both KLs are within their radius."""
+        def start() -> tuple[Tensor, Tensor]:
             dist = self.policy(obs)
-            return torch.maximum(old.kl(dist).mean() / max_kl, beta.kl(dist).mean() / offline.max_kl_behaviour)
+            return surrogate(dist), old.kl(dist).mean()
+
+        def both_regions() -> tuple[Tensor, Tensor]:
+            """The surrogate, and both trust regions as one number: <= 1 exactly when both KLs are within
+            their radius."""
+            dist = self.policy(obs)
+            regions = torch.maximum(old.kl(dist).mean() / max_kl, beta.kl(dist).mean() / offline.max_kl_behaviour)
+            return surrogate(dist), regions
 
         step = trust_region_step(
-            self.policy.parameters(), surrogate, fisher_kl, both_regions, max_kl,
+            self.policy.parameters(), start, both_regions, max_kl,
             damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
             shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters, constraint_limit=1.0,
         )  # fmt: skip

@@ -49,7 +49,7 @@ class TRPO(NaturalGradientAlgorithm):
         cfg = self.cfg
         objective = self.objective(batch)
         step = trust_region_step(
-            self.policy.parameters(), objective.surrogate, objective.fisher_kl, objective.mean_kl, self.max_kl(),
+            self.policy.parameters(), objective.start, objective.evaluate, self.max_kl(),
             damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
             shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters,
         )  # fmt: skip

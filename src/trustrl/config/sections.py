@@ -103,6 +103,10 @@ class CriticConfig:
     """Adam fitter (TRPO, NPG, REINFORCE): passes over the batch per update."""
     minibatch: int = 64
     """Adam fitter (TRPO, NPG, REINFORCE): minibatch size."""
+    minibatches: int = 0
+    """Adam fitter (TRPO, NPG, REINFORCE): when positive, each epoch splits the batch into this many
+    minibatches in place of ``minibatch`` rows each, so the fit takes ``epochs * minibatches`` Adam steps
+    whatever the batch size: a wider batch makes wider steps, not more of them."""
     l2: float = 0.0
     """L2 penalty ``l2 * sum ||W||^2`` on the value-net weight matrices (biases are not penalised)."""
     lbfgs_iters: int = 25
@@ -116,6 +120,7 @@ class CriticConfig:
         positive("critic.lr", self.lr)
         positive("critic.epochs", self.epochs, 10_000)
         positive("critic.minibatch", self.minibatch, MAX_BATCH)
+        non_negative("critic.minibatches", self.minibatches, MAX_BATCH)
         non_negative("critic.l2", self.l2)
         positive("critic.lbfgs_iters", self.lbfgs_iters, 10_000)
 

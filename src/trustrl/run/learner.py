@@ -1,7 +1,8 @@
-"""One update of the learner: the algorithm's step, with the critic fit beside the next batch where it can be.
+"""One update of the learner: the algorithm's step, with the critic fit beside it where it can be.
 
 With ``run.overlap_critic`` and an algorithm whose critic fit is separate (NPG, TRPO), the fit of update k
-runs in a thread while batch k+1 is collected; GAE of k+1 waits for it, so no number changes. With
+runs in a thread beside the policy step of k and on while batch k+1 is collected; GAE of k+1 waits for it,
+so no number changes. With
 ``run.on_nonfinite = "skip"`` an update that made something non-finite is undone as if its batch never came.
 """
 
@@ -33,8 +34,9 @@ class Learner:
         self._before = _copy_state(self.policy, self.critic, self.algo) if self.undoable else None
         self.algo.progress = progress
         if self.overlap:
-            stats = self.algo.update_policy(batch)
+            # the fit starts beside the policy step (they share no state) and goes on beside the next batch
             fitting = self._thread.submit(self.algo.fit_critic, batch)
+            stats = self.algo.update_policy(batch)
         else:
             stats, fitting = self.algo.update(batch), None
         return stats, fitting, nonfinite_learner(self.policy, None if self.overlap else self.critic, stats)
