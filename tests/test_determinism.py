@@ -48,12 +48,14 @@ def test_async_workers_give_the_same_run_as_sync(tmp_path):
 
 
 def test_overlapping_the_critic_fit_changes_no_number(tmp_path):
-    """The critic fitted in a background thread during the next collection: same metrics, same checkpoints."""
+    """The critic fitted in a background thread beside the policy step and the next collection: same metrics,
+    same checkpoints (the policy step draws its Fisher rows from a stream the critic does not touch)."""
     import json
 
     runs = {}
     for overlap in (True, False):
         cfg = config.load("pendulum-trpo", ["run.seed=4", "run.total_steps=8192", "run.checkpoint_every=3",
+                                            "algo.fvp_samples=100", "critic.minibatches=4",
                                             f"run.overlap_critic={str(overlap).lower()}"])
         train(cfg, tmp_path / str(overlap), progress=False)
         runs[overlap] = tmp_path / str(overlap)

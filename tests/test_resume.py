@@ -27,6 +27,9 @@ def _files(run: Path) -> dict[str, str]:
         ("cartpole-trpo", ["env.n_envs=4", "run.n_steps=128", "run.eval_every=1536", "run.eval_episodes=2"], 512),
         ("pendulum-ppo", ["env.n_envs=2", "run.n_steps=256", "run.eval_every=1536", "run.eval_episodes=1"], 512),
         ("walker2d-trpo-notebook", ["run.n_steps=128", "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
+        # the Fisher rows' own random stream carries over too
+        ("walker2d-trpo", ["env.n_envs=2", "run.n_steps=128", "algo.fvp_samples=64", "algo.max_kl_schedule=constant",
+                           "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
     ],
 )
 def test_k_updates_then_resume_for_k_more_is_the_run_in_one_go(tmp_path, preset, overrides, batch):
