@@ -80,8 +80,9 @@ class NaturalGradientConfig(AlgoConfig):
 class PolicyObjective:
     """The closures of one batch, evaluated at the policy's current parameters.
 
-    Each closure runs the policy forward once: the trust-region step calls ``start`` once, for the
-    gradient and the Fisher-vector products, and ``evaluate`` once per line-search trial.
+    The trust-region step calls ``start`` once, for the gradient and the Fisher-vector products (one
+    forward pass, two when the Fisher takes a sub-sample), and ``evaluate`` once per line-search trial
+    (one forward pass for the surrogate and the KL both).
     """
 
     old_dist: Distribution  # pi_old on the batch, detached
@@ -155,7 +156,7 @@ def _objective(policy: Policy, obs: Tensor, old_dist: Distribution, surrogate: C
         dist = policy(obs)
         value = surrogate(dist)
         rows = fvp_rows(len(obs), cfg.fvp_fraction, cfg.fvp_samples, generator)
-        current = dist if rows == slice(None) else policy(obs[rows])
+        current = dist if isinstance(rows, slice) else policy(obs[rows])
         return value, old_dist[rows].kl(current).mean()
 
     def evaluate() -> tuple[Tensor, Tensor]:
