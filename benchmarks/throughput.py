@@ -18,10 +18,12 @@ medians over rounds.
             ``run.async_sampling``; ``trustrl_ray``: 2 actors on a local Ray).
 - peer:     sb3-contrib TRPO with the preset's settings (env, n_envs, n_steps,
             network sizes and activation, GAE, critic epochs/minibatch/lr, CG steps,
-            damping, target KL, line search, observation normalisation).
+            damping, target KL, line search, observation normalisation, the share of
+            the batch its Fisher-vector products see).
 
-``--scaling`` adds a table of TRPO update time against batch size and width,
-and of training steps/s against workers (1, 2, 4) and batch size.
+``--scaling`` adds the learner's time per update against batch size and torch threads
+(``learner.py``), training steps/s against workers (1, 2, 4) and batch size, and the
+scale-out model fitted to both.
 """
 
 from __future__ import annotations
@@ -195,12 +197,16 @@ def worker_peer(preset: str, steps: int) -> dict:
         clip_obs=cfg.env.clip_obs, clip_reward=cfg.env.clip_reward, gamma=cfg.algo.gamma,
     )
     activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+    batch = cfg.run.n_steps * cfg.env.n_envs
+    # the critic's minibatch and the Fisher's rows as trustrl's settings make them for this batch
+    minibatch = -(-batch // cfg.critic.minibatches) if cfg.critic.minibatches else cfg.critic.minibatch
+    fvp_every = max(1, batch // cfg.algo.fvp_samples) if cfg.algo.fvp_samples else max(1, round(1 / cfg.algo.fvp_fraction))
     model = TRPO(
         "MlpPolicy",
         env,
         learning_rate=cfg.critic.lr,
         n_steps=cfg.run.n_steps,
-        batch_size=cfg.critic.minibatch,
+        batch_size=minibatch,
         gamma=cfg.algo.gamma,
         cg_max_steps=cfg.algo.cg_iters,
         cg_damping=cfg.algo.damping,
@@ -210,7 +216,7 @@ def worker_peer(preset: str, steps: int) -> dict:
         gae_lambda=cfg.algo.gae_lambda,
         normalize_advantage=cfg.algo.normalize_advantage,
         target_kl=cfg.algo.max_kl,
-        sub_sampling_factor=1,
+        sub_sampling_factor=fvp_every,  # sb3 takes every k-th row for its Fisher-vector products
         policy_kwargs=dict(
             net_arch=dict(pi=list(cfg.policy.hidden), vf=list(cfg.critic.hidden)),
             activation_fn=activation[cfg.policy.activation],
@@ -246,54 +252,25 @@ def worker_peer(preset: str, steps: int) -> dict:
 # --------------------------------------------------------------------------- scaling
 
 
-def scaling_table(preset: str, batches=(2048, 8192, 32768), widths=(64, 128, 256), repeats: int = 3) -> dict:
-    """Median time of one TRPO update against batch size (at the preset's width) and width (at 2048)."""
+def learner_table(presets: tuple[str, ...], batches=(2048, 8192, 32768), threads=(1,)) -> list[dict]:
+    """``benchmarks/learner.py``'s rows: the policy step and the critic fit of one update against batch size,
+    for each preset and torch thread count (a fresh process each, so nothing is shared with other rows)."""
+    rows = []
+    for n_threads in threads:
+        cmd = [sys.executable, str(Path(__file__).with_name("learner.py")), "--batches", *map(str, batches),
+               "--threads", str(n_threads), "--json", *[a for preset in presets for a in ("--preset", preset)]]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows += [{**row, "threads": n_threads} for row in json.loads(out.stdout.strip().splitlines()[-1])["rows"]]
+    return rows
+
+
+def learner_cost(rows: list[dict], preset: str, threads: int = 1) -> tuple[float, float]:
+    """``(a, b)`` of the least-squares line L(B) = a + b B through the preset's learner rows (seconds)."""
     import numpy as np
-    import torch
 
-    from trustrl import config
-    from trustrl.advantages import compute_advantages
-    from trustrl.algos import make_algorithm
-    from trustrl.envs import make_vec_env
-    from trustrl.nets import make_critic, make_policy
-    from trustrl.normalization import ObsNormalizer, RewardScaler
-    from trustrl.samplers.vector import VectorSampler
-
-    base = config.load(preset)
-    torch.set_num_threads(base.run.torch_threads)
-
-    def time_update(batch_size: int, width: int) -> float:
-        width_list = f"[{width}, {width}]"
-        cfg = config.load(preset, [f"policy.hidden={width_list}", f"critic.hidden={width_list}"])
-        envs = make_vec_env(cfg.env)
-        obs_space, act_space = envs.single_observation_space, envs.single_action_space
-        times = []
-        for r in range(repeats):
-            torch.manual_seed(r)
-            policy, critic = make_policy(obs_space, act_space, cfg.policy), make_critic(obs_space, cfg.critic)
-            algo = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(r))
-            sampler = VectorSampler(envs, ObsNormalizer(obs_space.shape), RewardScaler(cfg.env.n_envs, 0.99),
-                                    batch_size // cfg.env.n_envs, r)
-            batch = sampler.collect(policy)
-            compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, True)
-            start = time.perf_counter()
-            algo.update(batch)
-            times.append(time.perf_counter() - start)
-        envs.close()
-        return statistics.median(times)
-
-    width0 = base.policy.hidden[0]
-    by_batch = {b: time_update(b, width0) for b in batches}
-    by_width = {w: time_update(batches[0], w) for w in widths}
-    slope_batch = np.polyfit(np.log(list(by_batch)), np.log(list(by_batch.values())), 1)[0]
-    slope_width = np.polyfit(np.log(list(by_width)), np.log(list(by_width.values())), 1)[0]
-    return {
-        "update_s_by_batch": by_batch,
-        "update_s_by_width": by_width,
-        "slope_log_time_vs_log_batch": float(slope_batch),
-        "slope_log_time_vs_log_width": float(slope_width),
-        "width_for_batch_rows": width0,
-    }
+    mine = [r for r in rows if r["preset"] == preset and r["threads"] == threads]
+    b, a = np.polyfit([r["batch"] for r in mine], [r["policy_s"] + r["critic_s"] for r in mine], 1)
+    return max(0.0, float(a)), float(b)
 
 
 def workers_table(preset: str, steps: int, workers=(1, 2, 4), n_steps=(512, 2048), n_envs: int = 4) -> dict:
@@ -315,41 +292,48 @@ def workers_table(preset: str, steps: int, workers=(1, 2, 4), n_steps=(512, 2048
     return table
 
 
-def scaleout_model(table: dict, n_steps: int = 1024, copies_per_worker: int = 1,
+def scaleout_model(table: dict, learner: tuple[float, float], n_steps: int = 1024, copies_per_worker: int = 1,
                    workers=(1, 2, 4, 8, 32, 128)) -> dict:
-    """Steps/s predicted for W workers from three constants fitted to the workers table (batch 2048 rows).
+    """Steps/s predicted for W workers from constants fitted to the workers table (batch 2048 rows) and to
+    the learner table.
 
     - ``c``: seconds per env step of simulating and acting (one process stepping all copies);
     - ``o``: seconds per worker per batch of sending the policy and noise and gathering a fragment;
-    - ``u``: seconds per transition of the learner (advantages, policy step, critic fit not hidden).
+    - ``L(B) = a + b B``: seconds of one update (policy step and critic fit) on a batch of B, fitted to
+      ``learner_table``: ``a`` is what does not grow with the batch (Fisher-vector products on a fixed
+      number of rows, a fixed number of critic steps' overhead), ``b`` what does (gradient passes);
+    - ``e``: seconds per transition of the rest of the learner's loop (GAE, statistics, logging), read
+      off the 1-worker row as what its learner time has beyond L.
 
     Each worker steps ``copies_per_worker`` copies for ``n_steps``, so the batch grows with W:
-    B = W k T. Synchronous: t = k T c + o W + u B (workers and learner take turns); asynchronous:
-    t = max(k T c + o W, u B). The learner is the bottleneck once u B > k T c + o W.
+    B = W k T. Synchronous: t = k T c + o W + L(B) + e B (workers and learner take turns);
+    asynchronous: t = max(k T c + o W, L(B) + e B). The learner binds once it is the larger.
     """
     rows = {row["workers"]: row for row in table.values() if row["batch"] == min(r["batch"] for r in table.values())}
     one, two = rows[1], rows[2]
     batches = lambda row: row["steps"] / row["batch"]  # noqa: E731
+    a, b = learner
+    update = lambda batch: a + b * batch  # noqa: E731
     c = one["sampling_s"] / one["steps"]
-    u = (one["seconds"] - one["sampling_s"]) / one["steps"]
+    e = max(0.0, ((one["seconds"] - one["sampling_s"]) / batches(one) - update(one["batch"])) / one["batch"])
     o = max(0.0, (two["sampling_s"] / batches(two) - two["n_steps"] * two["n_envs"] / 2 * c) / 2)
+    learn = lambda batch: update(batch) + e * batch  # noqa: E731
 
     def measured_config(w: int) -> float:  # the table's own layout: n_envs copies shared by w workers
         row = rows[w]
-        t = row["n_steps"] * math.ceil(row["n_envs"] / w) * c + (o * w if w > 1 else 0.0) + u * row["batch"]
+        t = row["n_steps"] * math.ceil(row["n_envs"] / w) * c + (o * w if w > 1 else 0.0) + learn(row["batch"])
         return row["batch"] / t
 
     predictions = {}
     for w in workers:
         batch = w * copies_per_worker * n_steps
         simulate = copies_per_worker * n_steps * c + o * w
-        predictions[w] = {"batch": batch, "sync_sps": batch / (simulate + u * batch),
-                          "async_sps": batch / max(simulate, u * batch), "learner_bound": u * batch > simulate}
+        predictions[w] = {"batch": batch, "sync_sps": batch / (simulate + learn(batch)),
+                          "async_sps": batch / max(simulate, learn(batch)), "learner_bound": learn(batch) > simulate,
+                          "learner_us_per_transition": learn(batch) / batch * 1e6}
     return {
-        "c_s_per_step": c, "o_s_per_worker_batch": o, "u_s_per_transition": u,
-        "learner_ceiling_sps": 1.0 / u,
-        "bottleneck_from_workers": (copies_per_worker * n_steps * c) / (u * copies_per_worker * n_steps - o)
-        if u * copies_per_worker * n_steps > o else math.inf,
+        "c_s_per_step": c, "o_s_per_worker_batch": o, "learner_a_s": a, "learner_b_s_per_transition": b,
+        "e_s_per_transition": e,
         "check": {w: {"predicted_sps": measured_config(w), "measured_sps": rows[w]["sps"]} for w in sorted(rows)},
         "predicted": predictions, "n_steps": n_steps, "copies_per_worker": copies_per_worker,
     }  # fmt: skip
@@ -445,7 +429,8 @@ def print_table(s: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="walker2d-trpo-notebook")
+    p.add_argument("--preset", default="walker2d-trpo")
+    p.add_argument("--second-preset", default="walker2d-trpo-notebook", help="measured the same way ('' to skip)")
     p.add_argument("--steps", type=int, default=20480, help="env steps per measurement")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cartpole-steps", type=int, default=20480, help="env steps for the CartPole-v1 row (0: skip)")
@@ -480,40 +465,40 @@ def main() -> None:
         walker = measure(args.preset, args.steps, args.rounds, kinds)
         print_table(walker)
         out.update({k: v for k, v in walker.items()})
+    if kinds and args.second_preset:
+        second = measure(args.second_preset, args.steps, args.rounds, kinds)
+        print_table(second)
+        out["second"] = second
     if kinds and args.cartpole_steps:
         cart = measure("cartpole-trpo", args.cartpole_steps, args.rounds, kinds)
         print_table(cart)
         out["cartpole"] = cart
     if args.scaling:
-        # Subprocesses first: a child forked from a parent that grew big in scaling_table would inherit
-        # its peak RSS figure (ru_maxrss survives fork and exec).
+        presets = tuple(p for p in (args.preset, args.second_preset) if p)
+        out["learner_table"] = learner_table(presets, threads=(1, 2))
+        print("\nlearner time of one update against batch size (benchmarks/learner.py, median of 5):")
+        for row in out["learner_table"]:
+            print(f"  {row['preset']:24s} {row['threads']} thread(s), batch {row['batch']:6d}: policy step "
+                  f"{row['policy_s'] * 1e3:7.1f} ms, critic fit {row['critic_s'] * 1e3:7.1f} ms, "
+                  f"{row['us_per_transition']:5.1f} us per transition")
         print(f"\ntraining steps/s against workers and batch size ({args.preset}, 4 copies, critic fit "
               "not overlapped so that the phases add up):")
         out["workers_table"] = workers_table(args.preset, args.steps)
         for row in out["workers_table"].values():
             print(f"  batch {row['batch']:6d}, workers {row['workers']}: {row['sps']:8.0f} steps/s, "
                   f"sampling {row['sampling_s'] / row['seconds']:4.0%} of the time, peak RSS {row['max_rss_mb']:5.0f} MB")
-        model = out["scaleout_model"] = scaleout_model(out["workers_table"])
+        model = out["scaleout_model"] = scaleout_model(out["workers_table"], learner_cost(out["learner_table"], args.preset))
         print(f"\nscale-out model: c = {model['c_s_per_step'] * 1e6:.0f} us per env step, o = "
-              f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, u = "
-              f"{model['u_s_per_transition'] * 1e6:.0f} us per transition (learner ceiling "
-              f"{model['learner_ceiling_sps']:.0f} steps/s; the learner binds from "
-              f"{model['bottleneck_from_workers']:.1f} workers)")
+              f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, update L(B) = "
+              f"{model['learner_a_s'] * 1e3:.1f} ms + {model['learner_b_s_per_transition'] * 1e6:.1f} us x B, "
+              f"rest of the learner e = {model['e_s_per_transition'] * 1e6:.1f} us per transition")
         for w, row in model["check"].items():
             print(f"  check, {w} workers: predicted {row['predicted_sps']:.0f}, measured {row['measured_sps']:.0f} steps/s")
         for w, row in model["predicted"].items():
             print(f"  {w:4d} workers x {model['copies_per_worker']} copy x {model['n_steps']} steps: sync "
-                  f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s"
+                  f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s, learner "
+                  f"{row['learner_us_per_transition']:.1f} us per transition"
                   f"{'  (learner-bound)' if row['learner_bound'] else ''}")
-        scaling = scaling_table(args.preset)
-        out["scaling"] = scaling
-        print(f"\nTRPO update time ({args.preset}):")
-        for b, t in scaling["update_s_by_batch"].items():
-            print(f"  batch {b:6d}, width {scaling['width_for_batch_rows']}: {t * 1e3:8.1f} ms")
-        for w, t in scaling["update_s_by_width"].items():
-            print(f"  batch   2048, width {w}: {t * 1e3:8.1f} ms")
-        print(f"  slope of log time vs log batch: {scaling['slope_log_time_vs_log_batch']:.2f}; "
-              f"vs log width: {scaling['slope_log_time_vs_log_width']:.2f}")
     if args.json:
         print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
 
