@@ -134,18 +134,20 @@ class RunConfig:
     seed: int = 0
     """Seeds the envs, torch and numpy: same seed and config give the same metrics on CPU."""
     torch_threads: int = 1
-    """Intra-op threads for torch; small MLPs run fastest on one."""
+    """Intra-op threads for torch; small MLPs on batches of a few thousand run fastest on one, wide
+    batches (tens of thousands of steps an update) faster on two or more where cores are free."""
     overlap_critic: bool = True
-    """Fit the critic on batch k in a background thread while batch k+1 is collected (TRPO, NPG).
-    The math is unchanged -- GAE for batch k+1 waits for the fitted critic -- and so are metrics.csv
-    and the checkpoints; only the wall-clock time shrinks."""
+    """Fit the critic on batch k in a background thread beside the policy step of k and while batch
+    k+1 is collected (TRPO, NPG). The math is unchanged -- GAE for batch k+1 waits for the fitted
+    critic -- and so are metrics.csv and the checkpoints; only the wall-clock time shrinks."""
     checkpoint_every: int = 10
     """Write the ``last`` checkpoint every this many updates (and at the end)."""
     best_window: int = 20
     """Training episodes in the rolling ``episode_return_mean``; with ``eval_every = 0``, ``best`` is saved
     when the mean of this many recent episode returns beats the best so far."""
     device: str = "cpu"
-    """Torch device for the networks."""
+    """Torch device of the learner's networks (``cuda`` for wide batches on a GPU); acting always runs
+    on numpy copies of the policy."""
     video_every: int = 0
     """Film one deterministic evaluation episode every this many env steps into
     ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""

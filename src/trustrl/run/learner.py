@@ -2,8 +2,8 @@
 
 With ``run.overlap_critic`` and an algorithm whose critic fit is separate (NPG, TRPO), the fit of update k
 runs in a thread beside the policy step of k and on while batch k+1 is collected; GAE of k+1 waits for it,
-so no number changes. With
-``run.on_nonfinite = "skip"`` an update that made something non-finite is undone as if its batch never came.
+so no number changes. With ``run.on_nonfinite = "skip"`` an update that made something non-finite is undone
+as if its batch never came.
 """
 
 from __future__ import annotations
