@@ -148,7 +148,8 @@ class OfflineTRPO(Algorithm):
     def _step(self, obs, actions, advantages, beta_log_probs, beta: Distribution) -> dict[str, float]:
         """One trust-region step on the importance-weighted surrogate, inside both trust regions.
 
-        Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` is an online setting).
+        Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` and ``algo.fvp_samples`` are
+        online settings).
         """
         cfg, offline = self.cfg, self.offline
         max_kl = scheduled_max_kl(cfg.max_kl, cfg.max_kl_final, cfg.max_kl_schedule, self.progress)
