@@ -302,22 +302,31 @@ def scaleout_model(table: dict, learner: tuple[float, float], n_steps: int = 102
     - ``L(B) = a + b B``: seconds of one update (policy step and critic fit) on a batch of B, fitted to
       ``learner_table``: ``a`` is what does not grow with the batch (Fisher-vector products on a fixed
       number of rows, a fixed number of critic steps' overhead), ``b`` what does (gradient passes);
-    - ``e``: seconds per transition of the rest of the learner's loop (GAE, statistics, logging), read
-      off the 1-worker row as what its learner time has beyond L.
+    - ``r(B) = e0 + e1 B``: the rest of the learner's loop (GAE and statistics grow with the batch;
+      logging and checkpoints do not), fitted through what the 1-worker rows of the two batch sizes
+      spend beyond L (with one batch size, ``e0 = 0``).
 
     Each worker steps ``copies_per_worker`` copies for ``n_steps``, so the batch grows with W:
-    B = W k T. Synchronous: t = k T c + o W + L(B) + e B (workers and learner take turns);
-    asynchronous: t = max(k T c + o W, L(B) + e B). The learner binds once it is the larger.
+    B = W k T. Synchronous: t = k T c + o W + L(B) + r(B) (workers and learner take turns);
+    asynchronous: t = max(k T c + o W, L(B) + r(B)). The learner binds once it is the larger.
     """
-    rows = {row["workers"]: row for row in table.values() if row["batch"] == min(r["batch"] for r in table.values())}
+    smallest = min(r["batch"] for r in table.values())
+    rows = {row["workers"]: row for row in table.values() if row["batch"] == smallest}
     one, two = rows[1], rows[2]
     batches = lambda row: row["steps"] / row["batch"]  # noqa: E731
     a, b = learner
     update = lambda batch: a + b * batch  # noqa: E731
     c = one["sampling_s"] / one["steps"]
-    e = max(0.0, ((one["seconds"] - one["sampling_s"]) / batches(one) - update(one["batch"])) / one["batch"])
     o = max(0.0, (two["sampling_s"] / batches(two) - two["n_steps"] * two["n_envs"] / 2 * c) / 2)
-    learn = lambda batch: update(batch) + e * batch  # noqa: E731
+    rest = {row["batch"]: (row["seconds"] - row["sampling_s"]) / batches(row) - update(row["batch"])
+            for row in table.values() if row["workers"] == 1}
+    if len(rest) > 1:
+        (b0, r0), (b1, r1) = min(rest.items()), max(rest.items())
+        e1 = max(0.0, (r1 - r0) / (b1 - b0))
+        e0 = max(0.0, r0 - e1 * b0)
+    else:
+        e0, e1 = 0.0, max(0.0, rest[smallest] / smallest)
+    learn = lambda batch: update(batch) + e0 + e1 * batch  # noqa: E731
 
     def measured_config(w: int) -> float:  # the table's own layout: n_envs copies shared by w workers
         row = rows[w]
@@ -333,7 +342,7 @@ def scaleout_model(table: dict, learner: tuple[float, float], n_steps: int = 102
                           "learner_us_per_transition": learn(batch) / batch * 1e6}
     return {
         "c_s_per_step": c, "o_s_per_worker_batch": o, "learner_a_s": a, "learner_b_s_per_transition": b,
-        "e_s_per_transition": e,
+        "rest_e0_s": e0, "rest_e1_s_per_transition": e1,
         "check": {w: {"predicted_sps": measured_config(w), "measured_sps": rows[w]["sps"]} for w in sorted(rows)},
         "predicted": predictions, "n_steps": n_steps, "copies_per_worker": copies_per_worker,
     }  # fmt: skip
@@ -427,6 +436,21 @@ def print_table(s: dict) -> None:
             print(f"  {kind} time split: {parts}")
 
 
+def print_model(model: dict) -> None:
+    print(f"\nscale-out model: c = {model['c_s_per_step'] * 1e6:.0f} us per env step, o = "
+          f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, update L(B) = "
+          f"{model['learner_a_s'] * 1e3:.1f} ms + {model['learner_b_s_per_transition'] * 1e6:.1f} us x B, "
+          f"rest of the learner's loop r(B) = {model['rest_e0_s'] * 1e3:.1f} ms + "
+          f"{model['rest_e1_s_per_transition'] * 1e6:.1f} us x B")
+    for w, row in model["check"].items():
+        print(f"  check, {w} workers: predicted {row['predicted_sps']:.0f}, measured {row['measured_sps']:.0f} steps/s")
+    for w, row in model["predicted"].items():
+        print(f"  {w:4d} workers x {model['copies_per_worker']} copy x {model['n_steps']} steps: sync "
+              f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s, learner "
+              f"{row['learner_us_per_transition']:.1f} us per transition"
+              f"{'  (learner-bound)' if row['learner_bound'] else ''}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="walker2d-trpo")
@@ -439,6 +463,9 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="end with one JSON line holding every figure")
     p.add_argument("--kinds", default=",".join(KINDS),
                    help=f"comma-separated subset of {', '.join(KINDS)} ('' with --scaling: only the tables)")
+    p.add_argument("--refit", type=Path, metavar="OUTPUT",
+                   help="recompute the scale-out model from the JSON line a --scaling --json run ended with, "
+                        "measuring nothing")
     p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--n-envs", type=int, help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
@@ -456,6 +483,11 @@ def main() -> None:
         print(json.dumps(res))
         return
 
+    if args.refit:
+        saved = json.loads(args.refit.read_text().strip().splitlines()[-1])
+        preset = saved.get("preset", args.preset)
+        print_model(scaleout_model(saved["workers_table"], learner_cost(saved["learner_table"], preset)))
+        return
     unknown = set(args.kinds.split(",")) - set(KINDS) - {""}
     if unknown:
         p.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
@@ -488,17 +520,7 @@ def main() -> None:
             print(f"  batch {row['batch']:6d}, workers {row['workers']}: {row['sps']:8.0f} steps/s, "
                   f"sampling {row['sampling_s'] / row['seconds']:4.0%} of the time, peak RSS {row['max_rss_mb']:5.0f} MB")
         model = out["scaleout_model"] = scaleout_model(out["workers_table"], learner_cost(out["learner_table"], args.preset))
-        print(f"\nscale-out model: c = {model['c_s_per_step'] * 1e6:.0f} us per env step, o = "
-              f"{model['o_s_per_worker_batch'] * 1e3:.1f} ms per worker per batch, update L(B) = "
-              f"{model['learner_a_s'] * 1e3:.1f} ms + {model['learner_b_s_per_transition'] * 1e6:.1f} us x B, "
-              f"rest of the learner e = {model['e_s_per_transition'] * 1e6:.1f} us per transition")
-        for w, row in model["check"].items():
-            print(f"  check, {w} workers: predicted {row['predicted_sps']:.0f}, measured {row['measured_sps']:.0f} steps/s")
-        for w, row in model["predicted"].items():
-            print(f"  {w:4d} workers x {model['copies_per_worker']} copy x {model['n_steps']} steps: sync "
-                  f"{row['sync_sps']:8.0f}, async {row['async_sps']:8.0f} steps/s, learner "
-                  f"{row['learner_us_per_transition']:.1f} us per transition"
-                  f"{'  (learner-bound)' if row['learner_bound'] else ''}")
+        print_model(model)
     if args.json:
         print(json.dumps(out, default=lambda x: x if not isinstance(x, float) or math.isfinite(x) else None))
 
