@@ -22,7 +22,7 @@ import time
 
 
 def make_learner(preset: str, batch: int, overrides: list[str], seed: int = 0):
-    """(algo, batch with advantages, cfg): a ``batch``-step batch after two updates on the preset (``batch``
+    """(algo, batch with advantages): a ``batch``-step batch after two updates on the preset (``batch``
     rounded down to whole steps of its copies)."""
     import torch
 
@@ -52,7 +52,7 @@ def make_learner(preset: str, batch: int, overrides: list[str], seed: int = 0):
     data = sampler.collect(policy)
     compute_advantages(data, critic, cfg.algo.gamma, cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
     envs.close()
-    return algo, data, cfg
+    return algo, data
 
 
 def time_update(algo, data, repeats: int) -> dict:
@@ -105,7 +105,7 @@ def main() -> None:
           + (f", with {' '.join(args.overrides)}" if args.overrides else ""), file=sys.stderr)
     for preset in args.preset or ["walker2d-trpo"]:
         for batch in args.batches:
-            algo, data, cfg = make_learner(preset, batch, args.overrides)
+            algo, data = make_learner(preset, batch, args.overrides)
             t = time_update(algo, data, args.repeats)
             n = data.n_steps
             row = {"preset": preset, "batch": n, **t, "us_per_transition": (t["policy_s"] + t["critic_s"]) / n * 1e6}
