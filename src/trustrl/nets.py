@@ -165,6 +165,32 @@ def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:
 
 
 @torch.no_grad()
+def held_at_bound(policy: "Policy", ascent: Tensor) -> Tensor | None:
+    """The coordinates of ``policy.parameters()`` (flat, as a bool mask) where the log-std sits at a bound and
+    ``ascent`` -- the surrogate's gradient -- points further out; None when there are none.
+
+    The distribution cannot move there (the bound holds it), so the true KL is flat along them, while the
+    straight-through gradient would give them full weight in the Fisher matrix: a step would spend its KL
+    budget on a move :func:`keep_in_bounds` then throws away. The natural-gradient step leaves them out.
+    """
+    if not isinstance(policy, GaussianPolicy):
+        return None
+    offset = 0
+    for param in policy.parameters():
+        if param is policy.log_std:
+            break
+        offset += param.numel()
+    n = policy.log_std.numel()
+    value, pushed = policy.log_std.reshape(-1), ascent[offset : offset + n]
+    held = ((value >= policy.log_std_max) & (pushed > 0)) | ((value <= policy.log_std_min) & (pushed < 0))
+    if not bool(held.any()):
+        return None
+    mask = torch.zeros(ascent.shape, dtype=torch.bool, device=ascent.device)
+    mask[offset : offset + n] = held
+    return mask
+
+
+@torch.no_grad()
 def keep_in_bounds(policy: "Policy") -> None:
     """Project a Gaussian policy's log-std parameter back into its bounds (a no-op for the distribution)."""
     if isinstance(policy, GaussianPolicy):

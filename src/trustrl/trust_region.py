@@ -127,13 +127,19 @@ def natural_gradient(
     damping: float,
     cg_iters: int,
     cg_tol: float,
+    free: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, CGResult]:
     """The natural-gradient direction ``s ~= F^-1 g`` and its curvature ``s^T F s``.
 
     NPG and TRPO share this step; they differ only in how far they move along
     ``s``: NPG by a fixed rule, TRPO by a line search inside the trust region.
+    ``free`` (a bool mask, ``loss_grad`` zero outside it): the direction moves only these coordinates -- CG
+    solves the system of the Fisher matrix restricted to them, and ``s`` is zero elsewhere.
     """
     fvp = fisher_vector_product(mean_kl, params, damping)
+    if free is not None:
+        full, keep = fvp, free.to(loss_grad.dtype)
+        fvp = lambda v: keep * full(keep * v)  # noqa: E731 -- P (F + damping I) P, on the free coordinates
     cg = conjugate_gradient(fvp, loss_grad, cg_iters, cg_tol)
     curvature = cg.x @ fvp(cg.x)
     return cg.x, curvature, cg
@@ -145,18 +151,26 @@ def natural_direction(
     damping: float,
     cg_iters: int,
     cg_tol: float,
+    held: Callable[[Tensor], Tensor | None] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, CGResult, float]:
     """``(g, s, s^T F s, cg, L)`` at the current parameters: the surrogate's gradient, s = CG(F, g), and
     the surrogate's value.
 
     ``start()`` gives the surrogate and the KL whose Hessian is the Fisher matrix, both with their
-    graphs (sharing one forward pass when the Fisher uses the whole batch). The one place NPG, TRPO
-    and offline TRPO get their direction from.
+    graphs (sharing one forward pass when the Fisher uses the whole batch). ``held(g)``: a bool mask of
+    the coordinates a bound holds against the gradient (:func:`trustrl.nets.held_at_bound`), or None;
+    ``g`` and the Fisher matrix leave them out, so ``s`` does not spend the trust region where the
+    distribution cannot move. The one place NPG, TRPO and offline TRPO get their direction from.
     """
     params = list(params)
     surrogate, fisher_kl = start()
     loss_grad = flat_grad(surrogate, params, retain_graph=True)
-    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl, params, damping, cg_iters, cg_tol)
+    mask = held(loss_grad) if held is not None else None
+    free = None
+    if mask is not None:
+        free = ~mask
+        loss_grad = loss_grad.masked_fill(mask, 0.0)
+    direction, curvature, cg = natural_gradient(loss_grad, fisher_kl, params, damping, cg_iters, cg_tol, free)
     return loss_grad, direction, curvature, cg, float(surrogate.detach())
 
 
@@ -208,6 +222,7 @@ def trust_region_step(
     shrink: float,
     max_backtracks: int,
     constraint_limit: float | None = None,
+    held: Callable[[Tensor], Tensor | None] | None = None,
 ) -> TrustRegionStep:
     """One TRPO step from closures (Schulman et al. 2015, appendix C).
 
@@ -215,10 +230,10 @@ def trust_region_step(
     whose Hessian is the Fisher matrix (a sub-sample of the batch will do); ``evaluate()`` the objective
     and what the line search must keep at or below ``constraint_limit`` (default ``max_kl``), from one
     forward pass: TRPO's is the full-batch KL, offline TRPO's both of its trust regions as one ratio.
-    The full step is scaled so its quadratic-model KL is ``max_kl``.
+    The full step is scaled so its quadratic-model KL is ``max_kl``; ``held``: see :func:`natural_direction`.
     """
     params = list(params)
-    loss_grad, direction, curvature, cg, base = natural_direction(params, start, damping, cg_iters, cg_tol)
+    loss_grad, direction, curvature, cg, base = natural_direction(params, start, damping, cg_iters, cg_tol, held)
     full_step = kl_scaled_step(direction, curvature, max_kl)
     search = None
     if full_step is not None:

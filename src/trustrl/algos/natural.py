@@ -22,7 +22,7 @@ from trustrl.algos.vine import vine_surrogate
 from trustrl.batch import Batch, Branches
 from trustrl.config.limits import MAX_BATCH, non_negative, positive
 from trustrl.errors import ConfigError
-from trustrl.nets import Distribution, Policy, ValueNet
+from trustrl.nets import Distribution, Policy, ValueNet, held_at_bound
 from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
 
 if TYPE_CHECKING:
@@ -184,9 +184,16 @@ class NaturalGradient:
 
 def natural_gradient_direction(objective: PolicyObjective, policy: Policy,
                                cfg: NaturalGradientConfig) -> NaturalGradient:
-    """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them."""
-    parts = natural_direction(policy.parameters(), objective.start, cfg.damping, cfg.cg_iters, cfg.cg_tol)
+    """g and s = CG(F, g) by :func:`~trustrl.trust_region.natural_direction`, as TRPO's step gets them (log-std
+    coordinates a bound holds left out)."""
+    parts = natural_direction(policy.parameters(), objective.start, cfg.damping, cfg.cg_iters, cfg.cg_tol,
+                              bound_holds(policy))
     return NaturalGradient(objective, *parts)
+
+
+def bound_holds(policy: Policy) -> Callable[[Tensor], Tensor | None]:
+    """``g -> held_at_bound(policy, g)``: what the natural-gradient step of NPG, TRPO and offline TRPO leaves out."""
+    return lambda ascent: held_at_bound(policy, ascent)
 
 
 def fvp_rows(n: int, fraction: float, samples: int, generator: torch.Generator) -> Tensor | slice:

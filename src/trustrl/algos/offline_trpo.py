@@ -38,9 +38,10 @@ from torch import Tensor
 
 from trustrl.advantages import compute_advantages
 from trustrl.algos.base import Algorithm, make_fitter
+from trustrl.algos.natural import bound_holds
 from trustrl.algos.trpo import TRPOConfig, step_stats
 from trustrl.batch import Batch
-from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet
+from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet, keep_in_bounds
 from trustrl.trust_region import scheduled_max_kl, trust_region_step
 
 if TYPE_CHECKING:
@@ -175,7 +176,9 @@ class OfflineTRPO(Algorithm):
             self.policy.parameters(), start, both_regions, max_kl,
             damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
             shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters, constraint_limit=1.0,
+            held=bound_holds(self.policy),
         )  # fmt: skip
+        keep_in_bounds(self.policy)  # after every step: the next minibatch starts with log-std inside its bounds
         with torch.no_grad():
             dist = self.policy(obs)
             w = (dist.log_prob(actions) - beta_log_probs).clamp(-30.0, 30.0).exp()
@@ -199,6 +202,7 @@ class OfflineTRPO(Algorithm):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+        keep_in_bounds(self.policy)  # Adam knows no bound: the first trust-region step starts inside them
         with torch.no_grad():
             return float(-self.policy(obs).log_prob(actions).mean())
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from trustrl.algos.base import Capabilities
-from trustrl.algos.natural import NaturalGradientAlgorithm, NaturalGradientConfig
+from trustrl.algos.natural import NaturalGradientAlgorithm, NaturalGradientConfig, bound_holds
 from trustrl.batch import Batch
 from trustrl.config.limits import positive
 from trustrl.errors import ConfigError
@@ -51,7 +51,7 @@ class TRPO(NaturalGradientAlgorithm):
         step = trust_region_step(
             self.policy.parameters(), objective.start, objective.evaluate, self.max_kl(),
             damping=cfg.damping, cg_iters=cfg.cg_iters, cg_tol=cfg.cg_tol,
-            shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters,
+            shrink=cfg.backtrack_shrink, max_backtracks=cfg.backtrack_iters, held=bound_holds(self.policy),
         )  # fmt: skip
         with torch.no_grad():
             entropy = float(self.policy(batch.flat("obs")).entropy().mean())
