@@ -175,7 +175,7 @@ def test_ppo_value_clipping_limits_the_critic_step():
     with torch.no_grad():
         moved_clipped = (critic(obs) - old).abs().mean()
         moved_free = (free(obs) - old).abs().mean()
-    assert moved_clipped < 0.2 * moved_free
+    assert moved_clipped < 0.35 * moved_free  # 0.12-0.25 over the batches of seeds 0-5; 1 without the clip
 
 
 def test_a_stale_batch_is_weighted_by_the_policy_that_acted_with_the_trust_region_around_the_current_one():

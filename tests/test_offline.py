@@ -8,6 +8,7 @@ import minari
 import numpy as np
 import pytest
 import torch
+from continued import assert_extended_is_the_run_in_one_go
 
 from trustrl import config
 from trustrl.algos.offline_trpo import importance_weights
@@ -17,6 +18,7 @@ from trustrl.cli import main
 from trustrl.datasets.collect import collect
 from trustrl.datasets.read import LOG_PROB_KEY, read_dataset
 from trustrl.run import train, train_offline
+from trustrl.seeding import COLLECTION, reset_seed
 
 BEHAVIOUR = ["run.total_steps=4096", "run.seed=0"]  # CartPole: a mediocre policy (return ~125 sampled)
 
@@ -47,6 +49,7 @@ def test_collected_dataset_loads_with_minari_as_written(behaviour_run, medium):
     dataset = minari.load_dataset(medium)
     assert dataset.total_episodes == 40
     loaded = load_policy(behaviour_run)
+    seeds = [int(m["seed"]) for m in dataset.storage.get_episode_metadata(range(2))]
     total = 0
     for i, ep in enumerate(dataset.iterate_episodes()):
         T = len(ep.rewards)
@@ -60,8 +63,9 @@ def test_collected_dataset_loads_with_minari_as_written(behaviour_run, medium):
             dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(ep.observations[:-1])))
         np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-5)
         np.testing.assert_allclose(ep.infos["behaviour_logits"][:-1], dist.logits, atol=1e-5)
-        if i == 0:  # episode i starts from reset(seed=i)
-            first, _ = gym.make("CartPole-v1").reset(seed=0)
+        if i < 2:  # episode i starts from the reset seed of (--seed, i), recorded with it
+            assert seeds[i] == reset_seed(0, COLLECTION, i)
+            first, _ = gym.make("CartPole-v1").reset(seed=seeds[i])
             np.testing.assert_array_equal(ep.observations[0], first)
     assert dataset.total_steps == total
     returns = read_dataset(medium).returns
@@ -207,11 +211,8 @@ def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path):
     train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=2"]), tmp_path / "split", dataset=medium, **quiet)
     result = resume(tmp_path / "split", epochs=4, **quiet)
     assert result.updates == 4 and result.extra["behaviour_source"] == "dataset"
-    assert (tmp_path / "split" / "metrics.csv").read_text() == (tmp_path / "whole" / "metrics.csv").read_text()
-    for tag in ("last", "best"):
-        a = json.loads((tmp_path / "split" / "checkpoints" / f"{tag}.json").read_text())
-        b = json.loads((tmp_path / "whole" / "checkpoints" / f"{tag}.json").read_text())
-        assert a["weights_sha256"] == b["weights_sha256"]
+    split_at = 2 * read_dataset(medium).n_steps  # two epochs of the dataset's transitions
+    assert_extended_is_the_run_in_one_go(tmp_path / "split", tmp_path / "whole", split_at)
     # an offline run plots its online evaluations
     assert main(["plot", str(tmp_path / "whole"), "--out", str(tmp_path / "curve.png")]) == 0
 

@@ -10,9 +10,21 @@ import pytest
 import torch
 
 from trustrl import config, trust_region
-from trustrl.api import evaluate
+from trustrl.api import load
+from trustrl.envs import make_env
+from trustrl.episodes import run_episodes
 from trustrl.run import train
-from trustrl.run.evaluation import EVAL_SEED
+from trustrl.run.evaluation import training_eval_seeds
+
+
+def _replayed(run, tag, seeds):
+    """The checkpoint's policy played from ``seeds``, as the evaluation during training plays it."""
+    agent = load(run, tag)
+    env = make_env(agent.config.env)
+    try:
+        return float(np.mean(run_episodes(agent, env, seeds, deterministic=True)[0]))
+    finally:
+        env.close()
 
 
 def _rows(path):
@@ -40,9 +52,9 @@ def test_periodic_evaluation_is_in_metrics_csv_and_tensorboard_and_picks_best(tm
     assert record["step"] == int(best["step"]) and record["extra"]["eval_return_mean"] == float(best["eval_return_mean"])
     assert result.best_return == float(best["eval_return_mean"])
     # the evaluation is reproducible from the checkpoint: same episodes, same numbers
-    again = evaluate(run, episodes=3, checkpoint="best", seed=EVAL_SEED)
-    assert again.mean_return == float(best["eval_return_mean"])
-    assert evaluate(run, episodes=3, checkpoint="last", seed=EVAL_SEED).mean_return == float(rows[-1]["eval_return_mean"])
+    seeds = training_eval_seeds(2, 3)
+    assert _replayed(run, "best", seeds) == float(best["eval_return_mean"])
+    assert _replayed(run, "last", seeds) == float(rows[-1]["eval_return_mean"])
 
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
@@ -61,6 +73,71 @@ def test_without_evaluation_best_follows_the_rolling_training_return(tmp_path):
     assert "eval_return_mean" not in header
     record = json.loads((run / "checkpoints" / "best.json").read_text())
     assert math.isfinite(record["extra"]["recent_return_mean"])
+
+
+@pytest.mark.parametrize("skip_last", [False, True])
+def test_the_final_policy_is_evaluated_and_counted_for_best_and_the_summary(tmp_path, capsys, monkeypatch, skip_last):
+    """15k steps of cartpole-trpo, which evaluates every 20k: the final policy used to go unevaluated, and
+    ``best`` stayed the untrained one. A last batch dropped for a NaN still leaves its policy evaluated."""
+    from trustrl.cli import main
+
+    if skip_last:  # the last batch is dropped (run.on_nonfinite = "skip"): the policy before it is the final one
+        from trustrl.samplers.vector import VectorSampler
+
+        collect = VectorSampler.collect
+        calls = []
+
+        def collect_dropping_the_last(self, policy, last=False, snapshot_at=None):
+            calls.append(last)
+            if last:
+                from trustrl.errors import NonFiniteError
+
+                raise NonFiniteError("a non-finite reward (test)")
+            return collect(self, policy, last, snapshot_at)
+
+        monkeypatch.setattr(VectorSampler, "collect", collect_dropping_the_last)
+    run = tmp_path / "r"
+    extra = ["--set", "run.on_nonfinite=skip"] if skip_last else []
+    assert main(["train", "cartpole-trpo", "--total-steps", "15000", "--run-dir", str(run), *extra]) == 0
+    rows = _rows(run / "metrics.csv")
+    evaluated = [r for r in rows if math.isfinite(float(r["eval_return_mean"]))]
+    assert [int(r["step"]) for r in evaluated] == [0, 13312 if skip_last else 14336]  # the start, and the end
+    assert evaluated[-1] is rows[-1] and int(rows[-1]["update"]) == 14
+    start, final = (float(r["eval_return_mean"]) for r in evaluated)
+    assert final > start  # what the run learned in 15k steps
+    record = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert record["step"] == int(rows[-1]["step"]) and record["extra"]["eval_return_mean"] == final
+    seeds = training_eval_seeds(0, 10)
+    assert _replayed(run, "best", seeds) == final == _replayed(run, "last", seeds)
+    printed = capsys.readouterr()
+    summary = printed.out + printed.err
+    assert f"best {final:.1f}" in summary and f"start {start:.1f}, last {final:.1f}" in summary
+
+
+def test_without_evaluation_asynchronous_best_holds_the_policy_that_played_its_episodes(tmp_path, monkeypatch):
+    """An asynchronous batch was played by the policy one update older than the one about to learn from it."""
+    from trustrl.run.learner import Learner
+
+    before = {}  # update k -> the policy's weights going into it (those that came out of update k - 1)
+    update = Learner.update
+
+    def recording(self, batch, progress):
+        before[len(before) + 1] = {k: v.clone() for k, v in self.policy.state_dict().items()}
+        return update(self, batch, progress)
+
+    monkeypatch.setattr(Learner, "update", recording)
+    run = tmp_path / "r"
+    cfg = config.load("cartpole-trpo", ["run.total_steps=16384", "env.n_envs=4", "run.n_steps=128",
+                                        "run.eval_every=0", "run.best_window=10", "run.async_sampling=true"])
+    train(cfg, run, progress=False)
+    record = json.loads((run / "checkpoints" / "best.json").read_text())
+    chosen_by = record["step"] // 512  # the update whose batch's episodes made the best window
+    assert chosen_by >= 3, "the test needs a best chosen after the first updates"
+    saved = load(run, "best").policy.state_dict()
+    played, newer = before[chosen_by - 1], before[chosen_by]  # out of updates chosen_by - 2 and chosen_by - 1
+    assert all(torch.equal(saved[k], played[k]) for k in saved)
+    assert not all(torch.equal(saved[k], newer[k]) for k in saved)
+    assert record["update"] == chosen_by - 2
 
 
 def test_trpo_and_offline_trpo_take_the_one_trust_region_step(monkeypatch):

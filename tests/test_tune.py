@@ -22,14 +22,15 @@ def test_a_tiny_study_prunes_a_weak_trial_and_every_trial_is_a_run(tmp_path, cap
         rows = list(csv.DictReader(f))
     by_trial = {int(r["trial"]): r for r in rows}
     assert [by_trial[t]["state"] for t in range(3)] == ["complete", "complete", "pruned"]
-    assert by_trial[1]["algo.max_kl"] == "0.02" and float(by_trial[1]["value"]) == 500.0
+    assert by_trial[1]["algo.max_kl"] == "0.02" and float(by_trial[1]["value"]) >= 200  # a random policy: ~20
     assert by_trial[2]["algo.max_kl"] == "1e-07"  # below the median of the finished trials at the same step
     assert rows[0]["trial"] == "1"  # the best first
-    # each trial is an ordinary run directory, its score the run's last evaluation
+    # each trial is an ordinary run directory, its score the run's last evaluation: its final policy's
     run = out / "trial-0001" / "seed0"
     with open(run / "metrics.csv") as f:
-        evals = [float(r["eval_return_mean"]) for r in csv.DictReader(f) if r["eval_return_mean"] != "nan"]
-    assert evals[-1] == float(by_trial[1]["value"]) and len(evals) >= 2
+        metrics = list(csv.DictReader(f))
+    evals = [float(r["eval_return_mean"]) for r in metrics if r["eval_return_mean"] != "nan"]
+    assert evals[-1] == float(by_trial[1]["value"]) == float(metrics[-1]["eval_return_mean"]) and len(evals) >= 2
     assert main(["eval", str(run), "--episodes", "2"]) == 0
 
 

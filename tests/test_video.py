@@ -10,6 +10,7 @@ from trustrl import config
 from trustrl.api import load as load_policy
 from trustrl.cli import main
 from trustrl.envs import make_env
+from trustrl.episodes import DEFAULT_EVAL_SEED, episode_seeds
 from trustrl.run import train
 from trustrl.video import seeded_episode, video
 
@@ -60,7 +61,7 @@ def test_mujoco_video_renders_headless(walker_run, tmp_path):
 def test_min_return_keeps_only_episodes_at_or_above_it(cartpole_run, tmp_path):
     loaded = load_policy(cartpole_run)
     env = make_env(loaded.config.env)
-    played = [seeded_episode(loaded, env, 1_000_000 + i, True)[0][0] for i in range(8)]
+    played = [seeded_episode(loaded, env, s, True)[0][0] for s in episode_seeds(DEFAULT_EVAL_SEED, 8)]
     env.close()
     threshold = float(np.median(played))
     wanted = [r for r in played if r >= threshold][:2]

@@ -99,7 +99,8 @@ def evaluate(
     env_kwargs: dict | None = None,
     render: bool = False,
 ) -> EvalResult:
-    """Play ``episodes`` whole episodes (reset seeds ``seed``, ``seed + 1``, ...) and report their returns.
+    """Play ``episodes`` whole episodes and report their returns (episode ``i`` reset with a seed hashed from
+    ``(seed, i)``: the same ``seed`` plays the same episodes, and neighbouring seeds share none).
 
     ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint`` picks which, and ``env_kwargs``
     go over the saved ones as for :func:`load`). ``env`` evaluates in another env, or names the function

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from trustrl.nets import Policy
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Batch:
     behaviour_params: dict[str, Tensor] | None = None  # beta's distribution parameters, (T, N, k) each
     stale: bool = False  # acted on by an earlier policy than the one it updates: ratios are pi_theta / log_probs'
     branches: Branches | None = None  # vine sampling: the policy step learns from these, the critic from the trunk
+    acted_by: Policy | None = None  # a copy of the policy that acted (the one a best chosen by its episodes saves)
     # Filled by trustrl.advantages:
     values: Tensor | None = None  # (T, N) V(s_t)
     next_values: Tensor | None = None  # (T, N) V(s_{t+1}), V(final_obs) at truncations

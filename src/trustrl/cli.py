@@ -83,7 +83,8 @@ def _add_eval(sub) -> None:
     p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
     p.add_argument("--episodes", type=int, default=10)
     _add_checkpoint(p)
-    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first evaluation episode")
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
+                   help="seed of the evaluation episodes (the same seed plays the same episodes)")
     _add_stochastic(p)
     p.add_argument("--env", help="evaluate in another env id (spaces must match)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
@@ -98,7 +99,8 @@ def _add_video(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="the .mp4 file to write")
     p.add_argument("--episodes", type=int, default=3, help="episodes to film (default 3)")
     _add_checkpoint(p)
-    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED, help="seed of the first episode")
+    p.add_argument("--seed", type=int, default=DEFAULT_EVAL_SEED,
+                   help="seed of the episodes (the same seed plays the same episodes)")
     _add_stochastic(p)
     p.add_argument("--min-return", type=float, help="film only episodes whose return reaches this")
     p.add_argument("--max-attempts", type=int, help="with --min-return: episodes to try at most (default 20 x --episodes)")
@@ -131,7 +133,7 @@ def _add_collect(sub) -> None:
     _add_checkpoint(p)
     p.add_argument("--random", action="store_true", help="uniformly random actions instead of a policy")
     p.add_argument("--env", help="env id (needed with --random and no run directory)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes collected (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     _add_env_kwargs(p)
     p.set_defaults(func=cmd_collect)

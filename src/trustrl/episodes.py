@@ -1,11 +1,11 @@
 """Playing whole episodes with an agent, and evaluating it: deterministic by default, statistics frozen.
 
-Episode ``i`` is reset with seed ``seed + i``, so two evaluations from the same
-seed differ only by the policy. :data:`DEFAULT_EVAL_SEED` is where ``trustrl
-eval``, ``trustrl video``, :func:`trustrl.evaluate` and ``trustrl compare``
-start by default -- apart from the seeds the run evaluates on during training
-(:data:`trustrl.run.evaluation.EVAL_SEED`), so a report made afterwards is on
-episodes the ``best`` checkpoint was not chosen on.
+Episode ``i`` of an evaluation from ``seed`` is reset with the seed of ``(seed, i)`` in a stream of
+its own (:mod:`trustrl.seeding`), so two evaluations from the same seed differ only by the policy,
+and evaluations from neighbouring seeds share no episode. :data:`DEFAULT_EVAL_SEED` is what ``trustrl
+eval``, ``trustrl video``, :func:`trustrl.evaluate` and ``trustrl compare`` use by default; the
+evaluation during training draws from another stream, so a report made afterwards is on episodes the
+``best`` checkpoint was not chosen on.
 
 The command line reads :data:`DEFAULT_EVAL_SEED` from here when it builds its
 parser, so this module imports no numpy, gymnasium or torch until it plays.
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from trustrl.agent import Agent
 
-#: Reset seed of the first episode when an evaluation or a video is given none.
+#: The seed of an evaluation or a video given none.
 DEFAULT_EVAL_SEED = 1_000_000
 
 
@@ -48,18 +48,25 @@ class EvalResult:
         return asdict(self)
 
 
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """The reset seeds of an evaluation's (or a video's) ``episodes`` episodes from ``seed``."""
+    from trustrl.seeding import EPISODES, reset_seeds
+
+    return reset_seeds(seed, EPISODES, range(episodes))
+
+
 def run_episodes(
     agent: Agent,
     env: gym.Env,
-    episodes: int,
-    seed: int,
+    seeds: list[int],
     deterministic: bool = True,
     on_step: Callable[[gym.Env], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Play ``episodes`` full episodes; ``on_step(env)`` runs after reset and each step (video)."""
+    """Play one full episode from each reset seed of ``seeds``; ``on_step(env)`` runs after reset and each step
+    (video)."""
     returns, lengths = [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
         if on_step:
             on_step(env)
         total, length, done = 0.0, 0, False
@@ -82,26 +89,24 @@ def evaluate_agent(
     deterministic: bool = True,
     render: bool = False,
 ) -> EvalResult:
-    """Play ``episodes`` episodes of ``agent`` in the env of its config (reset seeds ``seed``, ``seed + 1``, ...).
+    """Play ``episodes`` episodes of ``agent`` in the env of its config (reset seeds :func:`episode_seeds`).
 
     Deterministic (mean / arg-max action) unless ``deterministic=False``; ``render`` shows them in a window.
     """
     import numpy as np
 
-    from trustrl.display import (
-        check_display,  # also sets up the GL back end before MuJoCo is imported
-    )
+    from trustrl.display import check_display  # also sets up the GL back end before MuJoCo is imported
     from trustrl.envs import make_env
 
     check_count("episodes", episodes, MAX_EPISODES)
-    check_seed("seed", seed, episodes)
+    check_seed("seed", seed)
     if render:
         check_display()
     env = make_env(agent.config.env, render_mode="human" if render else None)
     try:
         agent.check_env(env)
         try:
-            returns, lengths = run_episodes(agent, env, episodes, seed, deterministic)
+            returns, lengths = run_episodes(agent, env, episode_seeds(seed, episodes), deterministic)
         except TrustrlError:
             raise
         except Exception as exc:  # a window system that refuses to open (pygame, glfw)

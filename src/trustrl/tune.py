@@ -1,11 +1,11 @@
 """``trustrl tune``: a hyper-parameter study on Optuna, each trial an ordinary run directory.
 
 A trial draws a value for every ``--param`` (TPE sampling), trains the config with them on ``seeds``
-seeds, and scores the mean of their last deterministic evaluations -- the evaluation during training
-(``run.eval_every``; a config that would evaluate fewer than twice gets about ten evaluations a run, the
-last within its last tenth), the number ``best`` is chosen by. The evaluations of the first seed are reported
-to a median pruner as they come, which stops a trial well below the median of earlier ones at the
-same step. The study lives in ``<out>/study.db`` (SQLite): running the same command again continues
+seeds, and scores the mean of their last deterministic evaluations -- the evaluation of each run's final
+policy, which every run makes at its end, on the episodes ``best`` is chosen by (a config that would
+evaluate fewer than twice during training gets about ten evaluations a run, for the pruner). The
+evaluations of the first seed are reported to a median pruner as they come, which stops a trial well
+below the median of earlier ones at the same step. The study lives in ``<out>/study.db`` (SQLite): running the same command again continues
 it to ``--trials`` finished trials; ``--jobs`` processes take trials from it at once.
 
 ``--param`` forms (``KEY=SPEC``, KEY any config key):
@@ -209,8 +209,8 @@ def _base_data(config: str, algo: str | None, total_steps: int | None, overrides
     from trustrl.api import build_config
 
     base = build_config(config, algo=algo, total_steps=total_steps, overrides=overrides)
-    if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the score is an evaluation during training:
-        updates = max(1, base.run.total_steps // base.batch_size)  # about ten a run, the last in its last tenth
+    if not 0 < base.run.eval_every <= base.run.total_steps // 2:  # the pruner compares evaluations during
+        updates = max(1, base.run.total_steps // base.batch_size)  # training: about ten a run
         base.run.eval_every = base.batch_size * max(1, updates // 10)
     base_data = base.to_dict()
     check_seed("run.seed (with --seeds)", base.run.seed, seeds)

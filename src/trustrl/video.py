@@ -23,10 +23,11 @@ from trustrl import display  # noqa: F401 -- sets up headless GL before MuJoCo i
 from trustrl.agent import Agent, load
 from trustrl.config import MAX_EPISODES, Config, EnvConfig, check_count, check_seed
 from trustrl.envs import make_env
-from trustrl.episodes import DEFAULT_EVAL_SEED, run_episodes
+from trustrl.episodes import DEFAULT_EVAL_SEED, episode_seeds, run_episodes
 from trustrl.errors import TrustrlError
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
+from trustrl.seeding import EPISODES, reset_seed
 
 
 @dataclass
@@ -85,7 +86,7 @@ def write_video(
     if max_attempts < episodes:
         raise TrustrlError(f"--max-attempts ({max_attempts}) must be at least --episodes ({episodes})")
     check_count("--max-attempts", max_attempts, MAX_EPISODES)
-    check_seed("--seed", seed, max_attempts)
+    check_seed("--seed", seed)
     if fps is not None:
         check_count("--fps", fps, 1_000)
     out = Path(out)
@@ -94,7 +95,7 @@ def write_video(
     if not out.parent.is_dir():
         raise TrustrlError(f"directory {out.parent} for the video does not exist")
     if min_return is None:
-        seeds, tried = [seed + i for i in range(episodes)], []
+        seeds, tried = episode_seeds(seed, episodes), []
     else:
         seeds, tried = _good_seeds(agent, episodes, seed, deterministic, min_return, max_attempts)
     returns, lengths, frames, fps = _film(agent, seeds, deterministic, out, fps)
@@ -124,7 +125,7 @@ def seeded_episode(
     seeded the same way (and the caller's RNG state is left as it was)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return run_episodes(agent, env, 1, seed, deterministic, on_step)
+        return run_episodes(agent, env, [seed], deterministic, on_step)
 
 
 def check_can_render(env_cfg: EnvConfig) -> None:
@@ -134,17 +135,19 @@ def check_can_render(env_cfg: EnvConfig) -> None:
 
 def _good_seeds(agent: Agent, episodes: int, seed: int, deterministic: bool, min_return: float,
                 max_attempts: int) -> tuple[list[int], list[float]]:
-    """The first ``episodes`` seeds from ``seed`` on whose episode reaches ``min_return``, and every return tried."""
+    """The first ``episodes`` reset seeds of :func:`~trustrl.episodes.episode_seeds` whose episode reaches
+    ``min_return``, and every return tried."""
     seeds: list[int] = []
     tried: list[float] = []
     env = make_env(agent.config.env)
     try:
         agent.check_env(env)
         for attempt in range(max_attempts):
-            (ret,), _ = seeded_episode(agent, env, seed + attempt, deterministic)
+            candidate = reset_seed(seed, EPISODES, attempt)  # episode_seeds(seed, max_attempts), one at a time
+            (ret,), _ = seeded_episode(agent, env, candidate, deterministic)
             tried.append(ret)
             if ret >= min_return:
-                seeds.append(seed + attempt)
+                seeds.append(candidate)
                 if len(seeds) == episodes:
                     break
     finally:

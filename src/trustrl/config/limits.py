@@ -17,8 +17,9 @@ MAX_EPISODES = 100_000
 MAX_WIDTH = 16_384
 MAX_LAYERS = 64
 MAX_WEIGHTS = 2**28  # weights between hidden layers: 1 GiB of float32
-#: Seeds are 32-bit (what numpy's legacy seeding, gymnasium and torch all take); per-copy and per-episode
-#: seeds count up from a run's seed, so the bound leaves room for them.
+#: Seeds are 32-bit (what numpy's legacy seeding, gymnasium and torch all take); the seeds of a tuning
+#: trial count up from ``run.seed``, so its bound leaves room for them (reset seeds are hashed:
+#: :mod:`trustrl.seeding`).
 MAX_SEED = 2**32 - 1
 
 

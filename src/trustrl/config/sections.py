@@ -132,7 +132,9 @@ class RunConfig:
     n_steps: int = 256
     """Steps per copy per batch."""
     seed: int = 0
-    """Seeds the envs, torch and numpy: same seed and config give the same metrics on CPU."""
+    """Seeds the envs, torch and numpy: same seed and config give the same metrics on CPU. Each env copy, each
+    evaluation episode, each noise stream has a seed of its own hashed from this one and its index, so runs of
+    neighbouring seeds share no episode."""
     torch_threads: int = 1
     """Intra-op threads for torch; small MLPs on batches of a few thousand run fastest on one, wide
     batches (tens of thousands of steps an update) faster on two or more where cores are free."""
@@ -152,11 +154,13 @@ class RunConfig:
     """Film one deterministic evaluation episode every this many env steps into
     ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""
     eval_every: int = 0
-    """Play ``eval_episodes`` deterministic episodes on a separate env at the start and after each batch that
-    crosses a multiple of this many env steps (0: never). With it on, ``best`` is the checkpoint with the best
-    evaluation; off, ``best`` follows the rolling mean of ``best_window`` training episodes."""
+    """Play ``eval_episodes`` deterministic episodes on a separate env at the start, after each batch that
+    crosses a multiple of this many env steps, and at the end (the final policy) (0: never). With it on,
+    ``best`` is the checkpoint with the best evaluation; off, ``best`` follows the rolling mean of
+    ``best_window`` training episodes."""
     eval_episodes: int = 10
-    """Episodes per evaluation during training (reset seeds 2_000_000, 2_000_001, ... every time)."""
+    """Episodes per evaluation during training (the same episodes every time, the run's own: their reset seeds
+    come from ``run.seed``)."""
     workers: int = 1
     """Processes (or Ray actors) that simulate the env copies, each a contiguous share of them collecting whole
     fragments (1 with ``sampler = "local"``: this process steps them). The same seed gives the same metrics.csv
@@ -279,8 +283,8 @@ class OfflineConfig:
     bc_minibatch: int = 256
     """Minibatch size of that fit."""
     eval_every: int = 5
-    """Evaluate online (deterministic episodes in the env) every this many epochs, at the start, and when training
-    stops early."""
+    """Evaluate online (deterministic episodes in the env) every this many epochs, at the start, and at the end
+    (the last epoch, or where training stops early)."""
     eval_episodes: int = 5
     """Episodes per online evaluation; ``best`` is the checkpoint with the best evaluation."""
 

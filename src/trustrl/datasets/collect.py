@@ -27,6 +27,7 @@ from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
 from trustrl.nets import Categorical
+from trustrl.seeding import COLLECTION, reset_seed
 
 
 @dataclass
@@ -57,7 +58,8 @@ def collect(
 
     Stops after ``episodes`` episodes, or after the episode during which
     ``steps`` steps were reached (whole episodes only). Episode i is reset
-    with seed ``seed + i``. An existing dataset id is refused unless
+    with the seed of ``(seed, i)`` (:mod:`trustrl.seeding`), so datasets collected
+    from neighbouring seeds share no episode. An existing dataset id is refused unless
     ``overwrite``; then the old one is replaced only once the new one is written.
     """
     target = _check_request(dataset_id, episodes, steps, seed, overwrite)
@@ -102,7 +104,7 @@ def _check_request(dataset_id: str, episodes: int | None, steps: int | None, see
         check_count("--episodes", episodes, 10**6)
     if steps is not None:
         check_count("--steps", steps, 10**9)
-    check_seed("--seed", seed, episodes if episodes is not None else steps)  # at most one episode a step
+    check_seed("--seed", seed)
     target = _dataset_dir(dataset_id)
     if target.exists() and not overwrite:
         raise TrustrlError(
@@ -187,7 +189,7 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
         torch.manual_seed(seed)
         i = 0
         while (episodes is not None and i < episodes) or (steps is not None and total < steps):
-            obs, _ = env.reset(seed=seed + i)
+            obs, _ = env.reset(seed=reset_seed(seed, COLLECTION, i))
             observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
             log_probs: list[float] = []
             params: dict[str, list[np.ndarray]] = {}
@@ -211,7 +213,7 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
             buffers.append(
                 EpisodeBuffer(
                     id=i,
-                    seed=seed + i,
+                    seed=reset_seed(seed, COLLECTION, i),
                     observations=np.asarray(observations, obs_dtype),
                     actions=np.asarray(actions),
                     rewards=np.asarray(rewards, np.float64),

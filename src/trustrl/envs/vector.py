@@ -37,9 +37,11 @@ class SyncVecEnv:
         self._terminated = np.zeros(self.num_envs, bool)
         self._truncated = np.zeros(self.num_envs, bool)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """``seed``: one per copy, or one int for copy ``i`` to take ``seed + i`` (as gymnasium's vector envs)."""
+        seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
         for i, env in enumerate(self.envs):
-            self._obs[i], _ = env.reset(seed=None if seed is None else seed + i, options=options)
+            self._obs[i], _ = env.reset(seed=seeds[i], options=options)
         return self._obs.copy(), {}
 
     def bound(self, actions: np.ndarray) -> np.ndarray:

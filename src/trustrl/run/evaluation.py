@@ -1,11 +1,11 @@
 """Evaluation during training: deterministic episodes on a separate env, statistics frozen.
 
-The episodes reset from the same seeds every time (``EVAL_SEED``, +1, ...), so
-two evaluations differ only by the policy; the seeds are apart from
-``trustrl eval``'s default, so a report made afterwards with ``trustrl eval``
-is on episodes the ``best`` checkpoint was not chosen on. The same code plays
-them as ``trustrl eval`` (:func:`trustrl.episodes.run_episodes`): no random
-number of the training run is drawn.
+The episodes reset from the same seeds every time (:func:`training_eval_seeds`: the run's seed and
+the episode's index, in a stream of their own), so two evaluations of a run differ only by the
+policy, runs of different seeds are evaluated on different episodes, and a report made afterwards
+with ``trustrl eval`` is on episodes the ``best`` checkpoint was not chosen on. The same code plays
+them as ``trustrl eval`` (:func:`trustrl.episodes.run_episodes`): no random number of the training
+run is drawn.
 """
 
 from __future__ import annotations
@@ -20,8 +20,21 @@ from trustrl.envs import make_env
 from trustrl.episodes import run_episodes
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
+from trustrl.seeding import TRAINING_EVAL, reset_seeds
 
-EVAL_SEED = 2_000_000
+#: The reset seed of the first evaluation episode (then +1, ...) of runs saved before the seeds were
+#: the run's own: such a run, resumed, goes on evaluating on the episodes it began with.
+LEGACY_EVAL_SEED = 2_000_000
+
+
+def training_eval_seeds(run_seed: int, episodes: int) -> list[int]:
+    """The reset seeds of the evaluation episodes of a run of seed ``run_seed``."""
+    return reset_seeds(run_seed, TRAINING_EVAL, range(episodes))
+
+
+def legacy_eval_seeds(episodes: int) -> list[int]:
+    """The evaluation episodes' reset seeds of a run whose checkpoint records none (saved before they did)."""
+    return [LEGACY_EVAL_SEED + i for i in range(episodes)]
 
 
 @dataclass
@@ -40,16 +53,15 @@ NOT_EVALUATED = EvalStats(float("nan"), float("nan"), float("nan"))
 
 
 class Evaluator:
-    def __init__(self, cfg: Config, episodes: int, seed: int = EVAL_SEED):
+    def __init__(self, cfg: Config, episodes: int):
         self.cfg = cfg
-        self.episodes = episodes
-        self.seed = seed
+        self.seeds = training_eval_seeds(cfg.run.seed, episodes)
         self.env = make_env(cfg.env)
 
     def __call__(self, policy: Policy, obs_norm: ObsNormalizer) -> EvalStats:
         """``obs_norm`` must be a frozen copy (:meth:`ObsNormalizer.copy`): evaluation never moves it."""
         actor = Agent(policy, obs_norm, None, self.cfg)
-        returns, lengths = run_episodes(actor, self.env, self.episodes, self.seed, deterministic=True)
+        returns, lengths = run_episodes(actor, self.env, self.seeds, deterministic=True)
         return EvalStats(float(np.mean(returns)), float(np.std(returns)), float(np.mean(lengths)))
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from trustrl.batch import Batch
 from trustrl.errors import NonFiniteError
+from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 from trustrl.run.evaluation import NOT_EVALUATED, EvalStats
 from trustrl.run.learner import nonfinite_learner
@@ -45,7 +46,7 @@ class Pending:
     stats: dict[str, float]
     critic: Future | None
     timing: dict[str, float]
-    finished: bool  # the algorithm can improve no further: evaluate this last policy
+    final: bool  # the run's last update (or the algorithm can improve no further): evaluated whatever the schedule
 
 
 class Recorder:
@@ -58,6 +59,8 @@ class Recorder:
         self.recent_lengths = deque(state.recent_lengths, maxlen=window)
         self.skip = parts.cfg.run.on_nonfinite == "skip"
         self.by_eval = parts.evaluator is not None
+        if self.by_eval:  # a checkpoint records them, so a resumed run evaluates on the same episodes
+            state.eval_seeds = list(parts.evaluator.seeds)
         self.pending: Pending | None = None
         self.started = self.last_logged = time.perf_counter()
         self.carried_checkpoint_s = 0.0  # time of the last ``last`` save, reported on the next row
@@ -73,28 +76,25 @@ class Recorder:
         prepare_s = time.perf_counter() - started
         if not self.by_eval:
             return prepare_s
-        initial, eval_s = self._evaluate(acting_norm)
-        if not math.isfinite(initial.return_mean):
-            self.nonfinite(f"the evaluation episodes returned {initial.return_mean}", 0)
-            initial = NOT_EVALUATED
+        initial, eval_s = self._checked_evaluation(acting_norm, 0)
         self.state.eval_initial = self.state.eval_last = initial.return_mean
         self.writer.log(0, {"update": 0, **initial.metrics()}, {"eval_s": eval_s})
-        if initial.return_mean > self.state.best:
-            self.state.best = initial.return_mean
-            self._save("best", 0, 0, acting_norm.state(), self.parts.sampler.reward_scaler.state(), self.state.best)
+        self._keep_if_best(initial, 0, 0, acting_norm.state(), self.parts.sampler.reward_scaler.state())
         return prepare_s
 
     def episodes(self, batch: Batch, update: int, acting_norm: ObsNormalizer) -> None:
         """The batch's finished episodes join the rolling window; without evaluation, ``best`` follows its mean
-        and holds the policy that collected them."""
+        and holds the policy that collected them -- with asynchronous sampling one update older than the
+        policy about to learn from them."""
         self.recent.extend(batch.episode_returns)
         self.recent_lengths.extend(batch.episode_lengths)
         mean = _mean(self.recent)
         if not self.by_eval and len(self.recent) == self.recent.maxlen and math.isfinite(mean) and mean > self.state.best:
             self.state.best = mean
             sampler = self.parts.sampler
-            self._save("best", update - 1, sampler.total_steps, acting_norm.state(), sampler.reward_scaler.state(),
-                       math.nan)
+            acted = max(update - 1 - int(batch.stale), 0)  # the update the acting policy came out of
+            self._save("best", acted, sampler.total_steps, acting_norm.state(), sampler.reward_scaler.state(),
+                       math.nan, policy=batch.acted_by)
 
     def updated(self, update: int, step_before: int, batch: Batch, stats: dict[str, float], critic: Future | None,
                 timing: dict[str, float]) -> None:
@@ -113,7 +113,7 @@ class Recorder:
                 "episodes": len(batch.episode_returns),
                 **({"skipped_batches": self.state.skipped} if self.skip else {}),
             },
-            stats=stats, critic=critic, timing=timing, finished=parts.algo.finished,
+            stats=stats, critic=critic, timing=timing, final=final,
         )  # fmt: skip
         if critic is None or final:
             self.settle()
@@ -138,10 +138,17 @@ class Recorder:
 
     def skipped(self, update: int) -> None:
         """An update whose batch was dropped (or whose step was undone) still counts, and the run's last one
-        still leaves a ``last`` checkpoint to evaluate and resume."""
+        still evaluates the final policy (a row of its own) and leaves a ``last`` checkpoint to resume."""
         self.state.update = update
+        sampler = self.parts.sampler
         if update == self.parts.n_updates:
-            sampler = self.parts.sampler
+            if self.by_eval:
+                frozen = sampler.obs_norm.copy()
+                evaluation, eval_s = self._checked_evaluation(frozen, sampler.total_steps)
+                self._keep_if_best(evaluation, update, sampler.total_steps, frozen.state(),
+                                   sampler.reward_scaler.state())
+                self.writer.log(sampler.total_steps, {"update": update, "skipped_batches": self.state.skipped,
+                                                      **evaluation.metrics()}, {"eval_s": eval_s})
             self._save("last", update, sampler.total_steps, sampler.obs_norm.state(), sampler.reward_scaler.state(),
                        self.state.eval_last, full_state=self._full_state(sampler.state()))
 
@@ -168,9 +175,7 @@ class Recorder:
         timing = {key: stats.pop(key) for key in list(stats) if key.startswith("time_")}
         evaluation, eval_s = self._scheduled_evaluation(done)
         t1 = time.perf_counter()
-        if self.by_eval and math.isfinite(evaluation.return_mean) and evaluation.return_mean > self.state.best:
-            self.state.best = evaluation.return_mean
-            self._save("best", done.update, done.step, done.obs_norm.state(), done.reward_norm, self.state.best)
+        self._keep_if_best(evaluation, done.update, done.step, done.obs_norm.state(), done.reward_norm)
         now = time.perf_counter()
         self.writer.log(done.step, {**done.metrics, **(evaluation.metrics() if self.by_eval else {}), **stats}, {
             "steps_per_s": (done.step - done.step_before) / (now - self.last_logged),
@@ -192,17 +197,27 @@ class Recorder:
             self.carried_checkpoint_s = time.perf_counter() - t2
 
     def _scheduled_evaluation(self, done: Pending) -> tuple[EvalStats, float]:
-        """Only on the schedule (a function of the step alone), so a run extended by --resume evaluates
-        exactly where the run that never stopped did -- and the algorithm's last policy."""
-        if not self.by_eval or not (done.finished or self.parts.eval_due(done.update, done.step_before, done.step)):
+        """On the schedule (a function of the step alone), so a run resumed from any checkpoint evaluates
+        exactly where the run that never stopped did -- and the run's final policy, whatever the schedule."""
+        if not self.by_eval or not (done.final or self.parts.eval_due(done.update, done.step_before, done.step)):
             return NOT_EVALUATED, 0.0
-        evaluation, eval_s = self._evaluate(done.obs_norm)
+        return self._checked_evaluation(done.obs_norm, done.step)
+
+    def _checked_evaluation(self, obs_norm: ObsNormalizer, step: int) -> tuple[EvalStats, float]:
+        """The policy evaluated now; a non-finite result stops the run or, skipped, counts as no evaluation."""
+        evaluation, eval_s = self._evaluate(obs_norm)
         if not math.isfinite(evaluation.return_mean):
-            self.nonfinite(f"the evaluation episodes returned {evaluation.return_mean}", done.step)
+            self.nonfinite(f"the evaluation episodes returned {evaluation.return_mean}", step)
             evaluation = NOT_EVALUATED  # skipped: neither best nor the eval columns take it
         if math.isfinite(evaluation.return_mean):
             self.state.eval_last = evaluation.return_mean
         return evaluation, eval_s
+
+    def _keep_if_best(self, evaluation: EvalStats, update: int, step: int, obs_norm: dict, reward_norm: dict) -> None:
+        """The evaluated policy becomes ``best`` when it beats every evaluation before it (strictly)."""
+        if self.by_eval and math.isfinite(evaluation.return_mean) and evaluation.return_mean > self.state.best:
+            self.state.best = evaluation.return_mean
+            self._save("best", update, step, obs_norm, reward_norm, self.state.best)
 
     def _evaluate(self, obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
         t0 = time.perf_counter()
@@ -210,12 +225,13 @@ class Recorder:
         return result, time.perf_counter() - t0
 
     def _save(self, tag: str, update: int, step: int, obs_norm: dict, reward_norm: dict, eval_return: float,
-              full_state: dict | None = None) -> None:
+              full_state: dict | None = None, policy: Policy | None = None) -> None:
+        """Save ``policy`` (default: the run's policy as it is now) with the run's critic as checkpoint ``tag``."""
         parts = self.parts
         extra = {**parts.extra, **parts.algo.info(), "eval_return_mean": eval_return,
                  "recent_return_mean": _mean(self.recent)}
-        self.writer.checkpoint(tag, parts.policy, parts.critic, step=step, update=update, obs_norm=obs_norm,
-                               reward_norm=reward_norm, extra=extra, state=full_state)
+        self.writer.checkpoint(tag, policy if policy is not None else parts.policy, parts.critic, step=step,
+                               update=update, obs_norm=obs_norm, reward_norm=reward_norm, extra=extra, state=full_state)
 
     def _full_state(self, sampler_state: dict) -> dict:
         """The training state a ``last`` checkpoint carries for ``--resume``."""

@@ -18,6 +18,7 @@ class LoopState:
     eval_initial: float = math.nan
     eval_last: float = math.nan
     skipped: int = 0  # batches dropped (or updates undone) for a NaN or infinity, with run.on_nonfinite = "skip"
+    eval_seeds: list[int] = field(default_factory=list)  # reset seeds of the evaluation episodes (empty: none)
 
     def to_json(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in vars(self).items()}

@@ -26,6 +26,7 @@ from trustrl.envs import describe_spaces
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
 from trustrl.nets import make_critic, make_policy
 from trustrl.run.build import Builder, offline, online
+from trustrl.run.evaluation import legacy_eval_seeds
 from trustrl.run.loop import Parts, run
 from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.run.state import LoopState
@@ -296,6 +297,8 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
         detail = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {ckpt.path}: cannot restore the training state ({detail})") from None
+    if parts.evaluator is not None:
+        parts.evaluator.seeds = loop.eval_seeds or legacy_eval_seeds(len(parts.evaluator.seeds))
     if loop.update != ckpt.update:
         raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
                               f"not {ckpt.update}")

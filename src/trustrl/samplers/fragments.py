@@ -27,6 +27,7 @@ from trustrl.config.sections import EnvConfig
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer
 from trustrl.samplers.actor import NumpyActor
+from trustrl.seeding import ENV_COPIES, reset_seeds
 
 
 @dataclass
@@ -75,10 +76,11 @@ class FragmentCollector:
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return self.envs.single_observation_space, self.envs.single_action_space
 
-    def reset(self, seed: int) -> np.ndarray:
-        """Start fresh episodes (copy ``i`` of the run seeded ``seed + i``, however the copies are spread);
-        returns their first observations, float64."""
-        self.raw_obs, _ = self.envs.reset(seed=seed + self.first)
+    def reset(self, seed: int, epoch: int = 0) -> np.ndarray:
+        """Start fresh episodes, copy ``i`` of the run reset with its own seed from ``(seed, i)`` however the copies
+        are spread (``epoch``: which fresh start of the run); returns their first observations, float64."""
+        seeds = reset_seeds(seed, ENV_COPIES, range(self.first, self.first + self.n_envs), epoch)
+        self.raw_obs, _ = self.envs.reset(seed=seeds)
         return np.asarray(self.raw_obs, np.float64)
 
     def collect(

@@ -74,14 +74,15 @@ class VectorSampler:
         self._resend: dict | None = None  # weights of the policy that acted on a batch in flight at a checkpoint
         self._deferred: dict | None = None  # weights the next batch is to be acted with (see defer)
 
-    def _reset(self, seed: int) -> np.ndarray:
-        """Fresh episodes, copy ``i`` seeded ``seed + i``; returns the first observations, float64."""
-        return np.concatenate(self.pool.call("reset", [(seed,)] * self.pool.workers), axis=0)
+    def _reset(self, seed: int, epoch: int = 0) -> np.ndarray:
+        """Fresh episodes, copy ``i`` reset with the seed of ``(seed, i)`` (:mod:`trustrl.seeding`; ``epoch``:
+        which fresh start); returns the first observations, float64."""
+        return np.concatenate(self.pool.call("reset", [(seed, epoch)] * self.pool.workers), axis=0)
 
     def _fresh_episodes(self) -> None:
         """Every copy starts a new episode, seeded from the step count (apart from the first episodes), and the
         episode bookkeeping and discounted returns restart with them."""
-        self.raw_obs = self._reset(self.seed + 7919 * (1 + self.total_steps))
+        self.raw_obs = self._reset(self.seed, epoch=1 + self.total_steps)
         self.ep_return = np.zeros(self.n_envs)
         self.ep_length = np.zeros(self.n_envs, np.int64)
         self.reward_scaler.returns = np.zeros(self.n_envs)
@@ -196,6 +197,7 @@ class VectorSampler:
             final_index=torch.from_numpy(final_index),
             episode_returns=ep_returns,
             episode_lengths=ep_lengths,
+            acted_by=acting_policy,
         )
 
     def state(self) -> dict:
