@@ -38,7 +38,11 @@ def _train_and_eval(tmp_path, preset, seed, overrides=()):
 def test_preset_reaches_its_target_within_its_step_budget(tmp_path, preset, seed):
     target, budget = TARGETS[preset]
     cfg, result, ev = _train_and_eval(tmp_path, preset, seed)
-    assert cfg.run.total_steps <= budget and result.steps <= budget
+    assert cfg.run.total_steps <= budget
+    if cfg.run.sampling == "vine":  # whole batches of the mean size so far: the last may end past the budget
+        assert result.steps - budget < result.steps / result.updates
+    else:
+        assert result.steps <= budget
     assert ev.deterministic and ev.mean_return >= target, ev.returns
 
 

@@ -1,6 +1,7 @@
 """Vine sampling: exact Q-values on a tiny MDP, both surrogates against independent math, common random
 numbers, env copies left as they were, the same bits in every layout and after a resume, clear refusals."""
 
+import csv
 import re
 
 import gymnasium as gym
@@ -314,3 +315,18 @@ def test_an_env_of_your_own_is_snapshotted_through_its_methods_and_only_as_exact
     with pytest.raises(ConfigError, match="JSON cannot hold exactly"):
         envs.snapshot(env)
 
+
+def test_a_vine_run_spends_its_budget_counting_updates_by_the_steps_taken(tmp_path):
+    """Branches that end early (CartPole falls within the horizon) take fewer steps than a batch's nominal size:
+    the run goes on while one more batch of the mean size so far fits in its budget, instead of stopping
+    after budget // nominal updates (walker2d-trpo with vine sampling trained 11,802 of 30,000 steps)."""
+    budget = 4000
+    cfg = config.load("cartpole-trpo-vine", [*SMALL, "vine.horizon=40", "run.eval_every=0"])
+    result = train(cfg, tmp_path / "r", progress=False)
+    nominal = 3 * 16 + 5 * 2 * 40  # the trunk, and every branch's full horizon
+    mean = result.steps / result.updates
+    assert mean < 0.75 * nominal, "the test needs branches that end early"
+    assert result.updates > budget // nominal
+    assert result.steps <= budget + nominal and result.steps + mean > budget  # another mean batch would not fit
+    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    assert int(rows[-1]["step"]) == result.steps and int(rows[-1]["update"]) == result.updates

@@ -49,7 +49,8 @@ def online(cfg: Config, policy_factory, log) -> Parts:
             sampler = AsyncSampler(trunk)
         algo = make_algorithm(cfg, policy, critic, generator)
         every = cfg.run.eval_every
-        batch = sampler.steps_per_update if cfg.run.sampling == "vine" else cfg.batch_size
+        vine = cfg.run.sampling == "vine"
+        batch = sampler.steps_per_update if vine else cfg.batch_size
         evaluator = Evaluator(cfg, cfg.run.eval_episodes) if every else None
     except BaseException:
         pool.close()
@@ -57,7 +58,7 @@ def online(cfg: Config, policy_factory, log) -> Parts:
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
         generator=generator, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
-        steps_per_update=batch, evaluator=evaluator,
+        steps_per_update=batch, budget=cfg.run.total_steps if vine else None, evaluator=evaluator,
         eval_due=lambda update, before, step: every > 0 and step // every > before // every,
         extra={}, log=log,
     )  # fmt: skip

@@ -37,8 +37,11 @@ class Parts:
     critic: ValueNet
     algo: Algorithm
     generator: torch.Generator
-    n_updates: int
+    n_updates: int  # the run's updates, when its batches are of one size (at least one)
     steps_per_update: int  # env steps (or dataset transitions) of one batch: vine's when no branch ends early
+    budget: int | None = None
+    """Env steps the run may take when its batches differ in size (vine: branches that end early take fewer
+    steps): the updates are then counted by the steps actually taken, and ``n_updates`` is unused."""
     evaluator: Evaluator | None = None
     eval_due: Callable[[int, int, int], bool] = lambda update, before, step: False
     """(update, env steps before its batch, after it) -> evaluate now?"""
@@ -46,19 +49,44 @@ class Parts:
     notes: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda message: None
 
+    def ended(self, update: int, steps: int) -> bool:
+        """Whether the run is over after ``update`` updates and ``steps`` env steps: with a ``budget``, once one
+        more batch of the mean size so far would not fit in it -- ``floor(budget / batch)`` updates, as for
+        batches of one size, with the mean batch taken for ``batch``."""
+        if self.budget is None:
+            return update >= self.n_updates
+        return update > 0 and steps + steps / update > self.budget
+
+    def known_last(self, update: int) -> bool:
+        """Update ``update`` is the run's last, known before its batch is collected (batches of one size)."""
+        return self.budget is None and update == self.n_updates
+
+    def progress(self, update: int, steps_before: int) -> float:
+        """The fraction of the run done when update ``update`` starts (``steps_before`` env steps taken)."""
+        if self.budget is None:
+            return (update - 1) / self.n_updates
+        return min(steps_before / self.budget, 1.0)
+
+    @property
+    def planned_steps(self) -> int:
+        """The steps the run is to take, for its progress line."""
+        return self.budget if self.budget is not None else self.n_updates * self.steps_per_update
+
 
 def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
-    """Train from ``state`` (fresh or resumed) to ``parts.n_updates``; returns the final state."""
+    """Train from ``state`` (fresh or resumed) until :meth:`Parts.ended`; returns the final state."""
     cfg, sampler, policy, algo = parts.cfg, parts.sampler, parts.policy, parts.algo
     recorder = Recorder(parts, state, writer)
     learner = Learner(algo, policy, parts.critic, cfg.run.overlap_critic, undoable=recorder.skip)
+    update = state.update
     try:
-        for update in range(state.update + 1, parts.n_updates + 1):
+        while not parts.ended(update, sampler.total_steps):
+            update += 1
             t0 = time.perf_counter()
             step_before = sampler.total_steps
             acting_norm = sampler.obs_norm.copy()  # the statistics this batch is normalised with
             try:
-                batch = sampler.collect(policy, last=update == parts.n_updates)
+                batch = sampler.collect(policy, last=parts.known_last(update))
             except NonFiniteError as exc:  # the sampler dropped the batch: no statistic or episode took it
                 recorder.nonfinite(str(exc), sampler.total_steps)
                 recorder.skipped(update)
@@ -73,7 +101,7 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
             compute_advantages(batch, parts.critic if algo.uses_critic else None, cfg.algo.gamma,
                                cfg.algo.gae_lambda, cfg.algo.normalize_advantage)
             t5 = time.perf_counter()
-            stats, fitting, problem = learner.update(batch, progress=(update - 1) / parts.n_updates)
+            stats, fitting, problem = learner.update(batch, progress=parts.progress(update, step_before))
             if problem:
                 recorder.nonfinite(problem, sampler.total_steps)
                 learner.undo()  # skip: as if the batch never came
@@ -85,7 +113,7 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
             recorder.updated(update, step_before, batch, stats, fitting, {
                 "sample_s": t1 - t0, "prepare_s": prepare_s, "advantage_s": t5 - t4, "update_s": t6 - t5,
                 "checkpoint_s": t4 - t3, "video_s": time.perf_counter() - t6})  # fmt: skip
-            if algo.finished and update < parts.n_updates:
+            if algo.finished and not parts.ended(update, sampler.total_steps):
                 recorder.note(f"stopped after {update} updates: {type(algo).__name__} cannot improve further")
                 break
     finally:

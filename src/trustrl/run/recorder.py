@@ -101,7 +101,7 @@ class Recorder:
         """Update ``update`` is done but for its critic fit (``critic``): it is recorded once the fit is
         (:meth:`settle`), at once if nothing is running or it is the run's last."""
         parts, sampler = self.parts, self.parts.sampler
-        final = update == parts.n_updates or parts.algo.finished
+        final = parts.ended(update, sampler.total_steps) or parts.algo.finished
         self.pending = Pending(
             update=update, step=sampler.total_steps, step_before=step_before, obs_norm=sampler.obs_norm.copy(),
             reward_norm=sampler.reward_scaler.state(),
@@ -141,7 +141,7 @@ class Recorder:
         still evaluates the final policy (a row of its own) and leaves a ``last`` checkpoint to resume."""
         self.state.update = update
         sampler = self.parts.sampler
-        if update == self.parts.n_updates:
+        if self.parts.ended(update, sampler.total_steps):
             if self.by_eval:
                 frozen = sampler.obs_norm.copy()
                 evaluation, eval_s = self._checked_evaluation(frozen, sampler.total_steps)

@@ -226,7 +226,7 @@ def _execute(
             if parts.algo.finished:
                 raise TrustrlError(f"{run_dir} ended after {state.update} updates with a step its algorithm "
                                    "could not improve on, so there is nothing to continue")
-            if state.update >= parts.n_updates:
+            if parts.ended(state.update, parts.sampler.total_steps):
                 raise TrustrlError(
                     f"{run_dir} has already trained {resume_from.step} steps ({state.update} updates); "
                     "pass a larger --total-steps (or --epochs) to continue it"
@@ -242,7 +242,7 @@ def _execute(
         write_run_files(run_dir, cfg, command if command is not None else sys.argv, resumed=resume_from is not None)
         spaces = describe_spaces(parts.sampler.observation_space, parts.sampler.action_space)
         writer = RunWriter(
-            run_dir, cfg, spaces, parts.n_updates * parts.steps_per_update, progress=progress,
+            run_dir, cfg, spaces, parts.planned_steps, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
             on_checkpoint=replacement.commit if replacement is not None else None, observer=observer,
         )  # fmt: skip
