@@ -2,8 +2,10 @@
 
 ``fixtures/run-cartpole-trpo`` was written by trustrl 0.1.0 before its modules were rearranged
 and its ``run.sampler`` key renamed (``trustrl train cartpole-trpo --total-steps 2048
---set run.eval_every=1024 --set run.eval_episodes=3``). Code that reads it differently -- another
-key, another weight layout, another statistic -- fails here.
+--set run.eval_every=1024 --set run.eval_episodes=3``), and ``fixtures/run-cartpole-trpo-continued.csv``
+holds the rows of the same command with ``--total-steps 4096``, written before reset seeds were hashed.
+Code that reads it differently -- another key, another weight layout, another statistic, other
+evaluation episodes -- fails here.
 """
 
 import csv
@@ -20,7 +22,6 @@ from trustrl.episodes import run_episodes
 from trustrl.run.evaluation import legacy_eval_seeds
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-cartpole-trpo"
-COMMAND = ["cartpole-trpo", "--set", "run.eval_every=1024", "--set", "run.eval_episodes=3", "--quiet"]
 
 
 def _rows(run: Path) -> list[dict[str, str]]:

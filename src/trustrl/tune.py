@@ -5,8 +5,9 @@ seeds, and scores the mean of their last deterministic evaluations -- the evalua
 policy, which every run makes at its end, on the episodes ``best`` is chosen by (a config that would
 evaluate fewer than twice during training gets about ten evaluations a run, for the pruner). The
 evaluations of the first seed are reported to a median pruner as they come, which stops a trial well
-below the median of earlier ones at the same step. The study lives in ``<out>/study.db`` (SQLite): running the same command again continues
-it to ``--trials`` finished trials; ``--jobs`` processes take trials from it at once.
+below the median of earlier ones at the same step. The study lives in ``<out>/study.db`` (SQLite):
+running the same command again continues it to ``--trials`` finished trials; ``--jobs`` processes take
+trials from it at once.
 
 ``--param`` forms (``KEY=SPEC``, KEY any config key):
 
