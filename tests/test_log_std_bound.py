@@ -14,7 +14,7 @@ import copy
 import math
 
 import torch
-from torch.func import functional_call
+from fisher import mean_kl_hessian
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from trustrl.algos import NPG, TRPO, OfflineTRPO
@@ -128,22 +128,8 @@ def test_the_masked_direction_solves_the_fisher_system_of_the_free_coordinates()
     objective = policy_objective(policy, obs, actions, advantages, cfg, torch.Generator())
     g, s, _, _, _ = natural_direction(list(policy.parameters()), objective.start, cfg.damping, 500, 1e-24,
                                       bound_holds(policy))
-    names = [n for n, _ in policy.named_parameters()]
-    shapes = [p.shape for _, p in policy.named_parameters()]
-    theta = parameters_to_vector(policy.parameters()).detach()
-    with torch.no_grad():
-        old = policy(obs)
-
-    def kl_of(flat):
-        params, i = {}, 0
-        for name, shape in zip(names, shapes):
-            k = math.prod(shape)
-            params[name] = flat[i : i + k].reshape(shape)
-            i += k
-        return old.kl(functional_call(policy, params, (obs,))).mean()
-
-    fisher = torch.autograd.functional.hessian(kl_of, theta) + cfg.damping * torch.eye(len(theta), dtype=theta.dtype)
-    free = torch.ones(len(theta), dtype=torch.bool)
+    fisher = mean_kl_hessian(policy, obs, cfg.damping)
+    free = torch.ones(len(fisher), dtype=torch.bool)
     free[0] = False  # log_std[0]
     assert g[0] == 0.0 and s[0] == 0.0
     expected = torch.linalg.solve(fisher[free][:, free], g[free])

@@ -1,11 +1,9 @@
 """CG, Fisher-vector products and the line search against independent references."""
 
-import math
 
 import pytest
 import torch
-from torch.func import functional_call
-from torch.nn.utils import parameters_to_vector
+from fisher import mean_kl_hessian
 
 from trustrl.config import PolicyConfig
 from trustrl.nets import CategoricalPolicy, GaussianPolicy
@@ -32,26 +30,6 @@ def test_conjugate_gradient_starts_at_zero_and_stops_at_max_iters():
     assert one.iterations == 1
 
 
-def _mean_kl_hessian(policy, obs, damping):
-    """Explicit Hessian of the mean KL(old || theta) at theta = old, via torch.autograd.functional."""
-    names = [n for n, _ in policy.named_parameters()]
-    shapes = [p.shape for _, p in policy.named_parameters()]
-    theta0 = parameters_to_vector(policy.parameters()).detach()
-    with torch.no_grad():
-        old = policy(obs)
-
-    def kl_of(flat):
-        params, i = {}, 0
-        for name, shape in zip(names, shapes):
-            k = math.prod(shape)
-            params[name] = flat[i : i + k].reshape(shape)
-            i += k
-        return old.kl(functional_call(policy, params, (obs,))).mean()
-
-    h = torch.autograd.functional.hessian(kl_of, theta0)
-    return h + damping * torch.eye(len(theta0), dtype=h.dtype)
-
-
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 def test_fisher_vector_product_matches_explicit_hessian(kind):
     torch.manual_seed(0)
@@ -59,7 +37,7 @@ def test_fisher_vector_product_matches_explicit_hessian(kind):
     policy = (GaussianPolicy(3, 2, cfg) if kind == "gaussian" else CategoricalPolicy(3, 4, cfg)).double()
     obs = torch.randn(16, 3, dtype=torch.float64)
     damping = 0.1
-    hessian = _mean_kl_hessian(policy, obs, damping)
+    hessian = mean_kl_hessian(policy, obs, damping)
     with torch.no_grad():
         old = policy(obs)
     fvp = fisher_vector_product(old.kl(policy(obs)).mean(), list(policy.parameters()), damping)
@@ -169,7 +147,7 @@ def test_fisher_vector_products_on_fvp_samples_rows_are_the_hessian_of_their_kl(
     objective = policy_objective(policy, obs, actions, advantages, algo, torch.Generator().manual_seed(5))
     surrogate, fisher_kl = objective.start()
     rows = fvp_rows(40, 1.0, 12, torch.Generator().manual_seed(5))
-    hessian = _mean_kl_hessian(policy, obs[rows], algo.damping)
+    hessian = mean_kl_hessian(policy, obs[rows], algo.damping)
     fvp = fisher_vector_product(fisher_kl, list(policy.parameters()), algo.damping)
     for seed in range(3):
         v = torch.randn(hessian.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
