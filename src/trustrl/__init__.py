@@ -1,6 +1,6 @@
 """trustrl: trust-region policy gradients (TRPO + GAE and its family) for any gymnasium environment.
 
-The public API -- :func:`train`, :func:`resume`, :func:`load`, :func:`evaluate`,
+The public API -- :func:`train`, :func:`resume`, :func:`load`, :func:`evaluate`, :func:`export`,
 :class:`Config`, :class:`Agent` -- is imported when first used, so ``trustrl --version`` and the
 sampling workers do not pay for torch.
 """
@@ -13,16 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from trustrl.api import (
-        Agent,
-        EnvFactory,
-        EvalResult,
-        TrainResult,
-        evaluate,
-        load,
-        resume,
-        train,
-    )
+    from trustrl.api import Agent, EnvFactory, EvalResult, TrainResult, evaluate, export, load, resume, train
     from trustrl.config import Config
     from trustrl.config import load as load_config
     from trustrl.errors import TrustrlError
@@ -33,6 +24,7 @@ _PUBLIC = {
     "resume": ("trustrl.api", "resume"),
     "load": ("trustrl.api", "load"),
     "evaluate": ("trustrl.api", "evaluate"),
+    "export": ("trustrl.api", "export"),
     "Agent": ("trustrl.api", "Agent"),
     "EnvFactory": ("trustrl.api", "EnvFactory"),
     "EvalResult": ("trustrl.api", "EvalResult"),
@@ -43,7 +35,7 @@ _PUBLIC = {
 }
 
 __all__ = ["Agent", "Config", "EnvFactory", "EvalResult", "TrainResult", "TrustrlError", "__version__", "evaluate",
-           "load", "load_config", "resume", "train"]
+           "export", "load", "load_config", "resume", "train"]
 
 
 def __getattr__(name: str) -> Any:

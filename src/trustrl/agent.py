@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,7 @@ from trustrl.config import Config, accept_env_kwargs, from_dict
 from trustrl.envs import describe_spaces, make_env, register_factory
 from trustrl.envs.registry import FACTORY_NAMESPACE
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
+from trustrl.exporting import DeterministicPolicy
 from trustrl.nets import Policy, make_policy
 from trustrl.normalization import ObsNormalizer
 
@@ -62,6 +63,32 @@ class Agent:
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The action for one raw observation (see :meth:`act_batch`)."""
         return self.act_batch(np.asarray(obs)[None], deterministic)[0]
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        """Stable-Baselines3's ``predict``, for code written against it: ``(action, state)``.
+
+        As in SB3, and unlike :meth:`act`: actions are *sampled* unless ``deterministic=True``; one
+        observation gives one action and a batch (first axis) a batch, told apart by the observation shape;
+        ``state`` comes back as given and ``episode_start`` is ignored (the policy is not recurrent).
+        """
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+            raise TrustrlError("predict takes an observation, not the (observation, info) pair env.reset() returns")
+        obs = np.asarray(observation)
+        shape = self.obs_norm.rms.shape
+        if obs.shape == shape:
+            return self.act(obs, deterministic), state
+        if obs.shape[1:] == shape:
+            return self.act_batch(obs, deterministic), state
+        raise TrustrlError(f"predict takes an observation of shape {shape} or a batch of them "
+                           f"(n, {', '.join(map(str, shape))}), got shape {obs.shape}")
+
+    def to_torch(self) -> torch.nn.Module:
+        """A plain ``torch.nn.Module``, detached from this agent, mapping a batch of raw float32 observations
+        ``(B, obs_dim)`` to what ``act_batch(obs, deterministic=True)`` returns -- the normalisation and its
+        clip, the mean (Box, clipped to the bounds) or arg-max (Discrete, int64) -- as tensors; ready for
+        ``torch.jit.trace`` or ``torch.onnx.export`` (see :mod:`trustrl.exporting`)."""
+        return DeterministicPolicy(self.policy, self.obs_norm, self.action_space).eval()
 
     def check_env(self, env: gym.Env) -> None:
         """Refuse an env whose spaces differ from the checkpoint's (a policy still in training has none)."""

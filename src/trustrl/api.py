@@ -6,6 +6,7 @@
     agent = trustrl.load("runs/c0", checkpoint="best")
     action = agent.act(obs)               # a raw observation in, an action within the bounds out
     print(trustrl.evaluate(agent, episodes=10).mean_return)
+    trustrl.export("runs/c0", "policy.onnx", format="onnx")   # the deterministic policy, normaliser inside
     trustrl.train(my_config, env=lambda: MyEnv(level=3))   # an env of your own, made by a function
     trustrl.resume("runs/c0", total_steps=100_000)          # the same run, carried on
 
@@ -30,6 +31,7 @@ from trustrl.config import Config
 from trustrl.envs.registry import check_env_id, register_factory
 from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult, evaluate_agent
 from trustrl.errors import ConfigError, TrustrlError
+from trustrl.exporting import check_output, export_module
 from trustrl.run import TrainResult
 from trustrl.run import resume as _resume
 from trustrl.run import train as _train
@@ -111,6 +113,27 @@ def evaluate(
     elif env is not None or env_kwargs:
         agent = _in_env(agent, env, env_kwargs or {})
     return evaluate_agent(agent, episodes, seed, deterministic, render)
+
+
+def export(
+    agent: Agent | str | Path,
+    out: str | Path,
+    format: str,
+    *,
+    checkpoint: str = "last",
+    overwrite: bool = False,
+    env: EnvSpec | None = None,
+    env_kwargs: dict | None = None,
+) -> Path:
+    """Write an agent's deterministic policy to ``out`` as ``"onnx"`` or ``"torchscript"`` (``.onnx`` / ``.pt``):
+    raw observations ``(B, obs_dim)`` in, what ``Agent.act(obs, deterministic=True)`` gives out (see
+    :meth:`Agent.to_torch`). ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint``, ``env``
+    and ``env_kwargs`` as for :func:`load`). An existing ``out`` is kept unless ``overwrite``. Returns ``out``.
+    """
+    check_output(out, format, overwrite)  # before the checkpoint is read
+    if not isinstance(agent, Agent):
+        agent = load(agent, checkpoint, env, env_kwargs)
+    return export_module(agent.to_torch(), out, format, overwrite)
 
 
 def build_config(
@@ -204,4 +227,4 @@ def _command(command: Sequence[str] | None) -> list[str]:
 
 
 __all__ = ["Agent", "DEFAULT_EVAL_SEED", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "build_config",
-           "evaluate", "load", "resume", "train"]
+           "evaluate", "export", "load", "resume", "train"]

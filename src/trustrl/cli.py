@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="trustrl", description="Trust-region policy gradients for gymnasium.")
     parser.add_argument("--version", action="version", version=f"trustrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_eval, _add_video, _add_plot, _add_collect, _add_compare, _add_tune, _add_config):
+    for add in (_add_train, _add_eval, _add_video, _add_export, _add_plot, _add_collect, _add_compare, _add_tune,
+                _add_config):
         add(sub)
     p = sub.add_parser("presets", help="list the bundled presets")
     p.set_defaults(func=cmd_presets)
@@ -108,6 +109,19 @@ def _add_video(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_env_kwargs(p)
     p.set_defaults(func=cmd_video)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a checkpoint's deterministic policy, normalisation inside, as ONNX or "
+                       "TorchScript")
+    p.add_argument("run", type=Path, help="run directory (or a checkpoints/<tag>.json file)")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"),
+                   help="onnx (needs pip install 'trustrl[export]') or torchscript")
+    p.add_argument("--out", type=Path, required=True, help="the file to write: .onnx or .pt")
+    _add_checkpoint(p)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_env_kwargs(p)
+    p.set_defaults(func=cmd_export)
 
 
 def _add_plot(sub) -> None:
@@ -284,6 +298,17 @@ def cmd_video(args: argparse.Namespace, argv: list[str]) -> int:
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     print(f"wrote {result.path}: {len(result.returns)} episodes ({result.attempts} played), "
           f"{result.frames} frames at {result.fps} fps; returns {returns}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, argv: list[str]) -> int:
+    from trustrl import api
+    from trustrl.config import parse_env_kwargs
+
+    out = api.export(args.run, args.out, args.format, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                     env_kwargs=parse_env_kwargs(args.env_kwargs))
+    print(f"wrote {out}: the {args.checkpoint} checkpoint's deterministic policy as {args.format} "
+          "(raw observations in, actions out)")
     return 0
 
 
