@@ -79,6 +79,17 @@ def test_to_torch_is_a_plain_module_that_acts_as_act(runs, kind):
         _assert_same_actions(module(torch.from_numpy(obs)).numpy(), expected)
 
 
+def test_to_torch_without_observation_normalisation_passes_the_raw_observation(runs):
+    agent = _agent(runs, "discrete")
+    obs = _observations(agent, seed=6)
+    with torch.no_grad():
+        normalised = agent.to_torch()(torch.from_numpy(obs)).numpy()
+        agent.obs_norm.enabled = False
+        raw = agent.to_torch()(torch.from_numpy(obs)).numpy()
+    _assert_same_actions(raw, _acted(agent, obs))
+    assert (raw != normalised).any()  # the statistics were not the identity
+
+
 def test_to_torch_computes_the_normalised_clipped_mean_by_hand(runs):
     """An independent numpy forward pass: clip((obs - mean) / sqrt(var + eps)), the tanh MLP, clip to [-2, 2]."""
     agent = _agent(runs, "box")
