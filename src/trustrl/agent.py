@@ -75,7 +75,7 @@ class Agent:
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
             raise TrustrlError("predict takes an observation, not the (observation, info) pair env.reset() returns")
         obs = np.asarray(observation)
-        shape = self.obs_norm.rms.shape
+        shape = self.obs_norm.rms.shape  # the normaliser is made with the observation space's shape
         if obs.shape == shape:
             return self.act(obs, deterministic), state
         if obs.shape[1:] == shape:
