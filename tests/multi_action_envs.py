@@ -3,8 +3,8 @@
 Each step shows a random target and pays the fraction of action coordinates that match it, 10 steps an
 episode (a return of 10 at best):
 
-- ``MatchDigits-v0``: MultiDiscrete actions with sizes (3, 4, 2) and starts (-1, 0, 5); the target is shown
-  one-hot per coordinate. A uniform policy earns (1/3 + 1/4 + 1/2) / 3 = 0.36 a step.
+- ``MatchDigits-v0``: MultiDiscrete actions with sizes (3, 4, 2) and starts (-1, 0, 5) (kwarg ``start``); the
+  target is shown one-hot per coordinate. A uniform policy earns (1/3 + 1/4 + 1/2) / 3 = 0.36 a step.
 - ``MatchBits-v0``: MultiBinary(4) actions; the target bits are shown as -1/+1. A uniform policy earns 0.5.
 """
 
@@ -16,7 +16,10 @@ class MatchDigits(gym.Env):
     SIZES = (3, 4, 2)
     START = (-1, 0, 5)
     observation_space = gym.spaces.Box(0.0, 1.0, (sum(SIZES),), np.float32)
-    action_space = gym.spaces.MultiDiscrete(SIZES, start=START)
+
+    def __init__(self, start=START):
+        self.start = np.asarray(start)
+        self.action_space = gym.spaces.MultiDiscrete(self.SIZES, start=self.start)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -31,7 +34,7 @@ class MatchDigits(gym.Env):
 
     def _new_target(self):
         index = [int(self.np_random.integers(n)) for n in self.SIZES]
-        self.target = np.asarray(index) + np.asarray(self.START)
+        self.target = np.asarray(index) + self.start
         obs = np.zeros(sum(self.SIZES), np.float32)
         obs[np.cumsum((0, *self.SIZES[:-1])) + index] = 1.0
         return obs
@@ -46,7 +49,9 @@ class MatchDigits(gym.Env):
 
 class MatchBits(gym.Env):
     observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-    action_space = gym.spaces.MultiBinary(4)
+
+    def __init__(self, shape=(4,)):
+        self.action_space = gym.spaces.MultiBinary(list(shape))  # another shape: to see it refused
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
