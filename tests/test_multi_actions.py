@@ -1,6 +1,7 @@
 """MultiDiscrete and MultiBinary actions: spaces recorded and refused, batches in the space's dtypes, every
 algorithm running, TRPO learning, checkpoints acting, datasets recording the behaviour policy."""
 
+import json
 import math
 
 import gymnasium as gym
@@ -152,3 +153,12 @@ def test_datasets_record_the_behaviour_policy_and_offline_trpo_beats_it(tmp_path
     behaviour = result.extra["behaviour_return_mean"]
     final = evaluate(result.run_dir, episodes=10).mean_return
     assert final > behaviour + 1.0, (final, behaviour)
+
+
+@pytest.mark.parametrize("env_id", [DIGITS, BITS])
+def test_worker_processes_give_the_run_of_one_process_byte_for_byte(tmp_path, env_id):
+    one = _train(tmp_path, env_id, "one", "run.total_steps=768", "env.n_envs=3")
+    two = _train(tmp_path, env_id, "two", "run.total_steps=768", "env.n_envs=3", "run.workers=2")
+    assert (one / "metrics.csv").read_bytes() == (two / "metrics.csv").read_bytes()
+    sha = lambda run: json.loads((run / "checkpoints" / "last.json").read_text())["weights_sha256"]  # noqa: E731
+    assert sha(one) == sha(two)
