@@ -21,7 +21,7 @@ from trustrl.envs import check_spaces, describe_spaces, make_vec_env
 from trustrl.errors import CheckpointError, ConfigError
 from trustrl.nets import make_policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
-from trustrl.run import train, train_offline
+from trustrl.run import resume, train, train_offline
 from trustrl.samplers.vector import VectorSampler
 
 DIGITS, BITS = "multi_action_envs:MatchDigits-v0", "multi_action_envs:MatchBits-v0"
@@ -162,3 +162,12 @@ def test_worker_processes_give_the_run_of_one_process_byte_for_byte(tmp_path, en
     assert (one / "metrics.csv").read_bytes() == (two / "metrics.csv").read_bytes()
     sha = lambda run: json.loads((run / "checkpoints" / "last.json").read_text())["weights_sha256"]  # noqa: E731
     assert sha(one) == sha(two)
+
+
+@pytest.mark.parametrize("layout", [[], ["run.async_sampling=true", "run.workers=2"]])
+def test_a_resumed_run_is_the_run_in_one_go(tmp_path, layout):
+    common = ["run.checkpoint_every=1", *layout]
+    whole = _train(tmp_path, DIGITS, "whole", "run.total_steps=1536", *common)
+    part = _train(tmp_path, DIGITS, "part", "run.total_steps=768", *common)
+    resume(part, total_steps=1536, progress=False)
+    assert (whole / "metrics.csv").read_bytes() == (part / "metrics.csv").read_bytes()
