@@ -1,11 +1,12 @@
 """Policies and their numpy acting snapshot agree with each other."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from trustrl.config import PolicyConfig
-from trustrl.nets import CategoricalPolicy, GaussianPolicy, numpy_actor
+from trustrl.nets import CategoricalPolicy, GaussianPolicy, make_policy, numpy_actor
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -95,3 +96,37 @@ def test_numpy_actor_rows_are_the_same_bits_whatever_the_number_of_rows():
     full = actor.forward(obs)
     for start, stop in [(0, 1), (0, 2), (5, 8), (3, 19), (0, 32), (7, 64)]:
         assert np.array_equal(actor.forward(obs[start:stop]), full[start:stop])
+
+
+def test_numpy_actor_multi_discrete_samples_follow_each_coordinate_softmax_from_its_start():
+    torch.manual_seed(4)
+    space = gym.spaces.MultiDiscrete([3, 4, 2], start=[-1, 0, 5])
+    policy = make_policy(gym.spaces.Box(-1, 1, (4,)), space, PolicyConfig(hidden=(8,), out_gain=1.0))
+    obs = np.random.default_rng(4).normal(size=(1, 4)).astype(np.float32)
+    actor = numpy_actor(policy)
+    draws = actor.act(np.repeat(obs, 30_000, 0), actor.draw_noise(np.random.default_rng(4), 30_000))
+    assert draws.shape == (30_000, 3) and draws.dtype == np.int64
+    assert all(space.contains(row) for row in draws[:200])
+    with torch.no_grad():
+        dist = policy(torch.from_numpy(obs))
+    for out, normalised in zip(np.split(actor.forward(obs)[0], [3, 7]), dist.logits[0].split((3, 4, 2))):
+        np.testing.assert_allclose(out - out.max(), (normalised - normalised.max()).numpy(), rtol=1e-4, atol=1e-5)
+    for i, (n, start, probs) in enumerate(zip(space.nvec, space.start, dist.logits[0].exp().split((3, 4, 2)))):
+        freq = np.bincount(draws[:, i] - start, minlength=n) / len(draws)
+        np.testing.assert_allclose(freq, probs.numpy(), atol=0.012)
+
+
+def test_numpy_actor_multi_binary_samples_are_int8_bernoullis():
+    torch.manual_seed(5)
+    cfg = PolicyConfig(hidden=(8,), out_gain=2.0)
+    policy = make_policy(gym.spaces.Box(-1, 1, (3,)), gym.spaces.MultiBinary(5), cfg)
+    obs = np.random.default_rng(5).normal(size=(1, 3)).astype(np.float32)
+    actor = numpy_actor(policy)
+    draws = actor.act(np.repeat(obs, 30_000, 0), actor.draw_noise(np.random.default_rng(5), 30_000))
+    assert draws.shape == (30_000, 5) and draws.dtype == np.int8 and set(np.unique(draws)) <= {0, 1}
+    with torch.no_grad():
+        dist = policy(torch.from_numpy(obs))
+    np.testing.assert_allclose(actor.forward(obs), dist.logits.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(draws.mean(0), dist.probs[0].numpy(), atol=0.012)
+    huge = actor.head.act(np.array([[1e4, -1e4, 0.0, 50.0, -50.0]], np.float32), np.full((1, 5), 0.5))
+    assert huge.tolist() == [[1, 0, 0, 1, 0]]  # sigmoid without overflow; exactly 1/2 at 0 is not below 1/2

@@ -50,14 +50,17 @@ class Agent:
 
     @torch.inference_mode()
     def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of raw observations (first axis: the batch): the mean (Box) or arg-max
-        (Discrete) action, or a draw from the policy with ``deterministic=False``."""
+        """Actions for a batch of raw observations (first axis: the batch): the mean (Box) or most likely
+        (Discrete, MultiDiscrete, MultiBinary) action, or a draw from the policy with ``deterministic=False``.
+        MultiDiscrete and MultiBinary actions come in the space's own dtype."""
         device = next(self.policy.parameters()).device
         x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs))).to(device)
         dist = self.policy(x)
         action = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):
             action = np.clip(action, self.action_space.low, self.action_space.high)
+        elif isinstance(self.action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+            action = action.astype(self.action_space.dtype)
         return action
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

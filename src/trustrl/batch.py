@@ -21,7 +21,7 @@ class Branches:
 
     index: Tensor  # (M, 2) long: the (t, n) positions of the rollout states in the trunk
     obs: Tensor  # (M, obs_dim) the rollout states, normalised as the policy saw them
-    actions: Tensor  # (M, K, act_dim) float or (M, K) long: the first action of each branch
+    actions: Tensor  # (M, K, act_dim) or (M, K) (Discrete): the first action of each branch (dtypes: action_layout)
     log_probs: Tensor  # (M, K) log pi_old(a_k|s_n)
     rewards: Tensor  # (M, K, H) scaled like the trunk's, 0 after a branch's last step
     lengths: Tensor  # (M, K) long: steps each branch simulated
@@ -44,7 +44,7 @@ class Batch:
     """
 
     obs: Tensor  # (T, N, obs_dim), normalised as the policy saw them
-    actions: Tensor  # (T, N, act_dim) float or (T, N) long
+    actions: Tensor  # (T, N, act_dim), or (T, N) for Discrete; dtype from trustrl.envs.actions.action_layout
     log_probs: Tensor  # (T, N) log pi_old(a|s) of the policy that acted (a dataset's: its behaviour policy's, or 0)
     rewards: Tensor  # (T, N), scaled if reward normalisation is on
     terminated: Tensor  # (T, N) bool: the episode ended in a terminal state (no bootstrap)

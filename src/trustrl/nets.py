@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from trustrl.samplers.actor import NumpyActor
+from trustrl.samplers.actor import BernoulliHead, MultiCategoricalHead, NumpyActor
 
 if TYPE_CHECKING:
     from trustrl.config.sections import CriticConfig, PolicyConfig
@@ -101,7 +101,102 @@ class Categorical:
         return {"logits": self.logits}
 
 
-Distribution = DiagGaussian | Categorical
+class MultiCategorical:
+    """Independent categoricals, one per coordinate of a MultiDiscrete space (sizes ``n_i``); quantities summed.
+
+    ``logits`` ``(..., sum n_i)`` hold each coordinate's logits side by side. Actions are the env's values:
+    coordinate ``i`` takes ``start_i + index`` (``start``: the space's offsets, None when all are 0).
+    """
+
+    def __init__(self, logits: Tensor, sizes: tuple[int, ...], start: tuple[int, ...] | None = None):
+        self.sizes = sizes
+        self.start = start
+        self.parts = [Categorical(part) for part in logits.split(sizes, -1)]
+
+    @property
+    def logits(self) -> Tensor:
+        """Each coordinate's normalised logits, side by side ``(..., sum n_i)``."""
+        return torch.cat([part.logits for part in self.parts], -1)
+
+    def _to_values(self, index: Tensor) -> Tensor:
+        return index if self.start is None else index + torch.tensor(self.start, device=index.device)
+
+    def sample(self) -> Tensor:
+        return self._to_values(torch.stack([part.sample() for part in self.parts], -1))
+
+    def mode(self) -> Tensor:
+        return self._to_values(torch.stack([part.mode() for part in self.parts], -1))
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        """``actions`` ``(..., k)``: env values, ``start`` included."""
+        index = actions.long()
+        if self.start is not None:
+            index = index - torch.tensor(self.start, device=index.device)
+        return sum(part.log_prob(index[..., i]) for i, part in enumerate(self.parts))
+
+    def entropy(self) -> Tensor:
+        return sum(part.entropy() for part in self.parts)
+
+    def kl(self, other: "MultiCategorical") -> Tensor:
+        """Sum over coordinates of the categorical KL."""
+        return sum(part.kl(theirs) for part, theirs in zip(self.parts, other.parts))
+
+    def __getitem__(self, idx) -> "MultiCategorical":
+        return MultiCategorical(self.logits[idx], self.sizes, self.start)
+
+    def detach(self) -> "MultiCategorical":
+        return MultiCategorical(self.logits.detach(), self.sizes, self.start)
+
+    def params(self) -> dict[str, Tensor]:
+        return {"logits": self.logits}
+
+
+class Bernoulli:
+    """Independent Bernoullis, one per coordinate of a MultiBinary space, from logits; quantities summed.
+
+    Log-probabilities are ``logsigmoid(+-logits)``, finite and exact for any logit.
+    """
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits
+
+    @property
+    def probs(self) -> Tensor:
+        return torch.sigmoid(self.logits)
+
+    def sample(self) -> Tensor:
+        return (torch.rand_like(self.logits) < self.probs).long()
+
+    def mode(self) -> Tensor:
+        return (self.logits > 0).long()
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        """``actions`` ``(..., k)`` of 0 and 1."""
+        ones = actions.to(self.logits.dtype)
+        return (ones * F.logsigmoid(self.logits) + (1 - ones) * F.logsigmoid(-self.logits)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        p = self.probs
+        return -(p * F.logsigmoid(self.logits) + (1 - p) * F.logsigmoid(-self.logits)).sum(-1)
+
+    def kl(self, other: "Bernoulli") -> Tensor:
+        """KL(self || other) = sum_i p_i log(p_i / q_i) + (1 - p_i) log((1 - p_i) / (1 - q_i))."""
+        p = self.probs
+        on = F.logsigmoid(self.logits) - F.logsigmoid(other.logits)
+        off = F.logsigmoid(-self.logits) - F.logsigmoid(-other.logits)
+        return (p * on + (1 - p) * off).sum(-1)
+
+    def __getitem__(self, idx) -> "Bernoulli":
+        return Bernoulli(self.logits[idx])
+
+    def detach(self) -> "Bernoulli":
+        return Bernoulli(self.logits.detach())
+
+    def params(self) -> dict[str, Tensor]:
+        return {"logits": self.logits}
+
+
+Distribution = DiagGaussian | Categorical | MultiCategorical | Bernoulli
 
 
 class MLP(nn.Module):
@@ -149,7 +244,16 @@ def numpy_actor(policy: "Policy") -> NumpyActor:
     std = None
     if isinstance(policy, GaussianPolicy):
         std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max).exp().cpu().numpy()
-    return NumpyActor(layers, relu=net.activation is torch.relu, std=std)
+    return NumpyActor(layers, relu=net.activation is torch.relu, std=std, head=_numpy_head(policy))
+
+
+def _numpy_head(policy: "Policy") -> MultiCategoricalHead | BernoulliHead | None:
+    """How a MultiDiscrete or MultiBinary policy's logits become actions; None for Box and Discrete."""
+    if isinstance(policy, MultiCategoricalPolicy):
+        return MultiCategoricalHead(policy.sizes, policy.start)
+    if isinstance(policy, BernoulliPolicy):
+        return BernoulliHead()
+    return None
 
 
 def bounded_log_std(log_std: Tensor, low: float, high: float) -> Tensor:
@@ -221,7 +325,26 @@ class CategoricalPolicy(nn.Module):
         return Categorical(self.logits_net(obs))
 
 
-Policy = GaussianPolicy | CategoricalPolicy
+class MultiCategoricalPolicy(CategoricalPolicy):
+    """One logits vector for all coordinates of a MultiDiscrete space: each coordinate's logits side by side."""
+
+    def __init__(self, obs_dim: int, space: gym.spaces.MultiDiscrete, cfg: PolicyConfig):
+        super().__init__(obs_dim, int(space.nvec.sum()), cfg)
+        self.sizes = tuple(int(n) for n in space.nvec)
+        self.start = tuple(int(s) for s in space.start) if space.start.any() else None
+
+    def forward(self, obs: Tensor) -> MultiCategorical:
+        return MultiCategorical(self.logits_net(obs), self.sizes, self.start)
+
+
+class BernoulliPolicy(CategoricalPolicy):
+    """A logit per coordinate of a MultiBinary space."""
+
+    def forward(self, obs: Tensor) -> Bernoulli:
+        return Bernoulli(self.logits_net(obs))
+
+
+Policy = GaussianPolicy | CategoricalPolicy | MultiCategoricalPolicy | BernoulliPolicy
 
 
 class ValueNet(nn.Module):
@@ -239,7 +362,23 @@ def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig) -
     obs_dim = int(obs_space.shape[0])
     if isinstance(act_space, gym.spaces.Discrete):
         return CategoricalPolicy(obs_dim, int(act_space.n), cfg)
+    if isinstance(act_space, gym.spaces.MultiDiscrete):
+        return MultiCategoricalPolicy(obs_dim, act_space, cfg)
+    if isinstance(act_space, gym.spaces.MultiBinary):
+        return BernoulliPolicy(obs_dim, int(act_space.shape[0]), cfg)
     return GaussianPolicy(obs_dim, int(act_space.shape[0]), cfg)
+
+
+def distribution_of(policy: Policy, params: dict[str, Tensor]) -> Distribution:
+    """A distribution of the kind ``policy`` acts with, from parameters as :meth:`params` gives them (a
+    behaviour policy recorded in a dataset: logits, or mean and log-std)."""
+    if isinstance(policy, MultiCategoricalPolicy):
+        return MultiCategorical(params["logits"], policy.sizes, policy.start)
+    if isinstance(policy, BernoulliPolicy):
+        return Bernoulli(params["logits"])
+    if isinstance(policy, CategoricalPolicy):
+        return Categorical(params["logits"])
+    return DiagGaussian(params["mean"], params["log_std"])
 
 
 def make_critic(obs_space: gym.Space, cfg: CriticConfig) -> ValueNet:

@@ -41,7 +41,7 @@ from trustrl.algos.base import Algorithm, make_fitter
 from trustrl.algos.natural import bound_holds
 from trustrl.algos.trpo import TRPOConfig, step_stats
 from trustrl.batch import Batch
-from trustrl.nets import Categorical, DiagGaussian, Distribution, Policy, ValueNet, keep_in_bounds
+from trustrl.nets import Distribution, Policy, ValueNet, distribution_of, keep_in_bounds
 from trustrl.trust_region import scheduled_max_kl, trust_region_step
 
 if TYPE_CHECKING:
@@ -59,13 +59,6 @@ def importance_weights(log_ratio: Tensor, scheme: str, clip: float) -> Tensor:
     if scheme == "clipped":
         return w.clamp(max=clip)
     return w / w.mean()
-
-
-def distribution(params: dict[str, Tensor]) -> Distribution:
-    """A behaviour distribution from its recorded parameters (logits, or mean and log_std)."""
-    if "logits" in params:
-        return Categorical(params["logits"])
-    return DiagGaussian(params["mean"], params["log_std"])
 
 
 class OfflineTRPO(Algorithm):
@@ -142,9 +135,9 @@ class OfflineTRPO(Algorithm):
 
     def _beta(self, batch: Batch) -> Distribution:
         if self.estimated_beta is not None:
-            return distribution(self.estimated_beta)
-        return distribution({k: v.reshape(-1, v.shape[-1])[batch.valid.reshape(-1)]
-                             for k, v in batch.behaviour_params.items()})
+            return distribution_of(self.policy, self.estimated_beta)
+        return distribution_of(self.policy, {k: v.reshape(-1, v.shape[-1])[batch.valid.reshape(-1)]
+                                             for k, v in batch.behaviour_params.items()})
 
     def _step(self, obs, actions, advantages, beta_log_probs, beta: Distribution) -> dict[str, float]:
         """One trust-region step on the importance-weighted surrogate, inside both trust regions.

@@ -95,8 +95,8 @@ def env_defaults(env_id: str, algo: str) -> tuple[dict[str, Any], str]:
     """A config for any registered env id: its ``<env>-<algo>`` preset, else sensible defaults.
 
     The defaults are the dataclass defaults (``algo``'s own config class for the
-    algorithm) plus :data:`_ACTION_KIND_DEFAULTS` for a Discrete or Box action space and
-    :data:`_ALGO_DEFAULTS` for that kind and algorithm.
+    algorithm) plus :data:`_ACTION_KIND_DEFAULTS` for a Box or a discrete (Discrete, MultiDiscrete,
+    MultiBinary) action space and :data:`_ALGO_DEFAULTS` for that kind and algorithm.
     """
     preset = find_preset(env_id, algo)
     if preset is not None:
@@ -119,7 +119,7 @@ def _action_kind(env_id: str) -> str:
     except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
         raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
     try:
-        return "discrete" if isinstance(env.action_space, gym.spaces.Discrete) else "box"
+        return "box" if isinstance(env.action_space, gym.spaces.Box) else "discrete"  # MultiDiscrete, MultiBinary
     finally:
         env.close()
 

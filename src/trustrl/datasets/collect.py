@@ -26,7 +26,7 @@ from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.envs import make_env
 from trustrl.errors import TrustrlError
-from trustrl.nets import Categorical
+from trustrl.nets import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.seeding import COLLECTION, reset_seed
 
 
@@ -153,17 +153,35 @@ class _PolicyBehaviour:
             action = torch.maximum(torch.minimum(action, high), low)
         log_prob = float(dist.log_prob(action)[0])
         params = {k: v[0].numpy().astype(np.float32) for k, v in dist.params().items()}
-        stored = action[0].numpy().astype(np.float32) if self.box else int(action[0])
-        return stored, log_prob, params
+        return _stored(action[0], self.space), log_prob, params
+
+
+def _stored(action: torch.Tensor, space: gym.Space) -> Any:
+    """One action as the dataset stores it: a float32 vector (Box), an int (Discrete), or the space's dtype."""
+    if isinstance(space, gym.spaces.Box):
+        return action.numpy().astype(np.float32)
+    if isinstance(space, gym.spaces.Discrete):
+        return int(action)
+    return action.numpy().astype(space.dtype)
+
+
+def _uniform(space: gym.Space) -> Distribution:
+    """Equal logits over a Discrete, MultiDiscrete or MultiBinary space's actions."""
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        start = tuple(int(s) for s in space.start)
+        return MultiCategorical(torch.zeros(1, int(space.nvec.sum())), tuple(int(n) for n in space.nvec), start)
+    if isinstance(space, gym.spaces.MultiBinary):
+        return Bernoulli(torch.zeros(1, int(space.shape[0])))
+    return Categorical(torch.zeros(1, int(space.n)))
 
 
 class _RandomBehaviour:
-    """Uniform over the actions: categorical with equal logits, or uniform on a bounded box."""
+    """Uniform over the actions: equal logits for discrete spaces, or uniform on a bounded box."""
 
     def __init__(self, action_space: gym.Space):
         self.space = action_space
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.dist = Categorical(torch.zeros(1, int(action_space.n)))
+        if not isinstance(action_space, gym.spaces.Box):
+            self.dist = _uniform(action_space)
         else:
             low, high = np.asarray(action_space.low, np.float64), np.asarray(action_space.high, np.float64)
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
@@ -172,9 +190,10 @@ class _RandomBehaviour:
             self.log_prob = float(-np.log(self.width).sum())
 
     def __call__(self, obs: np.ndarray) -> tuple[Any, float, dict[str, np.ndarray]]:
-        if isinstance(self.space, gym.spaces.Discrete):
+        if not isinstance(self.space, gym.spaces.Box):
             action = self.dist.sample()
-            return int(action[0]), float(self.dist.log_prob(action)[0]), {"logits": self.dist.logits[0].numpy()}
+            logits = self.dist.params()["logits"][0].numpy()
+            return _stored(action[0], self.space), float(self.dist.log_prob(action)[0]), {"logits": logits}
         u = torch.rand(len(self.low), dtype=torch.float64).numpy()
         # no Gaussian parameters to record: offline training estimates beta's shape by maximum likelihood
         return (self.low + u * self.width).astype(np.float32), self.log_prob, {}

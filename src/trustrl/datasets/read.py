@@ -8,7 +8,7 @@ for the final observation, is NaN):
 ``behaviour_log_prob``
     log beta(a_t | s_t) of the stored action under the behaviour policy.
 ``behaviour_logits`` / ``behaviour_mean`` and ``behaviour_log_std``
-    the behaviour distribution's parameters (Discrete / Box).
+    the behaviour distribution's parameters (Discrete, MultiDiscrete, MultiBinary / Box).
 
 trustrl's own ``collect`` writes them (:mod:`trustrl.datasets.collect`);
 another tool's dataset without them is still read.
@@ -34,7 +34,7 @@ class Episode:
     """One episode of a dataset, raw: ``observations`` has T+1 rows (the last is the final observation)."""
 
     observations: np.ndarray  # (T+1, obs_dim)
-    actions: np.ndarray  # (T,) int or (T, act_dim) float
+    actions: np.ndarray  # (T,) int (Discrete) or (T, act_dim)
     rewards: np.ndarray  # (T,)
     terminated: np.ndarray  # (T,) bool
     truncated: np.ndarray  # (T,) bool; an episode that just stops is marked truncated at its last step
@@ -166,7 +166,7 @@ def _info(infos: dict, key: str, T: int) -> np.ndarray | None:
 
 
 def _param_names(action_space: gym.Space) -> tuple[str, ...]:
-    return ("logits",) if isinstance(action_space, gym.spaces.Discrete) else ("mean", "log_std")
+    return ("mean", "log_std") if isinstance(action_space, gym.spaces.Box) else ("logits",)
 
 
 def valid_id(dataset_id: str) -> bool:

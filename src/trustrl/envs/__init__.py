@@ -2,6 +2,7 @@
 
 - :mod:`trustrl.envs.registry`: gymnasium ids, ``module:Id`` ids and env functions.
 - :mod:`trustrl.envs.make`: one env (evaluation, video) or a vector env of copies (sampling).
+- :mod:`trustrl.envs.actions`: the action spaces accepted, how a checkpoint records one, how actions are stored.
 - :mod:`trustrl.envs.vector`: the synchronous vector env with same-step autoreset.
 - :mod:`trustrl.envs.state`: an env's state as JSON and back (vine branches, exact resume).
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from trustrl.envs.actions import check_action_space, describe_action_space
 from trustrl.envs.registry import registered_id
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds, clip_if_box
@@ -73,26 +73,12 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
 
 
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
-    """trustrl's policies handle flat Box observations and Box or Discrete actions."""
+    """trustrl's policies handle flat Box observations and the actions of :mod:`trustrl.envs.actions`."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ConfigError(f"{env_id}: observations must be a flat Box, got {obs_space}")
-    if isinstance(act_space, gym.spaces.Box):
-        if len(act_space.shape) != 1:
-            raise ConfigError(f"{env_id}: Box actions must be a vector, got {act_space}")
-    elif not isinstance(act_space, gym.spaces.Discrete):
-        raise ConfigError(f"{env_id}: actions must be Box or Discrete, got {act_space}")
+    check_action_space(act_space, env_id)
 
 
 def describe_spaces(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
     """A JSON-able fingerprint of the spaces, stored in checkpoints and compared on load."""
-    out: dict[str, Any] = {"obs_shape": list(obs_space.shape)}
-    if isinstance(act_space, gym.spaces.Discrete):
-        out["action"] = {"type": "discrete", "n": int(act_space.n)}
-    else:
-        out["action"] = {
-            "type": "box",
-            "shape": list(act_space.shape),
-            "low": np.asarray(act_space.low, np.float64).tolist(),
-            "high": np.asarray(act_space.high, np.float64).tolist(),
-        }
-    return out
+    return {"obs_shape": list(obs_space.shape), "action": describe_action_space(act_space)}

@@ -22,17 +22,44 @@ from __future__ import annotations
 import numpy as np
 
 
-class NumpyActor:
-    """An MLP policy's layers (``(weight (in, out), bias)`` pairs, float32) and its Gaussian std, if any."""
+class MultiCategoricalHead:
+    """MultiDiscrete actions from logits side by side: Gumbel-max within each coordinate's slice, plus its start."""
 
-    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], relu: bool, std: np.ndarray | None):
+    def __init__(self, sizes: tuple[int, ...], start: tuple[int, ...] | None):
+        self.bounds = np.cumsum((0, *sizes))
+        self.start = np.zeros(len(sizes), np.int64) if start is None else np.asarray(start, np.int64)
+
+    def act(self, logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        perturbed = logits - np.log(-np.log(noise))
+        index = [perturbed[:, lo:hi].argmax(-1) for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
+        return np.stack(index, axis=-1) + self.start
+
+
+class BernoulliHead:
+    """MultiBinary actions from one logit per coordinate: 1 where the uniform falls below sigmoid(logit)."""
+
+    def act(self, logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        probs = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid, with no overflow for large logits
+        return (noise < probs).astype(np.int8)
+
+
+class NumpyActor:
+    """An MLP policy's layers (``(weight (in, out), bias)`` pairs, float32) and its Gaussian std, if any.
+
+    ``head``: how the logits of a MultiDiscrete or MultiBinary policy become actions; None for the
+    Gaussian (``std``) and the categorical of a Discrete space.
+    """
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], relu: bool, std: np.ndarray | None,
+                 head: MultiCategoricalHead | BernoulliHead | None = None):
         self.layers = layers
         self.relu = relu
-        self.std = std  # None: categorical (the last layer gives logits)
-        self.noise_size = layers[-1][1].shape[0]  # action dims (Gaussian) or actions (categorical)
+        self.std = std  # None: logits (categorical, or the head's)
+        self.head = head
+        self.noise_size = layers[-1][1].shape[0]  # action dims (Gaussian) or logits (one uniform each)
 
     def forward(self, obs: np.ndarray) -> np.ndarray:
-        """Gaussian mean or categorical logits for ``(B, obs_dim)`` float32 observations, row by row."""
+        """Gaussian mean or logits for ``(B, obs_dim)`` float32 observations, row by row."""
         x = obs[:, None, :]  # (B, 1, obs_dim): B one-row products, each the same call whatever B is
         *hidden, (w_out, b_out) = self.layers
         for w, b in hidden:
@@ -47,7 +74,7 @@ class NumpyActor:
         return out[:, 0, :]
 
     def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
-        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (categorical)."""
+        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (logits)."""
         if self.std is not None:
             return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
         return rng.random((n_steps, self.noise_size))
@@ -57,5 +84,7 @@ class NumpyActor:
         out = self.forward(obs)
         if self.std is not None:
             return out + self.std * noise
+        if self.head is not None:
+            return self.head.act(out, noise)
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
         return np.argmax(out - np.log(-np.log(noise)), axis=-1)

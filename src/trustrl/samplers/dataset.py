@@ -15,12 +15,12 @@ import dataclasses
 import hashlib
 import heapq
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from trustrl.batch import Batch
 from trustrl.datasets.read import OfflineData
+from trustrl.envs.actions import action_layout
 from trustrl.errors import ConfigError
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -116,11 +116,10 @@ def pack(data: OfflineData, obs_norm: ObsNormalizer, reward_scaler: RewardScaler
         heapq.heappush(heap, (length + episodes[i].length, c))
     T = max(length for length, _ in heap)
     obs_dim = episodes[0].observations.shape[1]
-    discrete = isinstance(data.action_space, gym.spaces.Discrete)
-    act_shape = () if discrete else data.action_space.shape
+    act_shape, act_dtype = action_layout(data.action_space)
 
     obs = np.zeros((T, N, obs_dim), np.float32)
-    act = np.zeros((T, N, *act_shape), np.int64 if discrete else np.float32)
+    act = np.zeros((T, N, *act_shape), act_dtype)
     rew = np.zeros((T, N), np.float32)
     term = np.ones((T, N), bool)  # padding: terminated, so no value leaks into real steps
     trunc = np.zeros((T, N), bool)

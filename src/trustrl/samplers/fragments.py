@@ -24,6 +24,7 @@ import numpy as np
 
 from trustrl import envs as envs_mod
 from trustrl.config.sections import EnvConfig
+from trustrl.envs.actions import action_layout
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer
 from trustrl.samplers.actor import NumpyActor
@@ -94,10 +95,10 @@ class FragmentCollector:
         T, n = noise.shape[0], self.n_envs
         obs_dim = self.raw_obs.shape[-1]
         act_space = self.envs.single_action_space
-        discrete = isinstance(act_space, gym.spaces.Discrete)
+        act_shape, act_dtype = action_layout(act_space)
         raw_buf = np.empty((T, n, obs_dim), np.float64)
         obs_buf = np.empty((T, n, obs_dim), np.float32)
-        act_buf = np.empty((T, n, *(() if discrete else act_space.shape)), np.int64 if discrete else np.float32)
+        act_buf = np.empty((T, n, *act_shape), act_dtype)
         rew_buf = np.empty((T, n), np.float64)
         term_buf = np.empty((T, n), bool)
         trunc_buf = np.empty((T, n), bool)
@@ -154,7 +155,8 @@ class FragmentCollector:
         discrete = isinstance(act_space, gym.spaces.Discrete)
         m, K = len(states), (int(act_space.n) if discrete else first.shape[1])
         obs_dim = self.raw_obs.shape[-1]
-        actions = np.empty((m, K, *(() if discrete else act_space.shape)), np.int64 if discrete else np.float32)
+        act_shape, act_dtype = action_layout(act_space)
+        actions = np.empty((m, K, *act_shape), act_dtype)
         rewards = np.zeros((m, K, horizon), np.float64)
         lengths = np.zeros((m, K), np.int64)
         terminated = np.zeros((m, K), bool)

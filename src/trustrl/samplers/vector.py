@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import copy
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from trustrl.batch import Batch
+from trustrl.envs.actions import action_layout
 from trustrl.errors import ConfigError, NonFiniteError
 from trustrl.nets import Policy, numpy_actor
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -62,8 +62,7 @@ class VectorSampler:
         self.device = device
         self.n_envs = self.pool.n_envs
         self.observation_space, self.action_space = self.pool.observation_space, self.pool.action_space
-        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
-        self.act_shape = () if self.discrete else self.action_space.shape
+        self.act_shape = action_layout(self.action_space)[0]
         self.raw_obs = self._reset(seed)
         self.rngs = [copy_rng(seed, i) for i in range(self.n_envs)]
         self.ep_return = np.zeros(self.n_envs)
