@@ -22,7 +22,35 @@ from __future__ import annotations
 import numpy as np
 
 
-class NumpyActor:
+class Actor:
+    """How an acting policy turns its output and pre-drawn noise into actions; :meth:`forward` is the network.
+
+    ``std``: a Gaussian policy's standard deviations (None: categorical, the output is logits);
+    ``noise_size``: action dims (Gaussian) or actions (categorical).
+    """
+
+    std: np.ndarray | None
+    noise_size: int
+
+    def forward(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
+        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (categorical)."""
+        if self.std is not None:
+            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
+        return rng.random((n_steps, self.noise_size))
+
+    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
+        out = self.forward(obs)
+        if self.std is not None:
+            return out + self.std * noise
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
+        return np.argmax(out - np.log(-np.log(noise)), axis=-1)
+
+
+class NumpyActor(Actor):
     """An MLP policy's layers (``(weight (in, out), bias)`` pairs, float32) and its Gaussian std, if any."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], relu: bool, std: np.ndarray | None):
@@ -45,17 +73,3 @@ class NumpyActor:
         out = x @ w_out
         out += b_out
         return out[:, 0, :]
-
-    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
-        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (categorical)."""
-        if self.std is not None:
-            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
-        return rng.random((n_steps, self.noise_size))
-
-    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
-        out = self.forward(obs)
-        if self.std is not None:
-            return out + self.std * noise
-        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
-        return np.argmax(out - np.log(-np.log(noise)), axis=-1)
