@@ -3,6 +3,7 @@
 - ``Dot-v0``: a 12x12 grey uint8 image (HWC) with one bright dot in its left or right half; the action
   that names the half earns 1, the other 0, and every step shows a new dot (8 steps an episode). Only
   the pixels say which action pays: a policy that does not see the dot earns 4 an episode, one that does 8.
+  Its state can be captured, so a resumed run continues exactly.
 - ``DictGoal-v0``: a nested Dict -- a one-hot ``goal`` (Discrete 3), a ``pos`` Box and a 2x2 ``noise``
   matrix under ``extra`` -- where the action equal to ``goal`` earns 1 (8 steps an episode; chance: 8/3).
 - :class:`Downsample`: every ``every``-th pixel of an image observation, for rendered frames (no OpenCV).
@@ -36,6 +37,12 @@ class Dot(gym.Env):
     def step(self, action):
         reward = float(int(action) == self.side)
         return self._image(), reward, False, False, {}
+
+    def snapshot_state(self):
+        return {"side": self.side}
+
+    def restore_state(self, state):
+        self.side = state["side"]
 
 
 class DictGoal(gym.Env):

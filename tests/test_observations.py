@@ -8,9 +8,10 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import observation_envs  # noqa: F401 -- tests/ is on sys.path; importing it registers the envs
 import pytest
 import torch
-from observation_envs import DictGoal, Dot  # noqa: F401 -- tests/ is on sys.path; importing registers the envs
+from continued import assert_extended_is_the_run_in_one_go
 
 import trustrl
 from trustrl.cli import main
@@ -231,13 +232,36 @@ def test_trpo_learns_which_half_of_the_image_holds_the_dot(tmp_path):
     assert agent.act(obs) == agent.act(obs.reshape(-1)) == raw.unwrapped.side  # raw HWC image or flat
 
 
+def dot_run(tmp_path, name, *layout):
+    sets = [IMPORTS, "env.kwargs={channels_first = true}", "run.n_steps=32", "env.n_envs=4", *layout]
+    assert main(["train", "Dot-v0", *[a for s in sets for a in ("--set", s)], "--total-steps", "384", "--quiet",
+                 "--run-dir", str(tmp_path / name)]) == 0
+    return (tmp_path / name / "metrics.csv").read_text()
+
+
 def test_a_channels_first_image_env_trains_in_worker_processes_with_the_numbers_of_one_process(tmp_path):
-    common = ["--set", IMPORTS, "--set", "env.kwargs={channels_first = true}", "--set", "run.n_steps=32",
-              "--set", "env.n_envs=4", "--total-steps", "384", "--quiet"]
-    assert main(["train", "Dot-v0", *common, "--run-dir", str(tmp_path / "one")]) == 0
-    assert main(["train", "Dot-v0", *common, "--set", "run.workers=2", "--run-dir", str(tmp_path / "two")]) == 0
-    one, two = ((tmp_path / name / "metrics.csv").read_text() for name in ("one", "two"))
-    assert len(one.splitlines()) == 4 and one == two
+    one = dot_run(tmp_path, "one")
+    assert len(one.splitlines()) == 4 and dot_run(tmp_path, "two", "run.workers=2") == one
+
+
+@pytest.mark.xdist_group("ray")
+def test_an_image_policy_acts_on_ray_actors_with_the_numbers_of_one_process(tmp_path, ray_cluster):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(observation_envs)  # Ray's workers have no tests/ folder to import from
+    try:
+        def dot():
+            return observation_envs.Dot(channels_first=True)
+
+        sets = ["env.max_episode_steps=8", "run.n_steps=32", "env.n_envs=4"]
+        runs = {name: tmp_path / name for name in ("one", "ray")}
+        trustrl.train(env=dot, overrides=sets, total_steps=384, run_dir=runs["one"], progress=False)
+        trustrl.train(env=dot, overrides=[*sets, 'run.placement="ray"', "run.workers=2"], total_steps=384,
+                      run_dir=runs["ray"], progress=False)
+    finally:
+        cloudpickle.unregister_pickle_by_value(observation_envs)
+    one, ray = ((run / "metrics.csv").read_text() for run in runs.values())
+    assert len(one.splitlines()) == 4 and one == ray
 
 
 # --- Wrappers named in the config --------------------------------------------------------------------------
@@ -296,3 +320,12 @@ def test_a_bad_wrapper_is_one_error_line_and_exit_2(tmp_path, capsys, wrappers, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and words in err[0]
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_image_run_extended_with_resume_is_the_run_in_one_go(tmp_path):
+    common = ["--set", IMPORTS, "--set", "run.n_steps=32", "--set", "env.n_envs=4", "--set", "run.eval_every=256",
+              "--set", "run.eval_episodes=2", "--quiet"]
+    assert main(["train", "Dot-v0", *common, "--total-steps", "512", "--run-dir", str(tmp_path / "whole")]) == 0
+    assert main(["train", "Dot-v0", *common, "--total-steps", "256", "--run-dir", str(tmp_path / "part")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part"), "--total-steps", "512", "--quiet"]) == 0
+    assert_extended_is_the_run_in_one_go(tmp_path / "part", tmp_path / "whole", boundary=256)
