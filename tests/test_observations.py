@@ -19,7 +19,7 @@ from trustrl.config import load as load_config
 from trustrl.encoders import ImageEncoder
 from trustrl.envs import describe_spaces, make_env, make_vec_env
 from trustrl.envs.observations import FlatBox
-from trustrl.errors import ConfigError
+from trustrl.errors import CheckpointError, ConfigError
 from trustrl.nets import CategoricalPolicy, GaussianPolicy, make_critic, make_policy, numpy_actor
 from trustrl.torch_actor import TorchActor
 
@@ -120,6 +120,15 @@ def test_a_dict_observation_env_is_learned_evaluated_and_loaded_and_acts_on_raw_
         obs, *_ = raw_env.step(action)
     batch = [raw_env.reset(seed=s)[0] for s in range(4)]
     np.testing.assert_array_equal(agent.act_batch(batch), [o["goal"] for o in batch])
+
+    spaces = dict(observation_envs.DictGoal.observation_space.spaces)
+    spaces["place"] = spaces.pop("pos")  # the same flat size, the entry under another key
+
+    class Renamed(observation_envs.DictGoal):
+        observation_space = gym.spaces.Dict(spaces)
+
+    with pytest.raises(CheckpointError, match="trained on spaces"):
+        trustrl.load(run, env=Renamed)
 
 
 # --- Image observations ------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ class EnvConfig:
     vectorization: str = "sync"
     """``sync`` steps the copies in this process; ``async`` gives each its own process."""
     norm_obs: bool = True
-    """Normalise observations with one running mean/variance shared by all copies."""
+    """Normalise observations with one running mean/variance shared by all copies (image observations are
+    never normalised: their pixels are scaled to [0, 1] instead)."""
     norm_reward: bool = False
     """Scale rewards by the running std of the discounted return (not its mean)."""
     clip_obs: float = 10.0
