@@ -18,6 +18,7 @@ import torch
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
 from trustrl.envs import describe_spaces, make_env, register_factory
+from trustrl.envs.observations import FlatBox, flatten_observations
 from trustrl.envs.registry import FACTORY_NAMESPACE
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.exporting import DeterministicPolicy
@@ -39,7 +40,9 @@ class Agent:
 
     :meth:`act` takes the env's raw observation: normalising it is done here, with the statistics saved in
     the checkpoint, and Box actions come back clipped to the action bounds -- what the env was sent in
-    training. (Log-probabilities in training are of the unclipped Gaussian draw.)
+    training. (Log-probabilities in training are of the unclipped Gaussian draw.) For an env whose
+    observations trustrl flattens (Dicts, images: :mod:`trustrl.envs.observations`) it takes them raw, as
+    the env gives them, or flat, as the env made by :func:`trustrl.envs.make_env` gives them.
     """
 
     policy: Policy
@@ -47,13 +50,16 @@ class Agent:
     checkpoint: ckpt.Checkpoint | None  # None for a policy still in training
     config: Config
     action_space: gym.Space | None = None  # Box bounds to clip to; None: the env clips
+    observation_space: gym.Space | None = None  # a FlatBox: raw observations are flattened into it
 
     @torch.inference_mode()
     def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of raw observations (first axis: the batch): the mean (Box) or most likely
-        (Discrete, MultiDiscrete, MultiBinary) action, or a draw from the policy with ``deterministic=False``.
-        MultiDiscrete and MultiBinary actions come in the space's own dtype."""
+        """Actions for a batch of raw observations (first axis: the batch; a list of dicts for Dict
+        observations): the mean (Box) or most likely (Discrete, MultiDiscrete, MultiBinary) action, or a draw from
+        the policy with ``deterministic=False``. MultiDiscrete and MultiBinary actions come in the space's own
+        dtype."""
         device = next(self.policy.parameters()).device
+        obs = flatten_observations(self.observation_space, obs)
         x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs))).to(device)
         dist = self.policy(x)
         action = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
@@ -65,6 +71,8 @@ class Agent:
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """The action for one raw observation (see :meth:`act_batch`)."""
+        if isinstance(self.observation_space, FlatBox):
+            return self.act_batch([obs], deterministic)[0]
         return self.act_batch(np.asarray(obs)[None], deterministic)[0]
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -124,7 +132,7 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
         obs_norm = _obs_norm_of(record, probe.observation_space)
     finally:
         probe.close()
-    return Agent(policy, obs_norm, record, config, probe.action_space)
+    return Agent(policy, obs_norm, record, config, probe.action_space, probe.observation_space)
 
 
 def check_compatible(checkpoint: ckpt.Checkpoint, env: gym.Env) -> None:

@@ -16,7 +16,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from trustrl.samplers.actor import BernoulliHead, MultiCategoricalHead, NumpyActor
+from trustrl.encoders import Encoded, image_encoder
+from trustrl.samplers.actor import Actor, BernoulliHead, MultiCategoricalHead, NumpyActor
+from trustrl.torch_actor import TorchActor
 
 if TYPE_CHECKING:
     from trustrl.config.sections import CriticConfig, PolicyConfig
@@ -234,16 +236,30 @@ def mlp(sizes: list[int], activation: str, init: str, out_gain: float) -> MLP:
     return MLP(sizes, activation, init, out_gain)
 
 
-def numpy_actor(policy: "Policy") -> NumpyActor:
-    """A numpy snapshot of ``policy`` for acting (see :mod:`trustrl.samplers.actor`); tests check it against the module."""
+def body(encoder: nn.Module | None, obs_dim: int, sizes: list[int], activation: str, init: str,
+         out_gain: float) -> MLP | Encoded:
+    """The MLP ``[obs_dim, *sizes]`` -- or, with an encoder (images), the MLP ``[encoder.out_dim, *sizes]``
+    after it."""
+    if encoder is None:
+        return mlp([obs_dim, *sizes], activation, init, out_gain)
+    return Encoded(encoder, mlp([encoder.out_dim, *sizes], activation, init, out_gain))
+
+
+def numpy_actor(policy: "Policy") -> Actor:
+    """A numpy snapshot of ``policy`` for acting (see :mod:`trustrl.samplers.actor`); tests check it against the module.
+
+    A policy with an encoder (images) has no numpy mirror: it acts with a copy of its torch network instead
+    (:class:`~trustrl.torch_actor.TorchActor`), with the same noise and sampling rule."""
     net = policy.mean_net if isinstance(policy, GaussianPolicy) else policy.logits_net
+    std = None
+    if isinstance(policy, GaussianPolicy):
+        std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max).exp().cpu().numpy()
+    if not isinstance(net, MLP):
+        return TorchActor(net, std, head=_numpy_head(policy))
     layers = [
         (layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy())
         for layer in net.layers
     ]
-    std = None
-    if isinstance(policy, GaussianPolicy):
-        std = policy.log_std.detach().clamp(policy.log_std_min, policy.log_std_max).exp().cpu().numpy()
     return NumpyActor(layers, relu=net.activation is torch.relu, std=std, head=_numpy_head(policy))
 
 
@@ -304,9 +320,9 @@ def keep_in_bounds(policy: "Policy") -> None:
 class GaussianPolicy(nn.Module):
     """State-dependent mean from an MLP; state-independent log-std, bounded to a range (:func:`bounded_log_std`)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: PolicyConfig):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: PolicyConfig, encoder: nn.Module | None = None):
         super().__init__()
-        self.mean_net = mlp([obs_dim, *cfg.hidden, act_dim], cfg.activation, cfg.init, cfg.out_gain)
+        self.mean_net = body(encoder, obs_dim, [*cfg.hidden, act_dim], cfg.activation, cfg.init, cfg.out_gain)
         self.log_std = nn.Parameter(torch.full((act_dim,), cfg.log_std_init))
         self.log_std_min = cfg.log_std_min
         self.log_std_max = cfg.log_std_max
@@ -317,9 +333,9 @@ class GaussianPolicy(nn.Module):
 
 
 class CategoricalPolicy(nn.Module):
-    def __init__(self, obs_dim: int, n_actions: int, cfg: PolicyConfig):
+    def __init__(self, obs_dim: int, n_actions: int, cfg: PolicyConfig, encoder: nn.Module | None = None):
         super().__init__()
-        self.logits_net = mlp([obs_dim, *cfg.hidden, n_actions], cfg.activation, cfg.init, cfg.out_gain)
+        self.logits_net = body(encoder, obs_dim, [*cfg.hidden, n_actions], cfg.activation, cfg.init, cfg.out_gain)
 
     def forward(self, obs: Tensor) -> Categorical:
         return Categorical(self.logits_net(obs))
@@ -328,8 +344,9 @@ class CategoricalPolicy(nn.Module):
 class MultiCategoricalPolicy(CategoricalPolicy):
     """One logits vector for all coordinates of a MultiDiscrete space: each coordinate's logits side by side."""
 
-    def __init__(self, obs_dim: int, space: gym.spaces.MultiDiscrete, cfg: PolicyConfig):
-        super().__init__(obs_dim, int(space.nvec.sum()), cfg)
+    def __init__(self, obs_dim: int, space: gym.spaces.MultiDiscrete, cfg: PolicyConfig,
+                 encoder: nn.Module | None = None):
+        super().__init__(obs_dim, int(space.nvec.sum()), cfg, encoder)
         self.sizes = tuple(int(n) for n in space.nvec)
         self.start = tuple(int(s) for s in space.start) if space.start.any() else None
 
@@ -350,23 +367,25 @@ Policy = GaussianPolicy | CategoricalPolicy | MultiCategoricalPolicy | Bernoulli
 class ValueNet(nn.Module):
     """V(s): an MLP to one output, returned with shape ``(...,)``."""
 
-    def __init__(self, obs_dim: int, cfg: CriticConfig):
+    def __init__(self, obs_dim: int, cfg: CriticConfig, encoder: nn.Module | None = None):
         super().__init__()
-        self.net = mlp([obs_dim, *cfg.hidden, 1], cfg.activation, cfg.init, out_gain=1.0)
+        self.net = body(encoder, obs_dim, [*cfg.hidden, 1], cfg.activation, cfg.init, out_gain=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.net(obs).squeeze(-1)
 
 
 def make_policy(obs_space: gym.Space, act_space: gym.Space, cfg: PolicyConfig) -> Policy:
+    """The policy for the spaces; image observations get an :class:`~trustrl.encoders.ImageEncoder` first."""
     obs_dim = int(obs_space.shape[0])
+    encoder = image_encoder(obs_space)
     if isinstance(act_space, gym.spaces.Discrete):
-        return CategoricalPolicy(obs_dim, int(act_space.n), cfg)
+        return CategoricalPolicy(obs_dim, int(act_space.n), cfg, encoder)
     if isinstance(act_space, gym.spaces.MultiDiscrete):
-        return MultiCategoricalPolicy(obs_dim, act_space, cfg)
+        return MultiCategoricalPolicy(obs_dim, act_space, cfg, encoder)
     if isinstance(act_space, gym.spaces.MultiBinary):
-        return BernoulliPolicy(obs_dim, int(act_space.shape[0]), cfg)
-    return GaussianPolicy(obs_dim, int(act_space.shape[0]), cfg)
+        return BernoulliPolicy(obs_dim, int(act_space.shape[0]), cfg, encoder)
+    return GaussianPolicy(obs_dim, int(act_space.shape[0]), cfg, encoder)
 
 
 def distribution_of(policy: Policy, params: dict[str, Tensor]) -> Distribution:
@@ -382,4 +401,4 @@ def distribution_of(policy: Policy, params: dict[str, Tensor]) -> Distribution:
 
 
 def make_critic(obs_space: gym.Space, cfg: CriticConfig) -> ValueNet:
-    return ValueNet(int(obs_space.shape[0]), cfg)
+    return ValueNet(int(obs_space.shape[0]), cfg, image_encoder(obs_space))

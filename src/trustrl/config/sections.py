@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from trustrl.config.limits import (MAX_BATCH, MAX_ENVS, MAX_EPISODES, MAX_STEPS, check_device, check_seed, choice,
                                    non_negative, positive, widths)
+from trustrl.envs.named_wrappers import check_wrappers
 from trustrl.envs.registry import check_env_id
 from trustrl.errors import ConfigError
 
@@ -29,7 +31,8 @@ class EnvConfig:
     vectorization: str = "sync"
     """``sync`` steps the copies in this process; ``async`` gives each its own process."""
     norm_obs: bool = True
-    """Normalise observations with one running mean/variance shared by all copies."""
+    """Normalise observations with one running mean/variance shared by all copies (image observations are
+    never normalised: their pixels are scaled to [0, 1] instead)."""
     norm_reward: bool = False
     """Scale rewards by the running std of the discounted return (not its mean)."""
     clip_obs: float = 10.0
@@ -43,9 +46,14 @@ class EnvConfig:
     imports: tuple[str, ...] = ()
     """Modules imported before the env is made, e.g. ``["mypkg.envs"]``, whose import registers the env's id
     with gymnasium. Saved with the run, so eval, video and --resume import them too."""
+    wrappers: tuple[Any, ...] = ()
+    """gymnasium wrappers put on every env copy, innermost first: ``"module:Wrapper"`` or
+    ``{wrapper = "module:Wrapper", kwargs = {...}}`` (e.g. ``["gymnasium.wrappers:FlattenObservation"]``).
+    Their modules are imported as ``imports`` are; saved with the run, so eval, video and --resume use them."""
 
     def validate(self) -> None:
         check_env_id(self.id, self.imports)
+        check_wrappers(self.wrappers)
         positive("env.n_envs", self.n_envs, MAX_ENVS)
         choice("env.vectorization", self.vectorization, ("sync", "async"))
         positive("env.clip_obs", self.clip_obs)

@@ -14,6 +14,8 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from trustrl.envs.actions import check_action_space, describe_action_space
+from trustrl.envs.named_wrappers import apply_wrappers
+from trustrl.envs.observations import FlatBox, describe_source, flatten_if_structured
 from trustrl.envs.registry import registered_id
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds, clip_if_box
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
-    """One env (for evaluation and video), with the same time limit as training."""
+    """One env (for evaluation and video), with the same time limit, wrappers and flattening as training."""
     env_id = registered_id(cfg.id, cfg.imports)
     kwargs: dict[str, Any] = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
@@ -35,6 +37,7 @@ def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
         env = gym.make(env_id, **kwargs)
     except (gym.error.Error, TypeError, ImportError) as exc:
         raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
+    env = prepared(env, cfg)
     check_spaces(env.observation_space, env.action_space, cfg.id)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
@@ -48,7 +51,8 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
     final observation of an episode arrives in ``info["final_obs"]`` -- the
     one a truncated step must bootstrap from. ``sync`` uses trustrl's own
     :class:`SyncVecEnv` (no per-step info merging); ``async`` uses gymnasium's
-    AsyncVectorEnv with shared memory, one process per copy.
+    AsyncVectorEnv with shared memory, one process per copy. Each copy gets the config's wrappers and
+    flat observations (:func:`prepared`).
     """
     env_id = registered_id(cfg.id, cfg.imports)
     kwargs: dict[str, Any] = dict(cfg.kwargs)
@@ -56,14 +60,14 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     try:
         if cfg.vectorization == "sync":
-            envs = SyncVecEnv([gym.make(env_id, **kwargs) for _ in range(cfg.n_envs)])
+            envs = SyncVecEnv([prepared(gym.make(env_id, **kwargs), cfg) for _ in range(cfg.n_envs)])
         else:
             envs = gym.make_vec(
                 env_id,
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[clip_if_box],
+                wrappers=[lambda env: prepared(env, cfg), clip_if_box],
                 **kwargs,
             )
     except (gym.error.Error, TypeError, ImportError) as exc:
@@ -72,13 +76,26 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
     return envs
 
 
+def prepared(env: gym.Env, cfg: EnvConfig) -> gym.Env:
+    """A freshly made env inside the config's wrappers (``env.wrappers``, in order), then with its observations
+    flattened if they are not a flat Box already (:mod:`trustrl.envs.observations`); a flat-Box env with no
+    wrappers named is returned as it is."""
+    return flatten_if_structured(apply_wrappers(env, cfg.wrappers))
+
+
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str) -> None:
-    """trustrl's policies handle flat Box observations and the actions of :mod:`trustrl.envs.actions`."""
+    """trustrl's policies handle flat Box observations (envs flatten others when made) and the actions of
+    :mod:`trustrl.envs.actions`."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ConfigError(f"{env_id}: observations must be a flat Box, got {obs_space}")
     check_action_space(act_space, env_id)
 
 
 def describe_spaces(obs_space: gym.Space, act_space: gym.Space) -> dict[str, Any]:
-    """A JSON-able fingerprint of the spaces, stored in checkpoints and compared on load."""
-    return {"obs_shape": list(obs_space.shape), "action": describe_action_space(act_space)}
+    """A JSON-able fingerprint of the spaces, stored in checkpoints and compared on load; flattened
+    observations add the structure they came from (keys and shapes)."""
+    out: dict[str, Any] = {"obs_shape": list(obs_space.shape)}
+    if isinstance(obs_space, FlatBox):
+        out["obs_source"] = describe_source(obs_space.source)
+    out["action"] = describe_action_space(act_space)
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trustrl.envs.observations import FlattenStructured
 from trustrl.envs.wrappers import ClipToBounds
 from trustrl.errors import ConfigError
 
@@ -78,8 +79,9 @@ _RENDER_FIELDS = frozenset(
 )
 _SEEDABLE_BIT_GENERATORS = ("PCG64", "PCG64DXSM")
 _JSON_DTYPE_KINDS = "biuf"
-_KNOWN_WRAPPERS = (ClipToBounds, gym.wrappers.PassiveEnvChecker, gym.wrappers.OrderEnforcing, gym.wrappers.TimeLimit)
-"""Wrappers :func:`snapshot` accepts: ClipToBounds is stateless, PassiveEnvChecker's flags
+_KNOWN_WRAPPERS = (ClipToBounds, FlattenStructured, gym.wrappers.PassiveEnvChecker, gym.wrappers.OrderEnforcing,
+                   gym.wrappers.TimeLimit)
+"""Wrappers :func:`snapshot` accepts: ClipToBounds and FlattenStructured are stateless, PassiveEnvChecker's flags
 only gate one-time API warnings (restore marks them done), OrderEnforcing and TimeLimit
 keep one field each."""
 

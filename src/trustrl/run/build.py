@@ -12,6 +12,7 @@ from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.envs import make_env
+from trustrl.envs.observations import image_layout
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer, RewardScaler
 from trustrl.run.evaluation import Evaluator
@@ -36,7 +37,7 @@ def online(cfg: Config, policy_factory, log) -> Parts:
         policy, critic, generator = policy_factory(obs_space, act_space)
         sampler = trunk = VectorSampler(
             pool,
-            ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+            obs_normalizer(obs_space, cfg),
             RewardScaler(cfg.env.n_envs, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
             cfg.run.n_steps,
             cfg.run.seed,
@@ -64,6 +65,14 @@ def online(cfg: Config, policy_factory, log) -> Parts:
     )  # fmt: skip
 
 
+def obs_normalizer(obs_space, cfg: Config) -> ObsNormalizer:
+    """The running observation normaliser -- off for images, whose encoder scales the pixels to [0, 1]
+    instead (:mod:`trustrl.encoders`): it keeps no per-pixel statistics, whatever ``env.norm_obs`` says."""
+    if image_layout(obs_space) is not None:
+        return ObsNormalizer((), enabled=False, clip=cfg.env.clip_obs)
+    return ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs)
+
+
 def check_can_branch(pool) -> None:
     """Vine sampling restores env copies to branch from them: an env whose state cannot be captured is refused
     here, before anything is written."""
@@ -84,7 +93,7 @@ def offline(cfg: Config, policy_factory, log) -> Parts:
     policy, critic, generator = policy_factory(obs_space, act_space)
     sampler = DatasetSampler(
         data,
-        ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs),
+        obs_normalizer(obs_space, cfg),
         RewardScaler(1, cfg.algo.gamma, cfg.env.norm_reward, cfg.env.clip_reward),
         columns=64,
         device=cfg.run.device,

@@ -43,12 +43,40 @@ class BernoulliHead:
         return (noise < probs).astype(np.int8)
 
 
-class NumpyActor:
-    """An MLP policy's layers (``(weight (in, out), bias)`` pairs, float32) and its Gaussian std, if any.
+class Actor:
+    """How an acting policy turns its output and pre-drawn noise into actions; :meth:`forward` is the network.
 
-    ``head``: how the logits of a MultiDiscrete or MultiBinary policy become actions; None for the
-    Gaussian (``std``) and the categorical of a Discrete space.
+    ``std``: a Gaussian policy's standard deviations (None: the output is logits); ``head``: how the logits
+    of a MultiDiscrete or MultiBinary policy become actions (None: a Gaussian, or the categorical of a
+    Discrete space); ``noise_size``: action dims (Gaussian) or logits (one uniform each).
     """
+
+    std: np.ndarray | None
+    head: MultiCategoricalHead | BernoulliHead | None = None
+    noise_size: int
+
+    def forward(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
+        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (logits)."""
+        if self.std is not None:
+            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
+        return rng.random((n_steps, self.noise_size))
+
+    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
+        out = self.forward(obs)
+        if self.std is not None:
+            return out + self.std * noise
+        if self.head is not None:
+            return self.head.act(out, noise)
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
+        return np.argmax(out - np.log(-np.log(noise)), axis=-1)
+
+
+class NumpyActor(Actor):
+    """An MLP policy's layers (``(weight (in, out), bias)`` pairs, float32), its Gaussian std and its head, if any."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], relu: bool, std: np.ndarray | None,
                  head: MultiCategoricalHead | BernoulliHead | None = None):
@@ -72,19 +100,3 @@ class NumpyActor:
         out = x @ w_out
         out += b_out
         return out[:, 0, :]
-
-    def draw_noise(self, rng: np.random.Generator, n_steps: int) -> np.ndarray:
-        """``(n_steps, noise_size)`` noise for one env copy: standard normals (Gaussian) or uniforms (logits)."""
-        if self.std is not None:
-            return rng.standard_normal((n_steps, self.noise_size), dtype=np.float32)
-        return rng.random((n_steps, self.noise_size))
-
-    def act(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Sample actions for ``(B, obs_dim)`` observations given ``(B, noise_size)`` noise from :meth:`draw_noise`."""
-        out = self.forward(obs)
-        if self.std is not None:
-            return out + self.std * noise
-        if self.head is not None:
-            return self.head.act(out, noise)
-        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits).
-        return np.argmax(out - np.log(-np.log(noise)), axis=-1)

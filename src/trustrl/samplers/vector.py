@@ -231,8 +231,8 @@ class VectorSampler:
         if (state.get("kind") != "vector" or len(state["rngs"]) != N
                 or np.shape(state["raw_obs"]) != obs_shape or np.shape(state["reward_returns"]) != (N,)
                 or np.shape(state["ep_return"]) != (N,) or np.shape(state["ep_length"]) != (N,)
-                or np.shape(state["obs_norm"]["mean"]) != obs_shape[1:]
-                or np.shape(state["obs_norm"]["var"]) != obs_shape[1:]
+                or np.shape(state["obs_norm"]["mean"]) != self.obs_norm.rms.mean.shape
+                or np.shape(state["obs_norm"]["var"]) != self.obs_norm.rms.mean.shape
                 or (state.get("envs") is not None and len(state["envs"]) != N)):
             raise ConfigError("the checkpoint's sampler state does not match this run's env copies")
         self.total_steps = int(state["total_steps"])
