@@ -26,6 +26,7 @@ from typing import Sequence
 
 from trustrl import config as config_mod
 from trustrl.agent import Agent, EnvFactory, EnvSpec, load
+from trustrl.callbacks import Callback
 from trustrl.config import Config
 from trustrl.envs.registry import check_env_id, register_factory
 from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult, evaluate_agent
@@ -49,6 +50,7 @@ def train(
     overwrite: bool = False,
     progress: bool | float = True,
     command: Sequence[str] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train a policy and write its run directory; returns what ``trustrl train`` prints.
 
@@ -57,13 +59,15 @@ def train(
     sets it) the policy learns from that Minari dataset, otherwise in the env. ``run_dir`` defaults to
     ``runs/<name>-s<seed>-<time>``; ``overwrite`` replaces a run already there. ``progress``: a bar on a
     terminal, else a line every 30 s; a number of seconds sets that interval; False: nothing.
-    ``command`` is what ``command.txt`` records (default: this process's command line).
+    ``command`` is what ``command.txt`` records (default: this process's command line). ``callbacks``: each
+    is called after every update and may stop the run (:mod:`trustrl.callbacks`).
     """
     cfg = build_config(config, env=env, algo=algo, seed=seed, total_steps=total_steps, epochs=epochs,
                        offline=offline, overrides=overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command))
+    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command),
+                  callbacks=_callbacks(callbacks))
 
 
 def resume(
@@ -73,6 +77,8 @@ def resume(
     epochs: int | None = None,
     layout: Sequence[str] = (),
     env_kwargs: dict | None = None,
+    env: EnvFactory | None = None,
+    callbacks: Sequence[Callback] = (),
     progress: bool | float = True,
     command: Sequence[str] | None = None,
 ) -> TrainResult:
@@ -81,11 +87,16 @@ def resume(
     ``total_steps`` (online) or ``epochs`` (offline) extends it. ``layout``: ``"run.workers=4"``,
     ``"run.placement=ray"`` or ``"run.worker_cpus=0.5"`` strings, which move the env copies elsewhere and
     change no number. ``env_kwargs``: a saved env kwarg that names a file is used only when given here
-    again, with the same value. Where the env's state could be saved the continuation is bit-for-bit the
-    run that never stopped; otherwise a note says it continues with fresh episodes.
+    again, with the same value. ``env``: for a run whose env a function made, that function again (the run
+    cannot be resumed without it in a process that has not registered it). ``callbacks``: as for
+    :func:`train`. Where the env's state could be saved the continuation is bit-for-bit the run that never
+    stopped; otherwise a note says it continues with fresh episodes.
     """
+    if env is not None and (isinstance(env, str) or not callable(env)):
+        raise TrustrlError(f"resume keeps the run's env: env= takes only the function that made it, not {env!r}")
     return _resume(run_dir, total_steps=_integer("total_steps", total_steps), epochs=_integer("epochs", epochs),
-                   layout=list(layout), env_kwargs=env_kwargs, progress=progress, command=_command(command))
+                   layout=list(layout), env_kwargs=env_kwargs, env=env, callbacks=_callbacks(callbacks),
+                   progress=progress, command=_command(command))
 
 
 def evaluate(
@@ -196,6 +207,18 @@ def _integer(key: str, value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     return int(value)
+
+
+def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    """The callbacks as a list, each checked to be callable (a bad one fails before the run starts)."""
+    if callable(callbacks):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TrustrlError(f"callbacks must be a list of functions, got {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not callable(callback):
+            raise TrustrlError(f"a callback must be a function of (step, metrics, agent), got {callback!r}")
+    return list(callbacks)
 
 
 def _command(command: Sequence[str] | None) -> list[str]:

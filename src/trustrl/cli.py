@@ -186,7 +186,8 @@ def _add_config(sub) -> None:
 
 
 def _add_checkpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    p.add_argument("--checkpoint", default="last", metavar="{last,best,step-N}",
+                   help="which checkpoint: last (default), best, or step-N, a copy kept at step N")
 
 
 def _add_stochastic(p: argparse.ArgumentParser) -> None:

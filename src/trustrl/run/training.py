@@ -15,14 +15,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from trustrl import checkpoint
-from trustrl.agent import check_compatible_spaces
+from trustrl.agent import EnvFactory, check_compatible_spaces
+from trustrl.callbacks import Callback
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.envs import describe_spaces
+from trustrl.envs.registry import is_factory_id, register_again
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
 from trustrl.nets import make_critic, make_policy
 from trustrl.run.build import Builder, offline, online
@@ -46,6 +48,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     name: str = ""  # the config name
     extra: dict = field(default_factory=dict)  # offline: dataset, episodes, transitions, behaviour return and source
+    stopped_by_callback: bool = False  # a callback ended the run before its length (``steps`` is where)
 
 
 def train(
@@ -56,19 +59,18 @@ def train(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``cfg``'s algorithm on its env; ``cfg.offline.dataset`` set trains from that dataset instead.
 
-    ``observer(step, metrics)`` sees every metrics.csv row as it is written; an exception it raises ends the
-    run there (its checkpoints stay as written).
+    ``callbacks`` see each update's metrics row and may stop the run (:mod:`trustrl.callbacks`).
     """
     if cfg.offline.dataset:
         return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log,
-                             observer=observer)
+                             callbacks=callbacks)
     cfg.validate()
     return _execute(cfg, Path(run_dir), online, overwrite=overwrite, progress=progress, command=command, log=log,
-                    observer=observer)
+                    callbacks=callbacks)
 
 
 def train_offline(
@@ -80,7 +82,7 @@ def train_offline(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``cfg``'s policy from a Minari dataset (``dataset``, default ``cfg.offline.dataset``) with offline TRPO.
 
@@ -94,7 +96,7 @@ def train_offline(
     if not cfg.offline.dataset:
         raise TrustrlError("offline training needs a dataset: --offline ID (or offline.dataset in the config)")
     return _execute(cfg, Path(run_dir), offline, overwrite=overwrite, progress=progress, command=command, log=log,
-                    observer=observer)
+                    callbacks=callbacks)
 
 
 def resume(
@@ -107,11 +109,14 @@ def resume(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     env_kwargs: dict | None = None,
+    env: EnvFactory | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Continue a stopped (or killed) run from its ``last`` checkpoint, to ``total_steps`` (or ``epochs``).
 
     ``env_kwargs``: a saved env kwarg that names a file is used only when passed here again, with the
-    same value (the run's config does not change on resume).
+    same value (the run's config does not change on resume). ``env``: for a run whose env a Python function
+    made (``trustrl-factory/<name>``), that function again.
 
     Where the env's state could be captured the continuation is bit-for-bit
     the run that never stopped; otherwise it continues with fresh episodes and
@@ -131,6 +136,8 @@ def resume(
         if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
                 or not (ckpt.path.parent.parent / "config.toml").is_file()):
             raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
+        if env is not None:
+            _register_env_again(ckpt, env)
         cfg = _resumed_config(ckpt, total_steps, epochs, layout, env_kwargs or {})
     except BaseException:
         if lock is not None:
@@ -141,7 +148,17 @@ def resume(
         lock.release()
         lock = None
     build = offline if cfg.offline.dataset else online
-    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock)
+    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock,
+                    callbacks=callbacks)
+
+
+def _register_env_again(ckpt: checkpoint.Checkpoint, env: EnvFactory) -> None:
+    """The function that made the run's env, registered again under the id its config records."""
+    recorded = ckpt.config.get("env", {}).get("id") if isinstance(ckpt.config.get("env"), dict) else None
+    if not is_factory_id(recorded):
+        raise TrustrlError(f"env= gives again the Python function that made a run's env; the run of {ckpt.path} "
+                           f"was trained on {recorded!r}, which it makes by itself: resume it without env=")
+    register_again(env, recorded)
 
 
 def _resumed_config(ckpt: checkpoint.Checkpoint, total_steps: int | None, epochs: int | None,
@@ -196,7 +213,7 @@ def _execute(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     lock: RunLock | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Build the parts, take the run directory (its lock held throughout), run the loop, close everything."""
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -244,11 +261,11 @@ def _execute(
         writer = RunWriter(
             run_dir, cfg, spaces, parts.planned_steps, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
-            on_checkpoint=replacement.commit if replacement is not None else None, observer=observer,
+            on_checkpoint=replacement.commit if replacement is not None else None,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:
-            state = run(parts, state, writer)
+            stopped_at = run(parts, state, writer, callbacks)
         finally:
             seconds = time.perf_counter() - started
             writer.close()
@@ -266,9 +283,9 @@ def _execute(
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan
     return TrainResult(
-        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps, updates=state.update, seconds=seconds,
-        best_return=best, last_return=recent, eval_initial=state.eval_initial, eval_last=state.eval_last,
-        notes=parts.notes, extra=extra,
+        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps if stopped_at is None else stopped_at,
+        updates=state.update, seconds=seconds, best_return=best, last_return=recent, eval_initial=state.eval_initial,
+        eval_last=state.eval_last, notes=parts.notes, extra=extra, stopped_by_callback=stopped_at is not None,
     )  # fmt: skip
 
 
