@@ -45,6 +45,7 @@ def train(
     total_steps: int | None = None,
     epochs: int | None = None,
     offline: str | Path | None = None,
+    init_from: str | Path | None = None,
     overrides: Sequence[str] = (),
     run_dir: str | Path | None = None,
     overwrite: bool = False,
@@ -55,7 +56,7 @@ def train(
     """Train a policy and write its run directory; returns what ``trustrl train`` prints.
 
     The config is made by :func:`build_config` from ``config``, ``env``, ``algo``, ``seed``,
-    ``total_steps``, ``epochs``, ``offline`` and ``overrides``. With ``offline.dataset`` set (``offline``
+    ``total_steps``, ``epochs``, ``offline``, ``init_from`` and ``overrides``. With ``offline.dataset`` set (``offline``
     sets it) the policy learns from that Minari dataset, otherwise in the env. ``run_dir`` defaults to
     ``runs/<name>-s<seed>-<time>``; ``overwrite`` replaces a run already there. ``progress``: a bar on a
     terminal, else a line every 30 s; a number of seconds sets that interval; False: nothing.
@@ -63,7 +64,7 @@ def train(
     is called after every update and may stop the run (:mod:`trustrl.callbacks`).
     """
     cfg = build_config(config, env=env, algo=algo, seed=seed, total_steps=total_steps, epochs=epochs,
-                       offline=offline, overrides=overrides)
+                       offline=offline, init_from=init_from, overrides=overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command),
@@ -133,6 +134,7 @@ def build_config(
     total_steps: int | None = None,
     epochs: int | None = None,
     offline: str | Path | None = None,
+    init_from: str | Path | None = None,
     overrides: Sequence[str] = (),
 ) -> Config:
     """The validated config :func:`train` would run.
@@ -141,7 +143,8 @@ def build_config(
     ``env``; a Config given is not changed). ``env`` replaces the config's env: an id, or a function that
     makes the env. ``overrides`` are ``"section.key=value"`` strings, as ``--set`` takes them; ``seed``,
     ``total_steps``, ``epochs`` (passes over a dataset) and ``offline`` (a Minari dataset id or path) are
-    set over them.
+    set over them. ``init_from`` (``"runs/x"``, ``"runs/x:best"``, ``"runs/x:step-N"``) starts the new run from
+    that checkpoint's policy (``run.init_from``).
     """
     env_id = _register(env) if env is not None else None
     cfg = _resolve(config, env_id, algo, list(overrides))
@@ -153,6 +156,11 @@ def build_config(
         cfg.offline.epochs = _integer("offline.epochs", epochs)
     if offline is not None:
         cfg.offline.dataset = str(offline)
+    if init_from is not None:
+        if not isinstance(init_from, (str, Path)):
+            raise ConfigError(f"init_from must be a run directory (optionally with :last, :best or :step-N), "
+                              f"got {init_from!r}")
+        cfg.run.init_from = str(init_from)
     cfg.validate()
     if epochs is not None and not cfg.offline.dataset:
         raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
