@@ -8,11 +8,18 @@
     print(trustrl.evaluate(agent, episodes=10).mean_return)
     trustrl.train(my_config, env=lambda: MyEnv(level=3))   # an env of your own, made by a function
     trustrl.resume("runs/c0", total_steps=100_000)          # the same run, carried on
+    trustrl.train("cartpole-ppo", init_from="runs/c0:best")  # a new run from that run's policy
+    trustrl.train("cartpole-trpo", callbacks=[StopAtReturn(475.0), SaveEvery(10_000)])  # trustrl.callbacks
 
 An env is named as the command line names it -- a gymnasium id, ``module:Id``
 -- or given as a function that makes one. The run's config records the id a
-function was registered under (``trustrl-factory/<name>``), so loading that run
-in another process needs the same function again (``load(run, env=make)``).
+function was registered under (``trustrl-factory/<name>``), so loading or
+resuming that run in another process needs the same function again
+(``load(run, env=make)``, ``resume(run, env=make)``).
+
+A callback is called after each update with the step, the metrics row just written and the agent as it is
+now; a truthy return stops the run, which is then saved, evaluated and resumable as if it had ended there
+(:mod:`trustrl.callbacks`).
 """
 
 from __future__ import annotations
