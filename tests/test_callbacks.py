@@ -118,6 +118,11 @@ def test_stop_at_return_on_a_column_the_run_does_not_record_is_an_error(tmp_path
     result = _train(tmp_path / "t", total_steps=4096, overrides=["run.eval_every=0"],
                     callbacks=[StopAtReturn(0.0, column="episode_return_mean")])
     assert result.stopped_by_callback and result.steps == 512
+    agents = []
+    _train(tmp_path / "k", total_steps=512, callbacks=[lambda step, metrics, agent: agents.append(agent)])
+    with pytest.raises(trustrl.TrustrlError, match="this agent's update is over"):
+        agents[0].keep()  # a copy kept later would hold a policy of another update
+    assert not list((tmp_path / "k" / "checkpoints").glob("step-*"))
     with pytest.raises(trustrl.TrustrlError, match="a number to stop at"):
         StopAtReturn("high")
     with pytest.raises(trustrl.TrustrlError, match="positive whole number of steps"):

@@ -38,7 +38,8 @@ class TrainingAgent(Agent):
         ``checkpoints/`` folder, ``N`` the step; returns that name, which ``trustrl.load(run, checkpoint=...)``,
         ``trustrl eval --checkpoint`` and ``--init-from RUN:step-<N>`` take."""
         if self.keep_copy is None:
-            raise ConfigError("this agent is not part of a run in training: there is no run directory to keep it in")
+            raise ConfigError("keep() saves the policy of the update a callback is called for, during that call; "
+                              "this agent's update is over (or it is not part of a run in training)")
         return self.keep_copy()
 
 

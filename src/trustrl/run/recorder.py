@@ -219,6 +219,8 @@ class Recorder:
         except BaseException:
             self._save_last(done)
             raise
+        finally:
+            agent.keep_copy = None  # a copy kept later would not be of this update
         return stop
 
     def _save_last(self, done: Pending) -> None:
