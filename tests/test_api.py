@@ -121,6 +121,32 @@ def test_an_env_function_trains_in_worker_processes_and_its_run_loads_with_it_ag
     assert other.env == "line_env:Line-v0" and other.episodes == 3
 
 
+def test_a_run_of_an_env_function_resumes_from_python_with_the_function_again(tmp_path):
+    cfg = trustrl.load_config("pendulum-trpo", ["env.max_episode_steps=40", "run.n_steps=64", "run.eval_every=512",
+                                                "run.eval_episodes=2", "algo.max_kl_schedule=constant"])
+    trustrl.train(cfg, env=make_line, total_steps=2048, run_dir=tmp_path / "whole", progress=False)
+    trustrl.train(cfg, env=make_line, total_steps=1280, run_dir=tmp_path / "part", progress=False)
+    recorded = tomllib.loads((tmp_path / "part" / "config.toml").read_text())["env"]["id"]
+    assert recorded == "trustrl-factory/make_line"
+    del gym.registry[recorded]  # as in another process, which has not registered the function
+    del envs_mod._FACTORIES[recorded]
+    before = {p: p.read_bytes() for p in (tmp_path / "part").rglob("*") if p.is_file()}
+    with pytest.raises(trustrl.TrustrlError, match=r"was made by a Python function.*trustrl.resume\(run, env=make_env\)"):
+        trustrl.resume(tmp_path / "part", total_steps=2048, progress=False)
+    with pytest.raises(trustrl.TrustrlError, match="takes only the function that made it"):
+        trustrl.resume(tmp_path / "part", total_steps=2048, env="line_env:Line-v0", progress=False)
+    assert {p: p.read_bytes() for p in (tmp_path / "part").rglob("*") if p.is_file()} == before
+    result = trustrl.resume(tmp_path / "part", total_steps=2048, env=make_line, progress=False)
+    assert result.steps == 2048 and result.notes == []
+    assert_extended_is_the_run_in_one_go(tmp_path / "part", tmp_path / "whole", 1280)
+
+
+def test_env_for_resume_is_only_for_a_run_whose_env_a_function_made(tmp_path):
+    trustrl.train("cartpole-trpo", total_steps=512, run_dir=tmp_path / "c", progress=False)
+    with pytest.raises(trustrl.TrustrlError, match="trained on 'CartPole-v1', which it makes by itself"):
+        trustrl.resume(tmp_path / "c", total_steps=1024, env=make_line, progress=False)
+
+
 def test_an_env_instance_is_refused_with_the_fix():
     with pytest.raises(trustrl.TrustrlError, match="a function that makes a new env"):
         trustrl.train("cartpole-trpo", env=gym.make("CartPole-v1"), run_dir="never-written")
@@ -145,7 +171,7 @@ def test_train_api_refuses_bad_arguments(tmp_path):
         trustrl.train()
     with pytest.raises(trustrl.TrustrlError, match="cannot be switched to ppo"):
         trustrl.train(trustrl.load_config("cartpole-trpo"), algo="ppo", run_dir=tmp_path / "x")
-    with pytest.raises(trustrl.TrustrlError, match="checkpoint must be one of last, best"):
+    with pytest.raises(trustrl.TrustrlError, match="unknown checkpoint .first.; choose from best, last or step-<N>"):
         trustrl.load(tmp_path, checkpoint="first")
 
 

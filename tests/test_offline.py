@@ -260,3 +260,23 @@ def test_offline_trpo_follows_the_max_kl_schedule_over_its_epochs(medium, minari
     assert len(rows) == 4
     for row in rows:
         assert float(row["kl"]) <= 0.02 * (1 - (int(row["update"]) - 1) / 4) * (1 + 1e-6), row
+
+
+def test_an_offline_run_stopped_by_a_callback_resumes_into_the_run_in_one_go(medium, tmp_path):
+    from continued import rows, weights
+
+    from trustrl.run import resume
+
+    common = ["offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2",
+              "offline.minibatch=1024", "offline.eval_every=3", "offline.epochs=4"]
+    quiet = dict(progress=False, log=lambda msg: None)
+    train_offline(config.load("cartpole-trpo", common), tmp_path / "whole", dataset=medium, **quiet)
+    n = read_dataset(medium).n_steps
+    result = train_offline(config.load("cartpole-trpo", common), tmp_path / "split", dataset=medium, **quiet,
+                           callbacks=[lambda step, metrics, agent: metrics["update"] == 2])
+    assert result.stopped_by_callback and result.steps == 2 * n and result.updates == 2
+    stop_rows = [r for r in rows(tmp_path / "split") if r["step"] == str(2 * n)]
+    assert len(stop_rows) == 2 and stop_rows[1]["eval_return_mean"] != "nan"  # the stopped policy, evaluated
+    resume(tmp_path / "split", **quiet)
+    assert [r for r in rows(tmp_path / "split") if r != stop_rows[1]] == rows(tmp_path / "whole")
+    assert weights(tmp_path / "split", "last") == weights(tmp_path / "whole", "last")

@@ -17,9 +17,9 @@ import torch
 
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
-from trustrl.envs import describe_spaces, make_env, register_factory
+from trustrl.envs import describe_spaces, make_env
 from trustrl.envs.observations import FlatBox, flatten_observations
-from trustrl.envs.registry import FACTORY_NAMESPACE
+from trustrl.envs.registry import register_again
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.exporting import DeterministicPolicy
 from trustrl.nets import Policy, make_policy
@@ -111,19 +111,16 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
          env_kwargs: dict | None = None) -> Agent:
     """The policy of a run's ``last`` or ``best`` checkpoint, ready to act (see :class:`Agent`).
 
+    ``checkpoint``: ``last``, ``best`` or a copy kept at step N, ``step-<N>`` (:mod:`trustrl.callbacks`).
     ``run`` is a run directory or a ``checkpoints/<tag>.json`` file. ``env``: another env to act in (its
     spaces must match), or -- for a run whose env a function made -- that function again. ``env_kwargs``:
     over the saved ones; a saved kwarg that names a file is used only when given here again (a run
     directory is data, and chooses no file for the env to read; :func:`trustrl.config.accept_env_kwargs`).
     """
-    if checkpoint not in TAGS:
-        raise TrustrlError(f"checkpoint must be one of {', '.join(TAGS)}, got {checkpoint!r}")
+    ckpt.check_tag(checkpoint)
     record = ckpt.load(run, checkpoint)
     if env is not None and not isinstance(env, str):  # the function that made the run's env keeps its id
-        recorded = record.config.get("env", {}).get("id", "")
-        prefix = FACTORY_NAMESPACE + "/"
-        name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
-        env = register_factory(env, name)
+        env = register_again(env, record.config.get("env", {}).get("id", ""))
     config = _config_of(record, env, env_kwargs or {})
     probe = make_env(config.env)
     try:

@@ -9,11 +9,18 @@
     trustrl.export("runs/c0", "policy.onnx", format="onnx")   # the deterministic policy, normaliser inside
     trustrl.train(my_config, env=lambda: MyEnv(level=3))   # an env of your own, made by a function
     trustrl.resume("runs/c0", total_steps=100_000)          # the same run, carried on
+    trustrl.train("cartpole-ppo", init_from="runs/c0:best")  # a new run from that run's policy
+    trustrl.train("cartpole-trpo", callbacks=[StopAtReturn(475.0), SaveEvery(10_000)])  # trustrl.callbacks
 
 An env is named as the command line names it -- a gymnasium id, ``module:Id``
 -- or given as a function that makes one. The run's config records the id a
-function was registered under (``trustrl-factory/<name>``), so loading that run
-in another process needs the same function again (``load(run, env=make)``).
+function was registered under (``trustrl-factory/<name>``), so loading or
+resuming that run in another process needs the same function again
+(``load(run, env=make)``, ``resume(run, env=make)``).
+
+A callback is called after each update with the step, the metrics row just written and the agent as it is
+now; a truthy return stops the run, which is then saved, evaluated and resumable as if it had ended there
+(:mod:`trustrl.callbacks`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Sequence
 
 from trustrl import config as config_mod
 from trustrl.agent import Agent, EnvFactory, EnvSpec, load
+from trustrl.callbacks import Callback
 from trustrl.config import Config
 from trustrl.envs.registry import check_env_id, register_factory
 from trustrl.episodes import DEFAULT_EVAL_SEED, EvalResult, evaluate_agent
@@ -46,26 +54,30 @@ def train(
     total_steps: int | None = None,
     epochs: int | None = None,
     offline: str | Path | None = None,
+    init_from: str | Path | None = None,
     overrides: Sequence[str] = (),
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool | float = True,
     command: Sequence[str] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train a policy and write its run directory; returns what ``trustrl train`` prints.
 
     The config is made by :func:`build_config` from ``config``, ``env``, ``algo``, ``seed``,
-    ``total_steps``, ``epochs``, ``offline`` and ``overrides``. With ``offline.dataset`` set (``offline``
+    ``total_steps``, ``epochs``, ``offline``, ``init_from`` and ``overrides``. With ``offline.dataset`` set (``offline``
     sets it) the policy learns from that Minari dataset, otherwise in the env. ``run_dir`` defaults to
     ``runs/<name>-s<seed>-<time>``; ``overwrite`` replaces a run already there. ``progress``: a bar on a
     terminal, else a line every 30 s; a number of seconds sets that interval; False: nothing.
-    ``command`` is what ``command.txt`` records (default: this process's command line).
+    ``command`` is what ``command.txt`` records (default: this process's command line). ``callbacks``: each
+    is called after every update and may stop the run (:mod:`trustrl.callbacks`).
     """
     cfg = build_config(config, env=env, algo=algo, seed=seed, total_steps=total_steps, epochs=epochs,
-                       offline=offline, overrides=overrides)
+                       offline=offline, init_from=init_from, overrides=overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command))
+    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command),
+                  callbacks=_callbacks(callbacks))
 
 
 def resume(
@@ -75,6 +87,8 @@ def resume(
     epochs: int | None = None,
     layout: Sequence[str] = (),
     env_kwargs: dict | None = None,
+    env: EnvFactory | None = None,
+    callbacks: Sequence[Callback] = (),
     progress: bool | float = True,
     command: Sequence[str] | None = None,
 ) -> TrainResult:
@@ -83,11 +97,16 @@ def resume(
     ``total_steps`` (online) or ``epochs`` (offline) extends it. ``layout``: ``"run.workers=4"``,
     ``"run.placement=ray"`` or ``"run.worker_cpus=0.5"`` strings, which move the env copies elsewhere and
     change no number. ``env_kwargs``: a saved env kwarg that names a file is used only when given here
-    again, with the same value. Where the env's state could be saved the continuation is bit-for-bit the
-    run that never stopped; otherwise a note says it continues with fresh episodes.
+    again, with the same value. ``env``: for a run whose env a function made, that function again (the run
+    cannot be resumed without it in a process that has not registered it). ``callbacks``: as for
+    :func:`train`. Where the env's state could be saved the continuation is bit-for-bit the run that never
+    stopped; otherwise a note says it continues with fresh episodes.
     """
+    if env is not None and (isinstance(env, str) or not callable(env)):
+        raise TrustrlError(f"resume keeps the run's env: env= takes only the function that made it, not {env!r}")
     return _resume(run_dir, total_steps=_integer("total_steps", total_steps), epochs=_integer("epochs", epochs),
-                   layout=list(layout), env_kwargs=env_kwargs, progress=progress, command=_command(command))
+                   layout=list(layout), env_kwargs=env_kwargs, env=env, callbacks=_callbacks(callbacks),
+                   progress=progress, command=_command(command))
 
 
 def evaluate(
@@ -145,6 +164,7 @@ def build_config(
     total_steps: int | None = None,
     epochs: int | None = None,
     offline: str | Path | None = None,
+    init_from: str | Path | None = None,
     overrides: Sequence[str] = (),
 ) -> Config:
     """The validated config :func:`train` would run.
@@ -153,7 +173,8 @@ def build_config(
     ``env``; a Config given is not changed). ``env`` replaces the config's env: an id, or a function that
     makes the env. ``overrides`` are ``"section.key=value"`` strings, as ``--set`` takes them; ``seed``,
     ``total_steps``, ``epochs`` (passes over a dataset) and ``offline`` (a Minari dataset id or path) are
-    set over them.
+    set over them. ``init_from`` (``"runs/x"``, ``"runs/x:best"``, ``"runs/x:step-N"``) starts the new run from
+    that checkpoint's policy (``run.init_from``).
     """
     env_id = _register(env) if env is not None else None
     cfg = _resolve(config, env_id, algo, list(overrides))
@@ -165,6 +186,11 @@ def build_config(
         cfg.offline.epochs = _integer("offline.epochs", epochs)
     if offline is not None:
         cfg.offline.dataset = str(offline)
+    if init_from is not None:
+        if not isinstance(init_from, (str, Path)):
+            raise ConfigError(f"init_from must be a run directory (optionally with :last, :best or :step-N), "
+                              f"got {init_from!r}")
+        cfg.run.init_from = str(init_from)
     cfg.validate()
     if epochs is not None and not cfg.offline.dataset:
         raise TrustrlError("--epochs counts passes over a dataset: it needs --offline DATASET")
@@ -219,6 +245,18 @@ def _integer(key: str, value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     return int(value)
+
+
+def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    """The callbacks as a list, each checked to be callable (a bad one fails before the run starts)."""
+    if callable(callbacks):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TrustrlError(f"callbacks must be a list of functions, got {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not callable(callback):
+            raise TrustrlError(f"a callback must be a function of (step, metrics, agent), got {callback!r}")
+    return list(callbacks)
 
 
 def _command(command: Sequence[str] | None) -> list[str]:

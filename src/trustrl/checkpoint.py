@@ -40,6 +40,21 @@ from trustrl.errors import CheckpointError
 
 FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
+#: A copy of the policy a run kept at step N (``trustrl.callbacks.SaveEvery``): checkpoint ``step-<N>``.
+KEPT = re.compile(r"^step-(0|[1-9][0-9]{0,14})$")
+
+
+def kept_tag(step: int) -> str:
+    """The name of the copy kept at ``step``."""
+    return f"step-{step}"
+
+
+def check_tag(tag: object) -> str:
+    """``tag`` if it names a checkpoint a run can hold (``last``, ``best``, ``step-<N>``); else one clear error."""
+    if isinstance(tag, str) and (tag in TAGS or KEPT.match(tag)):
+        return tag
+    raise CheckpointError(f"unknown checkpoint {tag!r}; choose from {', '.join(TAGS)} or step-<N> (a copy kept "
+                          "at step N)")
 
 
 @dataclass
@@ -253,8 +268,7 @@ def _flat(value: Any) -> list:
 
 def resolve(path: str | Path, tag: str = "last") -> Path:
     """Find ``<tag>.json`` given a run directory, its ``checkpoints/`` folder, or the file itself."""
-    if tag not in TAGS:
-        raise CheckpointError(f"unknown checkpoint {tag!r}; choose from {', '.join(TAGS)}")
+    check_tag(tag)
     path = Path(path)
     if path.suffix == ".json":
         candidates = [path]

@@ -59,6 +59,9 @@ def _add_train(sub) -> None:
                    "or a gymnasium env id (e.g. CartPole-v1: its <env>-<algo> preset, else defaults)")
     p.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue the run in RUN from its last checkpoint (with --total-steps or --epochs to extend it)")
+    p.add_argument("--init-from", metavar="RUN[:TAG]",
+                   help="start a new run from RUN's policy and observation statistics (TAG: last (default), best or "
+                        "step-N); shorthand for --set run.init_from=RUN[:TAG]")
     p.add_argument("--algo", help="algorithm for an env id: reinforce, a2c, npg, trpo (default) or ppo; "
                    "with a preset or file it must match the one there (use the <env>-<algo> preset instead)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -200,7 +203,8 @@ def _add_config(sub) -> None:
 
 
 def _add_checkpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help="which checkpoint (default last)")
+    p.add_argument("--checkpoint", default="last", metavar="{last,best,step-N}",
+                   help="which checkpoint: last (default), best, or step-N, a copy kept at step N")
 
 
 def _add_stochastic(p: argparse.ArgumentParser) -> None:
@@ -224,7 +228,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         given = [flag for flag, value in ((f"a config ({args.config})", args.config), ("--algo", args.algo),
                                           ("--seed", args.seed),
                                           ("--run-dir", args.run_dir), ("--overwrite", args.overwrite or None),
-                                          ("--offline", args.offline)) if value is not None]
+                                          ("--offline", args.offline), ("--init-from", args.init_from))
+                 if value is not None]
         if given:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
@@ -239,8 +244,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     if args.env_kwargs:
         raise TrustrlError("--env-kwarg is for --resume; a new run takes env kwargs as --set 'env.kwargs={...}'")
     result = api.train(args.config, algo=args.algo, seed=args.seed, total_steps=args.total_steps, epochs=args.epochs,
-                       offline=args.offline, overrides=args.overrides, run_dir=args.run_dir, overwrite=args.overwrite,
-                       progress=progress, command=["trustrl", *argv])
+                       offline=args.offline, init_from=args.init_from, overrides=args.overrides, run_dir=args.run_dir,
+                       overwrite=args.overwrite, progress=progress, command=["trustrl", *argv])
     _print_result(result)
     return 0
 

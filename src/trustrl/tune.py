@@ -29,11 +29,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from trustrl import config as config_mod
 from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
+
+if TYPE_CHECKING:
+    from trustrl.callbacks import TrainingAgent
 
 KINDS = ("float", "log", "int", "logint")
 STATES_COUNTED = ("COMPLETE", "PRUNED", "FAIL")  # a trial in any of these is one of ``--trials``
@@ -268,12 +271,17 @@ def _run_trials(out: str, base_data: dict, params: list[dict], seeds: int, trial
         started, evaluations, run_dirs = time.perf_counter(), [], []
         trial.set_user_attr("params", {k: config_mod.toml_value(v) for k, v in values.items()})
 
-        def report(step: int, metrics: dict[str, float]) -> None:
+        pruned: list[str] = []
+
+        def report(step: int, metrics: Mapping[str, float], agent: TrainingAgent) -> bool:
+            """Each evaluation goes to Optuna; the run stops where the pruner says so."""
             value = metrics.get("eval_return_mean")
-            if value is not None and math.isfinite(value) and step > 0:
+            if value is not None and math.isfinite(value):
                 trial.report(value, step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at step {step} with evaluation {value:.1f}")
+                    pruned.append(f"pruned at step {step} with evaluation {value:.1f}")
+                    return True
+            return False
 
         try:
             for k in range(seeds):
@@ -282,7 +290,9 @@ def _run_trials(out: str, base_data: dict, params: list[dict], seeds: int, trial
                 run_dirs.append(str(run_dir))
                 trial.set_user_attr("run_dirs", run_dirs)
                 result = train(cfg, run_dir, overwrite=True, progress=False, log=lambda message: None,
-                               observer=report if k == 0 else None)
+                               callbacks=[report] if k == 0 else [])
+                if pruned:
+                    raise optuna.TrialPruned(pruned[0])
                 evaluations.append(result.eval_last)
         except optuna.TrialPruned as exc:
             trial.set_user_attr("seconds", time.perf_counter() - started)

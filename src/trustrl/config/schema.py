@@ -54,6 +54,9 @@ class Config:
                               f"for the policy that acted one update earlier (not {self._algo_label()})")
         if self.run.sampling == "vine":
             self._validate_vine()
+        if self.run.init_from and self.offline.dataset:
+            raise ConfigError("run.init_from starts an online run from a trained policy; it cannot be combined with "
+                              "an offline dataset")
         if (self.run.workers > 1 or self.run.placement == "ray") and self.env.vectorization != "sync":
             raise ConfigError("env.vectorization = 'async' gives each copy a process of its own; with run.workers "
                               "or run.placement = 'ray' the workers step the copies, so leave it 'sync'")

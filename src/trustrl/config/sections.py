@@ -198,6 +198,10 @@ class RunConfig:
     ``workers > 1`` or Ray, simulation and learning overlap (with the copies in this process they still take
     turns). Each batch is then one update stale; the surrogate weights it by pi_theta / beta with beta the
     policy that acted, under the trust region around the current policy."""
+    init_from: str = ""
+    """Start from another run's checkpoint, ``RUN[:last|best|step-N]`` (default ``last``): its policy weights,
+    observation statistics and -- where its shape matches -- critic; the optimiser, the step count and the
+    rest of the run are new (empty: from scratch). The spaces and the policy's shape must match."""
 
     def validate(self) -> None:
         positive("run.total_steps", self.total_steps, MAX_STEPS)
@@ -217,6 +221,9 @@ class RunConfig:
         choice("run.placement", self.placement, PLACEMENTS)
         choice("run.sampling", self.sampling, SAMPLING_SCHEMES)
         choice("run.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
+        if not isinstance(self.init_from, str) or len(self.init_from) > 4096:
+            raise ConfigError(f"run.init_from must be a run directory (a path, optionally :last, :best or :step-N), "
+                              f"got {self.init_from!r}")
         if not 0.0 <= self.worker_cpus <= 1024 or not math.isfinite(self.worker_cpus):
             raise ConfigError(f"run.worker_cpus must be between 0 and 1024, got {self.worker_cpus}")
         if self.wandb:

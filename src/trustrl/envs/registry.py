@@ -48,8 +48,8 @@ def registered_id(env_id: str, imports: Iterable[str] = ()) -> str:
         return bare
     if bare.startswith(FACTORY_NAMESPACE + "/"):
         raise EnvUnavailableError(f"the env {bare!r} was made by a Python function (trustrl.train(..., env=make_env)); "
-                          "pass the same function again (trustrl.load(run, env=make_env)), or evaluate in a "
-                          "registered env with --env ID")
+                                  "pass the same function again (trustrl.load(run, env=make_env), "
+                                  "trustrl.resume(run, env=make_env)), or evaluate in a registered env with --env ID")
     where = f" (module {module!r} was imported but did not register it)" if sep else ""
     hint = difflib.get_close_matches(bare, list(gym.registry), n=3)
     also = f"; did you mean {', '.join(hint)}?" if hint else ""
@@ -89,6 +89,18 @@ def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -
     gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
     _FACTORIES[env_id] = factory
     return env_id
+
+
+def is_factory_id(env_id: object) -> bool:
+    """Whether a run's recorded env id says a Python function made its env."""
+    return isinstance(env_id, str) and env_id.startswith(FACTORY_NAMESPACE + "/")
+
+
+def register_again(factory: Callable[..., gym.Env], recorded_id: object) -> str:
+    """Register ``factory`` -- the function that made a run's env, given again -- under the id the run recorded;
+    for a run whose env had an id of its own, under a fresh id of the function's. Returns the id."""
+    name = recorded_id.split("/", 1)[1] if is_factory_id(recorded_id) else None
+    return register_factory(factory, name)
 
 
 def factory_payload(env_id: str) -> bytes | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from trustrl.advantages import compute_advantages
 from trustrl.algos.base import Algorithm
+from trustrl.callbacks import Callback
 from trustrl.config import Config
 from trustrl.errors import NonFiniteError
 from trustrl.nets import Policy, ValueNet, keep_in_bounds
@@ -73,10 +74,11 @@ class Parts:
         return self.budget if self.budget is not None else self.n_updates * self.steps_per_update
 
 
-def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
-    """Train from ``state`` (fresh or resumed) until :meth:`Parts.ended`; returns the final state."""
+def run(parts: Parts, state: LoopState, writer: RunWriter, callbacks: Sequence[Callback] = ()) -> int | None:
+    """Train from ``state`` (fresh or resumed, updated in place) until :meth:`Parts.ended` or a callback stops
+    the run; returns the step it was stopped at, or None."""
     cfg, sampler, policy, algo = parts.cfg, parts.sampler, parts.policy, parts.algo
-    recorder = Recorder(parts, state, writer)
+    recorder = Recorder(parts, state, writer, callbacks)
     learner = Learner(algo, policy, parts.critic, cfg.run.overlap_critic, undoable=recorder.skip)
     update = state.update
     try:
@@ -93,6 +95,8 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
                 continue
             t1 = time.perf_counter()
             recorder.settle()  # the update before, once its critic is fitted
+            if recorder.stopped_at is not None:  # this batch is dropped: a resume collects it again
+                break
             # a fresh run's first batch (a resumed run starts past it): preparation and the initial evaluation
             prepare_s = recorder.start(batch, acting_norm) if update == 1 else 0.0
             t3 = time.perf_counter()
@@ -113,9 +117,11 @@ def run(parts: Parts, state: LoopState, writer: RunWriter) -> LoopState:
             recorder.updated(update, step_before, batch, stats, fitting, {
                 "sample_s": t1 - t0, "prepare_s": prepare_s, "advantage_s": t5 - t4, "update_s": t6 - t5,
                 "checkpoint_s": t4 - t3, "video_s": time.perf_counter() - t6})  # fmt: skip
+            if recorder.stopped_at is not None:
+                break
             if algo.finished and not parts.ended(update, sampler.total_steps):
                 recorder.note(f"stopped after {update} updates: {type(algo).__name__} cannot improve further")
                 break
     finally:
         learner.close()
-    return state
+    return recorder.stopped_at

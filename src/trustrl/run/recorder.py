@@ -4,7 +4,8 @@ The loop hands the recorder each finished update (:class:`Pending`); the recorde
 is evaluated, whether it is the new ``best``, whether a ``last`` checkpoint is due, and writes the row
 (through :class:`~trustrl.run.writer.RunWriter`, which knows the run directory's layout). The row goes
 out before ``last`` does: a resume keeps the rows up to its checkpoint's step, so a run killed between
-the two loses nothing.
+the two loses nothing. The run's callbacks (:mod:`trustrl.callbacks`) see each update's row once it is out;
+one that asks to stop ends the run there as its last update would (:meth:`Recorder._stop`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from trustrl.batch import Batch
+from trustrl.callbacks import Callback, TrainingAgent
+from trustrl.checkpoint import kept_tag
 from trustrl.errors import NonFiniteError
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
@@ -41,7 +44,8 @@ class Pending:
     step_before: int  # env steps before this update's batch
     obs_norm: ObsNormalizer  # frozen copy: the statistics the next batch acts with
     reward_norm: dict
-    sampler_state: dict | None  # captured only when a checkpoint of this update is due
+    sampler_state: dict | None  # captured when a checkpoint of this update is due, or a callback may ask for one
+    checkpoint_due: bool  # ``last`` is saved at this update whatever the callbacks say
     metrics: dict[str, float]
     stats: dict[str, float]
     critic: Future | None
@@ -52,8 +56,10 @@ class Pending:
 class Recorder:
     """Keeps ``state`` (best score, recent episodes, evaluations) and writes rows and checkpoints."""
 
-    def __init__(self, parts: Parts, state: LoopState, writer: RunWriter):
+    def __init__(self, parts: Parts, state: LoopState, writer: RunWriter, callbacks: Sequence[Callback] = ()):
         self.parts, self.state, self.writer = parts, state, writer
+        self.callbacks = list(callbacks)
+        self.stopped_at: int | None = None  # the step a callback stopped the run at
         window = parts.cfg.run.best_window
         self.recent = deque(state.recent_returns, maxlen=window)
         self.recent_lengths = deque(state.recent_lengths, maxlen=window)
@@ -102,10 +108,11 @@ class Recorder:
         (:meth:`settle`), at once if nothing is running or it is the run's last."""
         parts, sampler = self.parts, self.parts.sampler
         final = parts.ended(update, sampler.total_steps) or parts.algo.finished
+        due = final or update % parts.cfg.run.checkpoint_every == 0
         self.pending = Pending(
             update=update, step=sampler.total_steps, step_before=step_before, obs_norm=sampler.obs_norm.copy(),
             reward_norm=sampler.reward_scaler.state(),
-            sampler_state=sampler.state() if final or update % parts.cfg.run.checkpoint_every == 0 else None,
+            sampler_state=sampler.state() if due or self.callbacks else None, checkpoint_due=due,
             metrics={
                 "update": update,
                 "episode_return_mean": _mean(self.recent),
@@ -177,7 +184,8 @@ class Recorder:
         t1 = time.perf_counter()
         self._keep_if_best(evaluation, done.update, done.step, done.obs_norm.state(), done.reward_norm)
         now = time.perf_counter()
-        self.writer.log(done.step, {**done.metrics, **(evaluation.metrics() if self.by_eval else {}), **stats}, {
+        row = {**done.metrics, **(evaluation.metrics() if self.by_eval else {}), **stats}
+        self.writer.log(done.step, row, {
             "steps_per_s": (done.step - done.step_before) / (now - self.last_logged),
             "elapsed_s": now - self.started,
             **done.timing,
@@ -190,11 +198,53 @@ class Recorder:
         self.state.update = done.update
         self.state.recent_returns, self.state.recent_lengths = list(self.recent), list(self.recent_lengths)
         self.carried_checkpoint_s = 0.0
-        if done.sampler_state is not None:
+        if self.callbacks and self._call_back(done, row) and not done.final:
+            self._stop(done, evaluated=math.isfinite(evaluation.return_mean))
+        if done.checkpoint_due or self.stopped_at is not None:
             t2 = time.perf_counter()
-            self._save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, self.state.eval_last,
-                       full_state=self._full_state(done.sampler_state))
+            self._save_last(done)
             self.carried_checkpoint_s = time.perf_counter() - t2
+
+    def _call_back(self, done: Pending, row: dict[str, float]) -> bool:
+        """Every callback sees the row; True if one asks to stop. One that raises leaves ``last`` saved at this
+        update (the run resumable from the policy it saw), and its exception goes on."""
+        sampler = self.parts.sampler
+        agent = TrainingAgent(self.parts.policy, done.obs_norm.copy(), None, self.parts.cfg, sampler.action_space,
+                              step_before=done.step_before, keep_copy=lambda: self._keep(done, row))
+        stop = False
+        try:
+            with torch.random.fork_rng(devices=[]):  # a callback's draws are not the run's
+                for callback in self.callbacks:
+                    stop = bool(callback(done.step, dict(row), agent)) or stop
+        except BaseException:
+            self._save_last(done)
+            raise
+        finally:
+            agent.keep_copy = None  # a copy kept later would not be of this update
+        return stop
+
+    def _save_last(self, done: Pending) -> None:
+        """``last`` at update ``done``, with the training state a resume continues from."""
+        self._save("last", done.update, done.step, done.obs_norm.state(), done.reward_norm, self.state.eval_last,
+                   full_state=self._full_state(done.sampler_state))
+
+    def _stop(self, done: Pending, evaluated: bool) -> None:
+        """A callback stopped the run after update ``done``: like the run's last update, its policy is evaluated
+        (a row of its own at the same step, unless its row already had one) and may become ``best``; the caller
+        saves it as ``last``."""
+        self.stopped_at = done.step
+        self.note(f"stopped by a callback after {done.update} updates ({done.step} steps)")
+        if self.by_eval and not evaluated:
+            evaluation, eval_s = self._checked_evaluation(done.obs_norm, done.step)
+            self._keep_if_best(evaluation, done.update, done.step, done.obs_norm.state(), done.reward_norm)
+            self.writer.log(done.step, {"update": done.update, **evaluation.metrics()}, {"eval_s": eval_s})
+
+    def _keep(self, done: Pending, row: dict[str, float]) -> str:
+        """A copy of the policy after update ``done`` as checkpoint ``step-<N>`` (see :meth:`TrainingAgent.keep`)."""
+        tag = kept_tag(done.step)
+        self._save(tag, done.update, done.step, done.obs_norm.state(), done.reward_norm,
+                   row.get("eval_return_mean", math.nan))
+        return tag
 
     def _scheduled_evaluation(self, done: Pending) -> tuple[EvalStats, float]:
         """On the schedule (a function of the step alone), so a run resumed from any checkpoint evaluates

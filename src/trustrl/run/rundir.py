@@ -130,7 +130,8 @@ def recover(run_dir: Path) -> list[str]:
         return done
     leftovers = [p for p in [*run_dir.glob(".config.toml.tmp"), *run_dir.glob(".metrics.csv.tmp"),
                              *run_dir.glob(".timing.csv.tmp"), *(run_dir / "checkpoints").glob(".best*.tmp"),
-                             *(run_dir / "checkpoints").glob(".last*.tmp")] if p.is_file()]
+                             *(run_dir / "checkpoints").glob(".last*.tmp"),
+                             *(run_dir / "checkpoints").glob(".step-*.tmp")] if p.is_file()]
     named = _named_weights(run_dir / "checkpoints")
     if named:  # weights files no record names, beside records that all name theirs
         leftovers += [p for p in (run_dir / "checkpoints").glob("*.safetensors")

@@ -13,20 +13,24 @@ import json
 import math
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from trustrl import checkpoint
-from trustrl.agent import check_compatible_spaces
+from trustrl.agent import EnvFactory, check_compatible_spaces
+from trustrl.callbacks import Callback
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
 from trustrl.envs import describe_spaces
+from trustrl.envs.registry import is_factory_id, register_again
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
 from trustrl.nets import make_critic, make_policy
 from trustrl.run.build import Builder, offline, online
 from trustrl.run.evaluation import legacy_eval_seeds
+from trustrl.run.init_from import start_from
 from trustrl.run.loop import Parts, run
 from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.run.state import LoopState
@@ -46,6 +50,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     name: str = ""  # the config name
     extra: dict = field(default_factory=dict)  # offline: dataset, episodes, transitions, behaviour return and source
+    stopped_by_callback: bool = False  # a callback ended the run before its length (``steps`` is where)
 
 
 def train(
@@ -56,19 +61,18 @@ def train(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``cfg``'s algorithm on its env; ``cfg.offline.dataset`` set trains from that dataset instead.
 
-    ``observer(step, metrics)`` sees every metrics.csv row as it is written; an exception it raises ends the
-    run there (its checkpoints stay as written).
+    ``callbacks`` see each update's metrics row and may stop the run (:mod:`trustrl.callbacks`).
     """
     if cfg.offline.dataset:
         return train_offline(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, log=log,
-                             observer=observer)
+                             callbacks=callbacks)
     cfg.validate()
     return _execute(cfg, Path(run_dir), online, overwrite=overwrite, progress=progress, command=command, log=log,
-                    observer=observer)
+                    callbacks=callbacks)
 
 
 def train_offline(
@@ -80,7 +84,7 @@ def train_offline(
     progress: bool | float = True,
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``cfg``'s policy from a Minari dataset (``dataset``, default ``cfg.offline.dataset``) with offline TRPO.
 
@@ -94,7 +98,7 @@ def train_offline(
     if not cfg.offline.dataset:
         raise TrustrlError("offline training needs a dataset: --offline ID (or offline.dataset in the config)")
     return _execute(cfg, Path(run_dir), offline, overwrite=overwrite, progress=progress, command=command, log=log,
-                    observer=observer)
+                    callbacks=callbacks)
 
 
 def resume(
@@ -107,11 +111,14 @@ def resume(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     env_kwargs: dict | None = None,
+    env: EnvFactory | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Continue a stopped (or killed) run from its ``last`` checkpoint, to ``total_steps`` (or ``epochs``).
 
     ``env_kwargs``: a saved env kwarg that names a file is used only when passed here again, with the
-    same value (the run's config does not change on resume).
+    same value (the run's config does not change on resume). ``env``: for a run whose env a Python function
+    made (``trustrl-factory/<name>``), that function again.
 
     Where the env's state could be captured the continuation is bit-for-bit
     the run that never stopped; otherwise it continues with fresh episodes and
@@ -127,40 +134,76 @@ def resume(
         for note in recover(given):
             say(note)
     try:
-        ckpt = checkpoint.load(run_dir, "last")
-        if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
-                or not (ckpt.path.parent.parent / "config.toml").is_file()):
-            raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
-        cfg = _resumed_config(ckpt, total_steps, epochs, layout, env_kwargs or {})
+        if _never_checkpointed(given):  # killed before its first ``last``: the run starts again, from its config
+            ckpt, where = None, given / "config.toml"
+            saved = _read_config(where)
+        else:
+            ckpt = checkpoint.load(run_dir, "last")
+            if (ckpt.path.name != "last.json" or ckpt.path.parent.name != "checkpoints"
+                    or not (ckpt.path.parent.parent / "config.toml").is_file()):
+                raise CheckpointError(f"--resume takes a run directory (or its checkpoints/last.json), not {ckpt.path}")
+            if not isinstance(ckpt.state, dict):
+                raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older "
+                                      "trustrl); it can be evaluated but not resumed")
+            saved, where = ckpt.config, ckpt.path
+        if env is not None:
+            _register_env_again(saved, where, env)
+        cfg = _resumed_config(saved, where, total_steps, epochs, layout, env_kwargs or {})
     except BaseException:
         if lock is not None:
             lock.release()
         raise
+    build = offline if cfg.offline.dataset else online
+    if ckpt is None:
+        say(f"{given} holds no checkpoint yet: the run starts again from its config.toml")
+        return _execute(cfg, given, build, overwrite=True, progress=progress, command=command, log=log, lock=lock,
+                        callbacks=callbacks)
     run_dir = ckpt.path.parent.parent  # the run the checkpoint belongs to, and nothing else, is written
     if lock is not None and run_dir.resolve() != given.resolve():
         lock.release()
         lock = None
-    build = offline if cfg.offline.dataset else online
-    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock)
+    return _execute(cfg, run_dir, build, resume_from=ckpt, progress=progress, command=command, log=log, lock=lock,
+                    callbacks=callbacks)
 
 
-def _resumed_config(ckpt: checkpoint.Checkpoint, total_steps: int | None, epochs: int | None,
+def _never_checkpointed(run_dir: Path) -> bool:
+    """A run directory whose run wrote its config but was stopped before its first ``last`` checkpoint."""
+    return (run_dir.is_dir() and (run_dir / "config.toml").is_file()
+            and not (run_dir / "checkpoints" / "last.json").exists())
+
+
+def _read_config(path: Path) -> dict:
+    """A run's config.toml, as data."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CheckpointError(f"{path} cannot be read as a config ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _register_env_again(saved: dict, where: Path, env: EnvFactory) -> None:
+    """The function that made the run's env, registered again under the id its config records."""
+    recorded = saved.get("env", {}).get("id") if isinstance(saved.get("env"), dict) else None
+    if not is_factory_id(recorded):
+        raise TrustrlError(f"env= gives again the Python function that made a run's env; the run of {where} "
+                           f"was trained on {recorded!r}, which it makes by itself: resume it without env=")
+    register_again(env, recorded)
+
+
+def _resumed_config(saved: dict, where: Path, total_steps: int | None, epochs: int | None,
                     layout: list[str] | tuple[str, ...], env_kwargs: dict) -> Config:
-    """The config of the run ``ckpt`` belongs to, with a new length and layout."""
-    if not isinstance(ckpt.state, dict):
-        raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older trustrl); "
-                              "it can be evaluated but not resumed")
-    saved = ckpt.config.get("env", {}).get("kwargs", {}) if isinstance(ckpt.config.get("env"), dict) else {}
-    changed = [key for key, value in env_kwargs.items() if not isinstance(saved, dict) or saved.get(key) != value]
+    """The config a run saved (in ``where``: its ``last`` checkpoint or its config.toml), with a new length and
+    layout."""
+    kwargs = saved.get("env", {}).get("kwargs", {}) if isinstance(saved.get("env"), dict) else {}
+    changed = [key for key, value in env_kwargs.items() if not isinstance(kwargs, dict) or kwargs.get(key) != value]
     if changed:
         raise CheckpointError(f"a resumed run keeps its env: --env-kwarg {changed[0]} differs from the run's own "
                               "(or the run has none); pass the values it was trained with")
     try:
-        cfg = from_dict(accept_env_kwargs(ckpt.config, env_kwargs, f"checkpoint {ckpt.path}"), source=str(ckpt.path))
+        cfg = from_dict(accept_env_kwargs(saved, env_kwargs, _named(where)), source=str(where))
     except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
         raise
     except (TrustrlError, TypeError, AttributeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {ckpt.path} holds an invalid config: {exc}") from None
+        raise CheckpointError(f"{_named(where)} holds an invalid config: {exc}") from None
     if layout:
         cfg = from_dict(with_layout(cfg.to_dict(), layout), source="--set")
     if total_steps is not None:
@@ -174,6 +217,10 @@ def _resumed_config(ckpt: checkpoint.Checkpoint, total_steps: int | None, epochs
         _keeps_schedule(cfg, "--epochs", cfg.offline.epochs, epochs)
         cfg.offline.epochs = epochs
     return cfg.validate()
+
+
+def _named(where: Path) -> str:
+    return f"checkpoint {where}" if where.suffix == ".json" else str(where)
 
 
 def _keeps_schedule(cfg: Config, flag: str, old: int, new: int) -> None:
@@ -196,7 +243,7 @@ def _execute(
     command: list[str] | None = None,
     log: Callable[[str], None] | None = None,
     lock: RunLock | None = None,
-    observer: Callable[[int, dict[str, float]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Build the parts, take the run directory (its lock held throughout), run the loop, close everything."""
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -217,6 +264,10 @@ def _execute(
     state = LoopState()
     replacement = None
     try:
+        if resume_from is None and cfg.run.init_from:  # read before the run directory is touched
+            note = start_from(parts, cfg.run.init_from)
+            parts.notes.append(note)
+            log(note)
         if lock is None:
             lock = RunLock(run_dir)
             for note in recover(run_dir):
@@ -244,11 +295,11 @@ def _execute(
         writer = RunWriter(
             run_dir, cfg, spaces, parts.planned_steps, progress=progress,
             resume_step=None if resume_from is None else resume_from.step,
-            on_checkpoint=replacement.commit if replacement is not None else None, observer=observer,
+            on_checkpoint=replacement.commit if replacement is not None else None,
         )  # fmt: skip
         started = time.perf_counter()  # the loop's own time: setup (imports, envs, nets, writers) is not training
         try:
-            state = run(parts, state, writer)
+            stopped_at = run(parts, state, writer, callbacks)
         finally:
             seconds = time.perf_counter() - started
             writer.close()
@@ -266,9 +317,9 @@ def _execute(
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan
     return TrainResult(
-        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps, updates=state.update, seconds=seconds,
-        best_return=best, last_return=recent, eval_initial=state.eval_initial, eval_last=state.eval_last,
-        notes=parts.notes, extra=extra,
+        name=cfg.name, run_dir=run_dir, steps=parts.sampler.total_steps if stopped_at is None else stopped_at,
+        updates=state.update, seconds=seconds, best_return=best, last_return=recent, eval_initial=state.eval_initial,
+        eval_last=state.eval_last, notes=parts.notes, extra=extra, stopped_by_callback=stopped_at is not None,
     )  # fmt: skip
 
 

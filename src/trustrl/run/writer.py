@@ -30,13 +30,11 @@ class RunWriter:
         progress: bool | float = True,
         resume_step: int | None = None,
         on_checkpoint: Callable[[], None] | None = None,
-        observer: Callable[[int, dict[str, float]], None] | None = None,
     ):
         self.run_dir = run_dir
         self.cfg = cfg
         self.spaces = spaces
         self.on_checkpoint = on_checkpoint  # called after each ``last`` is written (an --overwrite commits then)
-        self.observer = observer  # sees every metrics row as it is logged (a tuner reports evaluations to Optuna)
         params = flat_params(cfg.to_dict())
         mirror = None
         if cfg.run.wandb:
@@ -53,8 +51,6 @@ class RunWriter:
 
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         self.logger.log(step, metrics, timing)
-        if self.observer is not None:
-            self.observer(step, metrics)
 
     def checkpoint(
         self,
