@@ -225,7 +225,7 @@ def test_predict_is_sb3s_predict(runs, kind):
 
 def test_predict_refuses_what_is_not_an_observation(runs):
     agent = trustrl.load(runs / "box")
-    with pytest.raises(trustrl.TrustrlError, match=r"shape \(3,\) or a batch of them \(n, 3\), got shape \(2,\)"):
+    with pytest.raises(trustrl.TrustrlError, match=r"shape \(3,\) or a batch of them \(first axis\), got shape \(2,\)"):
         agent.predict(np.zeros(2, np.float32))
     with pytest.raises(trustrl.TrustrlError, match="not the \\(observation, info\\) pair"):
         agent.predict((np.zeros(3, np.float32), {}))

@@ -120,6 +120,8 @@ def test_a_dict_observation_env_is_learned_evaluated_and_loaded_and_acts_on_raw_
         obs, *_ = raw_env.step(action)
     batch = [raw_env.reset(seed=s)[0] for s in range(4)]
     np.testing.assert_array_equal(agent.act_batch(batch), [o["goal"] for o in batch])
+    assert agent.predict(batch[0], deterministic=True) == (batch[0]["goal"], None)  # SB3's predict, raw dicts
+    np.testing.assert_array_equal(agent.predict(batch, deterministic=True)[0], [o["goal"] for o in batch])
 
     spaces = dict(observation_envs.DictGoal.observation_space.spaces)
     spaces["place"] = spaces.pop("pos")  # the same flat size, the entry under another key
@@ -239,6 +241,8 @@ def test_trpo_learns_which_half_of_the_image_holds_the_dot(tmp_path):
     raw = gym.make("Dot-v0")
     obs, _ = raw.reset(seed=1)
     assert agent.act(obs) == agent.act(obs.reshape(-1)) == raw.unwrapped.side  # raw HWC image or flat
+    assert agent.predict(obs, deterministic=True)[0] == raw.unwrapped.side
+    np.testing.assert_array_equal(agent.predict(np.stack([obs, obs]), deterministic=True)[0], [raw.unwrapped.side] * 2)
 
 
 def dot_run(tmp_path, name, *layout):

@@ -30,9 +30,6 @@ EnvFactory = Callable[..., gym.Env]
 #: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
 EnvSpec = Union[str, EnvFactory]
 
-#: The checkpoints a run keeps.
-TAGS = ("last", "best")
-
 
 @dataclass
 class Agent:
@@ -85,14 +82,20 @@ class Agent:
         """
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
             raise TrustrlError("predict takes an observation, not the (observation, info) pair env.reset() returns")
+        if isinstance(observation, dict):  # one raw Dict observation
+            return self.act(observation, deterministic), state
+        if isinstance(observation, (list, tuple)) and observation and isinstance(observation[0], dict):
+            return self.act_batch(observation, deterministic), state
         obs = np.asarray(observation)
-        shape = self.obs_norm.rms.shape  # the normaliser is made with the observation space's shape
-        if obs.shape == shape:
+        shapes = [self.obs_norm.rms.shape]  # the normaliser is made with the (flat) observation space's shape
+        if isinstance(self.observation_space, FlatBox) and self.observation_space.source.shape:
+            shapes.append(tuple(self.observation_space.source.shape))  # a raw image
+        if obs.shape in shapes:
             return self.act(obs, deterministic), state
-        if obs.shape[1:] == shape:
+        if obs.shape[1:] in shapes:
             return self.act_batch(obs, deterministic), state
-        raise TrustrlError(f"predict takes an observation of shape {shape} or a batch of them "
-                           f"(n, {', '.join(map(str, shape))}), got shape {obs.shape}")
+        raise TrustrlError(f"predict takes an observation of shape {' or '.join(map(str, shapes))} or a batch of "
+                           f"them (first axis), got shape {obs.shape}")
 
     def to_torch(self) -> torch.nn.Module:
         """A plain ``torch.nn.Module``, detached from this agent, mapping a batch of raw float32 observations
