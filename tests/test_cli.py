@@ -82,7 +82,7 @@ def test_overwrite_replaces_a_run(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "no-such-preset"], "unknown preset 'no-such-preset'"),
+        (["train", "no-such-preset"], "unknown preset or env id 'no-such-preset'"),
         (["train", "cartpole-trpo", "--set", "env.id=NoSuchEnv-v0"], "unknown environment id 'NoSuchEnv-v0'"),
         (["train", "cartpole-trpo", "--set", "critic.lr=-1"], "critic.lr must be > 0"),
         (["train", "cartpole-trpo", "--set", "algo.max_kl=0"], "algo.max_kl must be > 0"),
@@ -104,6 +104,19 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(tmp_path, capsys,
 def test_eval_of_a_missing_run(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "no run or checkpoint" in capsys.readouterr().err
+
+
+def test_every_command_that_takes_an_env_id_suggests_the_registered_one(cartpole_run, tmp_path, capsys):
+    for args in (["train", "Cartpole-v1", "--run-dir", str(tmp_path / "never"), *SHORT],
+                 ["train", "cartpole-trpo", "--set", "env.id=cartpole-v1", "--run-dir", str(tmp_path / "never"), *SHORT],
+                 ["eval", str(cartpole_run), "--env", "cartpole-v1"],
+                 ["collect", "--random", "--env", "cartpole-v1", "--dataset", "cartpole/random-v0", "--episodes", "1"],
+                 ["collect", str(cartpole_run), "--env", "CARTPOLE-V1", "--dataset", "cartpole/x-v0", "--episodes", "1"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: unknown ") and "; did you mean CartPole-v1?" in err, args
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "never").exists()
 
 
 def test_eval_in_an_env_with_other_spaces_is_refused(cartpole_run, capsys):

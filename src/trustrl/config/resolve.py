@@ -7,7 +7,6 @@ another's tuned settings, so the error names the preset or command to use instea
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -17,8 +16,9 @@ from trustrl.config.overrides import apply_override
 from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
-from trustrl.envs.registry import check_env_id, import_env_modules, registered_id
+from trustrl.envs.registry import check_env_id, import_env_modules, registered_id, similar_env_ids
 from trustrl.errors import ConfigError
+from trustrl.suggestions import close_matches, did_you_mean
 
 PRESETS = "trustrl.config.presets"
 
@@ -165,9 +165,8 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
         return preset_data(spec), f"preset {spec}"
     if _is_env_id(spec):
         return env_defaults(spec, algo or "trpo")
-    hint = difflib.get_close_matches(spec, names, n=3)
-    also = f"; did you mean {', '.join(hint)}?" if hint else ""
     raise ConfigError(
-        f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; "
+        f"unknown preset or env id {spec!r}{did_you_mean(close_matches(spec, [*names, *similar_env_ids(spec)]))} "
+        f"(presets: {', '.join(names)}; "
         "or pass a .toml file, a gymnasium env id such as CartPole-v1, or an env of your own as module:Id)"
     )
