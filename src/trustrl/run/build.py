@@ -55,13 +55,32 @@ def online(cfg: Config, policy_factory, log) -> Parts:
     except BaseException:
         pool.close()
         raise
+    n_updates = whole_batches(cfg.run.total_steps, batch)
+    notes = [] if vine else [note for note in [rounding_note(cfg.run.total_steps, batch)] if note]
+    for note in notes:
+        log(note)
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
-        generator=generator, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
+        generator=generator, n_updates=n_updates,
         steps_per_update=batch, budget=cfg.run.total_steps if vine else None, evaluator=evaluator,
         eval_due=lambda update, before, step: every > 0 and step // every > before // every,
-        extra={}, log=log,
+        extra={}, notes=notes, log=log,
     )  # fmt: skip
+
+
+def whole_batches(total_steps: int, batch: int) -> int:
+    """Updates of a run: an update learns from a whole batch, so the steps are rounded down to whole batches
+    (at least one)."""
+    return max(1, total_steps // batch)
+
+
+def rounding_note(total_steps: int, batch: int) -> str | None:
+    """One line saying that ``total_steps`` is not what runs, because it is not a whole number of batches."""
+    updates = whole_batches(total_steps, batch)
+    if updates * batch == total_steps:
+        return None
+    return (f"note: run.total_steps {total_steps} is run as {updates} update{'s' if updates > 1 else ''} of "
+            f"{batch} steps (run.n_steps x env.n_envs) = {updates * batch} steps")
 
 
 def check_can_branch(pool) -> None:
