@@ -154,7 +154,8 @@ def test_a_list_without_brackets_is_answered_with_the_syntax_that_reads(raw, exa
         ("cartpole-trpo", "hidden=[32]", "got 'hidden'; did you mean policy.hidden, critic.hidden?"),
         ("cartpole-ppo", "clip_range=0.1", "got 'clip_range'; did you mean algo.clip_range?"),  # the config's algo
         ("cartpole-trpo", "run.max_kl=0.02", "unknown key run.max_kl; did you mean algo.max_kl?"),
-        ("cartpole-trpo", "critic.log_std_init=0", "unknown key critic.log_std_init; did you mean policy.log_std_init?"),
+        ("cartpole-trpo", "critic.log_std_init=0",
+         "unknown key critic.log_std_init; did you mean policy.log_std_init?"),
         ("cartpole-trpo", "run.totalsteps=10", "unknown key run.totalsteps; did you mean run.total_steps?"),
     ],
 )

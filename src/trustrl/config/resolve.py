@@ -147,9 +147,20 @@ def _is_env_id(spec: str) -> bool:
     return spec in gym.registry
 
 
+def spec_kind(spec: str) -> str | None:
+    """What ``spec`` names, as :func:`load` reads it: ``"file"`` (a .toml path or any file), ``"preset"``, ``"env"``
+    (a registered id, or ``module:Id``), or None: nothing."""
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return "file"
+    if spec in preset_names():
+        return "preset"
+    return "env" if _is_env_id(spec) else None
+
+
 def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]:
-    path = Path(spec)
-    if spec.endswith(".toml") or path.is_file():
+    kind = spec_kind(spec)
+    if kind == "file":
+        path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"config file {spec!r} does not exist")
         try:
@@ -160,11 +171,11 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
             raise ConfigError(f"{spec}: not a UTF-8 text file (byte {exc.start}); TOML files are UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"cannot read {spec}: {exc.strerror or exc}") from None
-    names = preset_names()
-    if spec in names:
+    if kind == "preset":
         return preset_data(spec), f"preset {spec}"
-    if _is_env_id(spec):
+    if kind == "env":
         return env_defaults(spec, algo or "trpo")
+    names = preset_names()
     raise ConfigError(
         f"unknown preset or env id {spec!r}{did_you_mean(close_matches(spec, [*names, *similar_env_ids(spec)]))} "
         f"(presets: {', '.join(names)}; "
