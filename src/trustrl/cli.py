@@ -162,7 +162,8 @@ def _add_tune(sub) -> None:
                         "or choices a,b,c (a|b|c when a choice holds commas, e.g. [64,64]|[256,256])")
     p.add_argument("--trials", type=int, default=20, help="finished trials the study should have (default 20)")
     p.add_argument("--out", type=Path, required=True,
-                   help="the study directory: study.db (run again to continue), trial-<n>/seed<k>/, summary.csv")
+                   help="the study directory: study.db (run again to continue), trial-NNNN/seed<k>/ (trial-0000/seed0/, "
+                        "...), summary.csv")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (default 1)")
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds per trial, from run.seed on; the score is the mean of their last evaluations")
