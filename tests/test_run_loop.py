@@ -13,6 +13,7 @@ from trustrl import config, trust_region
 from trustrl.api import load
 from trustrl.envs import make_env
 from trustrl.episodes import run_episodes
+from trustrl.errors import TrustrlError
 from trustrl.run import train
 from trustrl.run.evaluation import training_eval_seeds
 
@@ -230,3 +231,6 @@ def test_a_budget_that_is_not_whole_batches_is_said_in_one_line_and_whole_batche
         note = (f"note: run.total_steps {total} is run as {updates} update{'s' if updates > 1 else ''} of {batch} "
                 f"steps (run.n_steps x env.n_envs) = {ran} steps")
         assert lines == [note] and result.notes == [note]
+    with pytest.raises(TrustrlError, match="already holds a run"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert "note:" not in capsys.readouterr().err  # a refused start says only its error

@@ -55,16 +55,13 @@ def online(cfg: Config, policy_factory, log) -> Parts:
     except BaseException:
         pool.close()
         raise
-    n_updates = whole_batches(cfg.run.total_steps, batch)
-    notes = [] if vine else [note for note in [rounding_note(cfg.run.total_steps, batch)] if note]
-    for note in notes:
-        log(note)
+    rounded = None if vine else rounding_note(cfg.run.total_steps, batch)
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
-        generator=generator, n_updates=n_updates,
+        generator=generator, n_updates=whole_batches(cfg.run.total_steps, batch),
         steps_per_update=batch, budget=cfg.run.total_steps if vine else None, evaluator=evaluator,
         eval_due=lambda update, before, step: every > 0 and step // every > before // every,
-        extra={}, notes=notes, log=log,
+        extra={}, start_notes=[rounded] if rounded else [], log=log,
     )  # fmt: skip
 
 
