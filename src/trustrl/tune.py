@@ -34,6 +34,7 @@ from typing import Any, Callable
 from trustrl import config as config_mod
 from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
+from trustrl.suggestions import did_you_mean
 
 KINDS = ("float", "log", "int", "logint")
 STATES_COUNTED = ("COMPLETE", "PRUNED", "FAIL")  # a trial in any of these is one of ``--trials``
@@ -76,7 +77,8 @@ def parse_param(text: str) -> Param:
     if not sep or not key or not spec:
         raise ConfigError(f"--param expects KEY=SPEC (e.g. algo.max_kl=log:0.005:0.05), got {text!r}")
     if len(key.split(".")) != 2:
-        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)")
+        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)"
+                          f"{did_you_mean(config_mod.similar_keys(key))}")
     if key == "run.seed":
         raise ConfigError("--param run.seed: the seeds of a trial are --seeds, not a searched value")
     kind, colon, rest = spec.partition(":")

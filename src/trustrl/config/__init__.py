@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from trustrl.config.overrides import LAYOUT_KEYS, parse_env_kwargs, with_layout, with_overrides
     from trustrl.config.resolve import env_defaults, find_preset, load, preset_data, preset_names, spec_kind
     from trustrl.config.safety import accept_env_kwargs, names_file
-    from trustrl.config.schema import ALGO_CONFIGS, SECTIONS, Config, from_dict
+    from trustrl.config.schema import ALGO_CONFIGS, SECTIONS, Config, from_dict, similar_keys
     from trustrl.config.sections import CriticConfig, EnvConfig, OfflineConfig, PolicyConfig, RunConfig, VineConfig
     from trustrl.config.values import parse_value, toml_key, toml_value
     from trustrl.errors import ConfigError
@@ -43,7 +43,7 @@ _MODULES = {
     "trustrl.config.overrides": ("LAYOUT_KEYS", "parse_env_kwargs", "with_layout", "with_overrides"),
     "trustrl.config.resolve": ("env_defaults", "find_preset", "load", "preset_data", "preset_names", "spec_kind"),
     "trustrl.config.safety": ("accept_env_kwargs", "names_file"),
-    "trustrl.config.schema": ("ALGO_CONFIGS", "SECTIONS", "Config", "from_dict"),
+    "trustrl.config.schema": ("ALGO_CONFIGS", "SECTIONS", "Config", "from_dict", "similar_keys"),
     "trustrl.config.sections": ("CriticConfig", "EnvConfig", "OfflineConfig", "PolicyConfig", "RunConfig",
                                 "VineConfig"),
     "trustrl.config.values": ("parse_value", "toml_key", "toml_value"),
