@@ -65,15 +65,23 @@ class RunLock:
         lock file is in it (a start that failed and took its files away)."""
         if self.fd < 0:
             return
-        if remove_created and self.created and [p.name for p in self.run_dir.iterdir()] == [LOCK_FILE]:
+        remove = remove_created and self.created and _holds_only(self.run_dir, LOCK_FILE)
+        if remove:
             (self.run_dir / LOCK_FILE).unlink(missing_ok=True)  # while held: no other writer is inside
         os.close(self.fd)  # closing the descriptor releases the flock
         self.fd = -1
-        if remove_created and self.created:
+        if remove:
             try:
                 self.run_dir.rmdir()  # only if still empty: a writer that came in since keeps it
             except OSError:
                 pass
+
+
+def _holds_only(folder: Path, name: str) -> bool:
+    try:
+        return [p.name for p in folder.iterdir()] == [name]
+    except OSError:
+        return False
 
 
 class Replacement:
@@ -112,9 +120,15 @@ class Replacement:
         if self.done:
             return False
         self.done = True
-        if self.fresh and any((self.run_dir / "checkpoints").glob("*.json")):
+        if not self.fresh:
+            _rollback(self.run_dir)
+            return True
+        if any((self.run_dir / "checkpoints").glob("*.json")):
             return False
-        _rollback(self.run_dir)
+        try:
+            _rollback(self.run_dir)  # nothing to bring back: the new run's files go, all of them
+        except OSError:  # they stay (the retry then needs --overwrite); the error that ended the run is the one told
+            return False
         return True
 
 
