@@ -82,7 +82,7 @@ def test_overwrite_replaces_a_run(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "no-such-preset"], "unknown preset 'no-such-preset'"),
+        (["train", "no-such-preset"], "unknown preset or env id 'no-such-preset'"),
         (["train", "cartpole-trpo", "--set", "env.id=NoSuchEnv-v0"], "unknown environment id 'NoSuchEnv-v0'"),
         (["train", "cartpole-trpo", "--set", "critic.lr=-1"], "critic.lr must be > 0"),
         (["train", "cartpole-trpo", "--set", "algo.max_kl=0"], "algo.max_kl must be > 0"),
@@ -104,6 +104,22 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(tmp_path, capsys,
 def test_eval_of_a_missing_run(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "no run or checkpoint" in capsys.readouterr().err
+
+
+def test_every_command_that_takes_an_env_id_suggests_the_registered_one(cartpole_run, tmp_path, capsys):
+    for args in (["train", "Cartpole-v1", "--run-dir", str(tmp_path / "never"), *SHORT],
+                 ["train", "cartpole-trpo", "--set", "env.id=cartpole-v1", "--run-dir", str(tmp_path / "never"),
+                  *SHORT],
+                 ["eval", str(cartpole_run), "--env", "cartpole-v1"],
+                 ["collect", "--random", "--env", "cartpole-v1", "--dataset", "cartpole/random-v0", "--episodes", "1"],
+                 ["collect", str(cartpole_run), "--env", "CARTPOLE-V1", "--dataset", "cartpole/x-v0",
+                  "--episodes", "1"],
+                 ["compare", "Cartpole-v1", "--algos", "trpo", "--out", str(tmp_path / "never")]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: unknown ") and "; did you mean CartPole-v1?" in err, args
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "never").exists()
 
 
 def test_eval_in_an_env_with_other_spaces_is_refused(cartpole_run, capsys):
@@ -197,10 +213,40 @@ def test_compare_trains_each_algo_and_seed_and_writes_plot_and_table(tmp_path, c
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_compare_takes_an_env_id_a_preset_or_a_file_as_train_does(tmp_path, capsys):
+    import csv
+
+    from trustrl import config
+    from trustrl.api import build_config
+
+    out = tmp_path / "ids"
+    assert main(["compare", "Acrobot-v1", "--algos", "trpo,ppo", "--seeds", "1", "--out", str(out),
+                 "--total-steps", "4096", "--eval-episodes", "1"]) == 0  # episodes of 500 steps end in the run
+    for algo in ("trpo", "ppo"):  # no preset for Acrobot: the defaults `train Acrobot-v1 --algo ALGO` takes
+        assert (config.load(str(out / algo / "seed0" / "config.toml"))
+                == build_config("Acrobot-v1", algo=algo, total_steps=4096, seed=0))
+    assert [r["env"] for r in csv.DictReader(open(out / "summary.csv"))] == ["Acrobot-v1", "Acrobot-v1"]
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text(build_config("cartpole-ppo", overrides=["algo.clip_range=0.1"]).to_toml())
+    out = tmp_path / "file"
+    assert main(["compare", str(mine), "--seeds", "2", "--out", str(out), "--total-steps", "1024",
+                 "--eval-episodes", "1"]) == 0  # --algos: the file's own
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert [(r["algo"], r["seeds"]) for r in rows] == [("ppo", "2")]
+    for seed in (0, 1):
+        assert config.load(str(out / "ppo" / f"seed{seed}" / "config.toml")).algo.clip_range == 0.1
+    assert "summary.csv" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["compare", "lunar", "--algos", "ppo"], "no presets for env 'lunar'"),
+        (["compare", "lunar", "--algos", "ppo"], "unknown env or preset 'lunar'; compare takes a short env name"),
+        (["compare", "cartpole-trpo", "--algos", "ppo"],
+         "preset cartpole-trpo is a trpo config; it cannot be switched to ppo (its settings are tuned for trpo); "
+         "use preset cartpole-ppo"),
+        (["compare", "Acrobot-v1", "--algos", "trpo-vine"], "no trpo-vine preset for Acrobot-v1"),
         (["compare", "walker2d", "--algos", "a2c"], "no preset walker2d-a2c; walker2d has presets for ppo, trpo"),
         (["compare", "cartpole", "--algos", "sarsa"], "unknown algorithm 'sarsa'"),
         (["compare", "cartpole", "--seeds", "0"], "--seeds must be an integer from 1 to 1,000, got 0"),

@@ -113,6 +113,20 @@ def test_bad_values_give_one_clear_error(override, message):
 
 
 @pytest.mark.parametrize(
+    "raw, example",
+    [("256,256", "[256, 256]"), ("256, 256", "[256, 256]"), ("32", "[32]")],
+)
+def test_a_list_without_brackets_is_answered_with_the_syntax_that_reads(raw, example):
+    with pytest.raises(ConfigError) as exc:
+        config.load("cartpole-trpo", [f"policy.hidden={raw}"])
+    assert str(exc.value).endswith(f"policy.hidden must be a list, got {config.parse_value(raw)!r}; a list is "
+                                   f"written in brackets, {example} (on the command line quoted: "
+                                   f"--set 'policy.hidden={example}')")
+    shown = f"policy.hidden={example}"
+    assert config.load("cartpole-trpo", [shown]).policy.hidden == tuple(int(v) for v in raw.split(","))
+
+
+@pytest.mark.parametrize(
     "preset, override, message",
     [
         ("cartpole-npg", "algo.step=huge", "algo.step must be one of kl, fixed"),
@@ -133,6 +147,16 @@ def test_bad_values_give_one_clear_error(override, message):
         ("cartpole-reinforce", "algo.lr=0", "algo.lr must be > 0"),
         ("cartpole-reinforce", "algo.gae_lambda=0.9", "algo.gae_lambda must be 1.0 for reinforce"),
         ("cartpole-reinforce", "algo.baseline=1", "algo.baseline must be true or false"),
+        # a key without its section, or in another, is answered with the full names it may mean
+        ("cartpole-trpo", "max_kl=0.02", "--set key must be section.key (e.g. algo.max_kl), got 'max_kl'; "
+                                         "did you mean algo.max_kl?"),
+        ("cartpole-trpo", "maxkl=0.02", "got 'maxkl'; did you mean algo.max_kl?"),
+        ("cartpole-trpo", "hidden=[32]", "got 'hidden'; did you mean policy.hidden, critic.hidden?"),
+        ("cartpole-ppo", "clip_range=0.1", "got 'clip_range'; did you mean algo.clip_range?"),  # the config's algo
+        ("cartpole-trpo", "run.max_kl=0.02", "unknown key run.max_kl; did you mean algo.max_kl?"),
+        ("cartpole-trpo", "critic.log_std_init=0",
+         "unknown key critic.log_std_init; did you mean policy.log_std_init?"),
+        ("cartpole-trpo", "run.totalsteps=10", "unknown key run.totalsteps; did you mean run.total_steps?"),
     ],
 )
 def test_bad_algorithm_values_give_one_clear_error(preset, override, message):
@@ -155,8 +179,29 @@ def test_optional_algorithm_fields_accept_none():
 
 
 def test_unknown_preset_suggests_close_names():
-    with pytest.raises(ConfigError, match="unknown preset 'walker-trpo'.*walker2d-trpo"):
+    with pytest.raises(ConfigError, match="unknown preset or env id 'walker-trpo'; did you mean walker2d-trpo"):
         config.load("walker-trpo")
+
+
+@pytest.mark.parametrize(
+    "spec, hint",
+    [
+        ("Cartpole-v1", "; did you mean CartPole-v1? ("),  # the same id but for case: the one suggestion
+        ("cartpole-v1", "; did you mean CartPole-v1? ("),
+        ("Pendulm-v1", "; did you mean Pendulum-v1, "),
+        ("Walker2d-v9", "; did you mean Walker2d-v5, Walker2d-v4, Walker2d-v3? ("),
+    ],
+)
+def test_a_mistyped_env_id_suggests_the_registered_ids(spec, hint):
+    with pytest.raises(ConfigError) as exc:
+        config.load(spec)
+    assert str(exc.value).startswith(f"unknown preset or env id {spec!r}{hint}")
+
+
+def test_a_mistyped_env_id_in_the_config_suggests_the_registered_id():
+    with pytest.raises(ConfigError) as exc:
+        config.load("cartpole-trpo", ["env.id=cartpole-v1"])
+    assert str(exc.value).startswith("unknown environment id 'cartpole-v1'; did you mean CartPole-v1?;")
 
 
 def test_missing_config_file():

@@ -287,6 +287,47 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_leaves_the_old_run_
     assert files_of(run) == before
 
 
+def test_a_start_that_cannot_open_wandb_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "no-such-mode")  # W&B refuses it at once, after the run's first files exist
+    fresh, mine = tmp_path / "fresh", tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own")
+    for run in (fresh, mine):
+        assert main(["train", "cartpole-trpo", "--run-dir", str(run), "--set", "run.wandb=true", *SHORT]) == 2
+        assert "cannot start the Weights & Biases run" in one_error_line(capsys)
+    assert not fresh.exists()  # made by the start that failed: taken away with its files
+    assert sorted(p.name for p in mine.iterdir()) == [".trustrl.lock", "notes.txt"]
+    assert (mine / "notes.txt").read_text() == "the user's own"
+    monkeypatch.delenv("WANDB_MODE")
+    for run in (fresh, mine):  # the same command, corrected: no --overwrite, no --resume needed
+        assert main(["train", "cartpole-trpo", "--run-dir", str(run), *SHORT]) == 0
+        assert checkpoint.load(run, "last").step == 2048
+    assert (mine / "notes.txt").read_text() == "the user's own"
+
+
+def test_a_start_that_fails_in_its_first_batch_leaves_nothing_that_blocks_the_retry(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "faulty_env:Faulty-v0", "--run-dir", str(run), "--quiet", "--total-steps", "8192"]
+    with pytest.raises(Exception, match="the simulator broke"):
+        main([*args, "--set", 'env.kwargs={fault="raise", at=1}'])
+    assert not run.exists()
+    assert main(args) == 0
+
+
+def test_a_start_that_fails_after_a_checkpoint_keeps_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", *FAULTY[:-1], "run.checkpoint_every=100", "--run-dir", str(run),
+            "--set", 'env.kwargs={fault="nan_obs", at=601}']
+    assert main(args) == 2
+    assert "stopped after env step 6144" in one_error_line(capsys)
+    assert not (run / "checkpoints" / "last.json").exists()
+    best = _finite_checkpoint(run, "best")  # no last to resume from, but a policy that can be evaluated
+    before = files_of(run)
+    assert main(args) == 2
+    assert "already holds a run" in one_error_line(capsys)
+    assert files_of(run) == before and checkpoint.load(run, "best").step == best.step
+
+
 def _start(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
     return subprocess.Popen([sys.executable, "-m", "trustrl", *args], stdout=subprocess.PIPE,

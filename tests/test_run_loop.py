@@ -13,6 +13,7 @@ from trustrl import config, trust_region
 from trustrl.api import load
 from trustrl.envs import make_env
 from trustrl.episodes import run_episodes
+from trustrl.errors import TrustrlError
 from trustrl.run import train
 from trustrl.run.evaluation import training_eval_seeds
 
@@ -211,3 +212,25 @@ def test_linear_max_kl_schedule_bounds_every_update_by_its_radius(tmp_path):
     late = [float(r["kl"]) for r in rows[-4:]]
     constant_late = [float(r["kl"]) for r in list(csv.DictReader(io.StringIO(runs["constant"])))[-4:]]
     assert max(late) <= 0.02 * 4 / n and sum(late) < sum(constant_late) / 4
+
+
+@pytest.mark.parametrize("total, n_steps, n_envs", [(3000, 256, 4), (100, 256, 4), (2048, 256, 4), (2047, 64, 2)])
+def test_a_budget_that_is_not_whole_batches_is_said_in_one_line_and_whole_batches_run(tmp_path, capsys, total,
+                                                                                      n_steps, n_envs):
+    cfg = config.load("cartpole-trpo", [f"run.n_steps={n_steps}", f"env.n_envs={n_envs}", "run.eval_every=0"])
+    cfg.run.total_steps = total
+    result = train(cfg, tmp_path / "run", progress=False)
+    batch = n_steps * n_envs
+    ran = max(batch, total - total % batch)  # whole batches, at least one
+    assert result.steps == ran and result.updates == ran // batch
+    lines = [line for line in capsys.readouterr().err.splitlines() if "run.total_steps" in line]
+    if ran == total:
+        assert lines == [] and result.notes == []
+    else:
+        updates = ran // batch
+        note = (f"note: run.total_steps {total} is run as {updates} update{'s' if updates > 1 else ''} of {batch} "
+                f"steps (run.n_steps x env.n_envs) = {ran} steps")
+        assert lines == [note] and result.notes == [note]
+    with pytest.raises(TrustrlError, match="already holds a run"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert "note:" not in capsys.readouterr().err  # a refused start says only its error

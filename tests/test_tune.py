@@ -60,7 +60,8 @@ def test_trials_run_in_parallel_processes(tmp_path):
 
 @pytest.mark.parametrize("param, message", [
     ("algo.max_kl", "--param expects KEY=SPEC"),
-    ("max_kl=log:0.001:0.1", "the key must be section.key"),
+    ("max_kl=log:0.001:0.1", "the key must be section.key (e.g. algo.max_kl); did you mean algo.max_kl?"),
+    ("total_steps=int:1000:2000", "the key must be section.key (e.g. algo.max_kl); did you mean run.total_steps?"),
     ("algo.max_kl=log:0.1:0.001", "LOW must be below HIGH"),
     ("algo.max_kl=log:0:0.1", "a log range needs LOW > 0"),
     ("critic.epochs=int:1.5:4", "an integer range needs integer ends"),

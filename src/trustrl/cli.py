@@ -158,10 +158,11 @@ def _add_collect(sub) -> None:
 
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="train several algorithms x seeds on one env; plot and tabulate")
-    p.add_argument("env", help="short env name of the presets: cartpole, pendulum or walker2d")
-    p.add_argument("--algos", default="reinforce,a2c,npg,trpo,ppo",
-                   help="comma-separated algorithms, each with an <env>-<algo> preset (default: all five; "
-                        "trpo-vine: TRPO with vine sampling)")
+    p.add_argument("env", help="what to compare on: a short env name of the presets (cartpole, pendulum, walker2d, "
+                   "...), an env id (e.g. CartPole-v1: per algorithm its preset, else defaults, as for train), "
+                   "or a preset or .toml file (compared with itself over seeds)")
+    p.add_argument("--algos", help="comma-separated algorithms (default: all five, or a preset's or file's own; "
+                   "trpo-vine: TRPO with vine sampling, where the env has that preset)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per algorithm (default 3)")
     p.add_argument("--out", type=Path, required=True, help="writes <out>/<algo>/seed<k>/, curves.png, summary.csv")
     p.add_argument("--total-steps", type=int, help="override every preset's run.total_steps")
@@ -178,7 +179,8 @@ def _add_tune(sub) -> None:
                         "or choices a,b,c (a|b|c when a choice holds commas, e.g. [64,64]|[256,256])")
     p.add_argument("--trials", type=int, default=20, help="finished trials the study should have (default 20)")
     p.add_argument("--out", type=Path, required=True,
-                   help="the study directory: study.db (run again to continue), trial-<n>/seed<k>/, summary.csv")
+                   help="the study directory: study.db (run again to continue), trial-NNNN/seed<k>/ (trial-0000/seed0/, "
+                        "...), summary.csv")
     p.add_argument("--jobs", type=int, default=1, help="trials run at once, each in its own process (default 1)")
     p.add_argument("--seeds", type=int, default=1,
                    help="seeds per trial, from run.seed on; the score is the mean of their last evaluations")
@@ -351,7 +353,7 @@ def cmd_collect(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     from trustrl.compare import compare
 
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    algos = None if args.algos is None else [a.strip() for a in args.algos.split(",") if a.strip()]
     summaries = compare(
         args.env, algos, args.seeds, args.out, total_steps=args.total_steps,
         eval_episodes=args.eval_episodes, overwrite=args.overwrite, log=print,

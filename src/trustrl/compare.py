@@ -3,7 +3,16 @@
 ``trustrl compare cartpole --algos reinforce,a2c,npg,trpo,ppo --seeds 3 --out cmp/``
 (or ``--algos trpo,trpo-vine``: single path against vine) trains ``<env>-<algo>``
 presets with seeds 0..K-1 into ``cmp/<algo>/seed<k>/`` (one after another, in
-this process), then writes
+this process). What is compared on is named as ``trustrl train`` names it, or by
+the short env name of the presets (``cartpole``):
+
+- a short env name: its ``<env>-<algo>`` presets;
+- an env id (``CartPole-v1``, ``module:Id``): per algorithm the config ``trustrl train ID --algo ALGO``
+  makes (its preset, else defaults); a variant (``trpo-vine``) needs a preset for that id;
+- a preset or a .toml file: that config, seeds against seeds (``--algos`` defaults to its algorithm;
+  another is refused as ``train`` refuses it, naming the preset to use).
+
+Then it writes
 
 - ``cmp/curves.png``: per algorithm, the mean ± std over seeds of
   ``episode_return_mean`` (the rolling mean of recent training episodes) against
@@ -30,8 +39,10 @@ import numpy as np
 from trustrl import config as config_mod
 from trustrl.api import build_config, evaluate, train
 from trustrl.config import MAX_EPISODES, check_count
+from trustrl.envs.registry import similar_env_ids
 from trustrl.errors import ConfigError
 from trustrl.plots import plot_runs, read_series
+from trustrl.suggestions import close_matches, did_you_mean
 
 SUMMARY_FIELDS = (
     "env", "algo", "seeds", "steps", "eval_return_mean", "eval_return_std",
@@ -106,9 +117,13 @@ def write_summary(path: Path, env_id: str, summaries: Sequence[AlgoSummary]) -> 
             })  # fmt: skip
 
 
+#: What an env is compared with when ``--algos`` is not given.
+ALL_ALGOS = ("reinforce", "a2c", "npg", "trpo", "ppo")
+
+
 def compare(
     env: str,
-    algos: Sequence[str],
+    algos: Sequence[str] | None,
     seeds: int,
     out: str | Path,
     *,
@@ -117,13 +132,14 @@ def compare(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> list[AlgoSummary]:
-    """Train ``<env>-<algo>`` for every algo and seed 0..seeds-1, then write the plot and the table."""
+    """Train every algo on ``env`` (see the module docstring) with seeds 0..seeds-1, then write the plot and the
+    table. ``algos`` None: all five algorithms, or a preset's or file's own."""
     check_count("--seeds", seeds, 1_000)
-    if not algos:
+    if algos is not None and not algos:
         raise ConfigError("--algos needs at least one algorithm")
     check_count("--eval-episodes", eval_episodes, MAX_EPISODES)
     out = Path(out)
-    configs = {algo: build_config(_preset_for(env, algo), total_steps=total_steps) for algo in algos}  # fail first
+    configs = _configs(env, algos, total_steps)  # every config made before anything is trained
     taken = [out / a / f"seed{k}" for a in configs for k in range(seeds) if (out / a / f"seed{k}" / "config.toml").exists()]
     if taken and not overwrite:  # refuse before training anything, not when that seed comes up
         raise ConfigError(f"{taken[0]} already holds a run; pass --overwrite or choose another --out")
@@ -151,21 +167,56 @@ def compare(
     return summaries
 
 
-def _preset_for(env: str, algo: str) -> str:
-    """``<env>-<algo>``: an algorithm, or a variant of one that the env has a preset for (``trpo-vine``,
-    ``trpo-notebook``)."""
+def _configs(env: str, algos: Sequence[str] | None, total_steps: int | None) -> dict[str, config_mod.Config]:
+    """The config of each algorithm compared on ``env``: a short env name, an env id, a preset or a file."""
+    if env in _short_names():
+        return {algo: build_config(_preset_for(env, algo), total_steps=total_steps) for algo in algos or ALL_ALGOS}
+    kind = config_mod.spec_kind(env)
+    if kind is None:
+        hints = close_matches(env, [*_short_names(), *config_mod.preset_names(), *similar_env_ids(env)])
+        raise ConfigError(f"unknown env or preset {env!r}{did_you_mean(hints)}; compare takes a short env name of the "
+                          f"presets ({', '.join(_short_names())}), an env id such as CartPole-v1 (or module:Id), a "
+                          "preset or a .toml file")
+    if kind != "env":  # a preset's or a file's settings are tuned for its own algorithm
+        algos = algos or [build_config(env).algo.name]
+        return {algo: build_config(env, algo=algo, total_steps=total_steps) for algo in algos}
+    return {algo: build_config(_variant_preset(env, algo) or env, algo=None if "-" in algo else algo,
+                               total_steps=total_steps) for algo in algos or ALL_ALGOS}
+
+
+def _short_names() -> list[str]:
+    return sorted({_split_preset(name)[0] for name in config_mod.preset_names()})
+
+
+def _variant_preset(env_id: str, algo: str) -> str | None:
+    """The preset of a variant (``trpo-vine``) made for ``env_id``; None for a plain algorithm."""
+    if "-" not in algo:
+        return None
+    _base_algorithm(algo)
+    made = [name for name in config_mod.preset_names()
+            if _split_preset(name)[1] == algo and config_mod.preset_data(name).get("env", {}).get("id") == env_id]
+    if not made:
+        raise ConfigError(f"no {algo} preset for {env_id}; a variant is compared where a preset made for the env "
+                          "has it (see `trustrl presets`)")
+    return made[0]
+
+
+def _base_algorithm(algo: str) -> str:
     base = algo.split("-", 1)[0]
     if base not in config_mod.ALGO_CONFIGS:
         raise ConfigError(f"unknown algorithm {algo!r}; choose from {', '.join(config_mod.ALGO_CONFIGS)} "
                           "(or a variant such as trpo-vine where the env has that preset)")
+    return base
+
+
+def _preset_for(env: str, algo: str) -> str:
+    """``<env>-<algo>`` for a short env name: an algorithm, or a variant of one that the env has a preset for
+    (``trpo-vine``, ``trpo-notebook``)."""
+    _base_algorithm(algo)
     name = f"{env}-{algo}"
     names = config_mod.preset_names()
     if name not in names:
-        split = [_split_preset(n) for n in names]
-        envs = sorted({e for e, _ in split})
-        have = sorted(a for e, a in split if e == env)
-        if not have:
-            raise ConfigError(f"no presets for env {env!r}; compare knows {', '.join(envs)}")
+        have = sorted(a for e, a in map(_split_preset, names) if e == env)
         raise ConfigError(f"no preset {name}; {env} has presets for {', '.join(have)}")
     return name
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from trustrl import config as config_mod
 from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
+from trustrl.suggestions import did_you_mean
 
 if TYPE_CHECKING:
     from trustrl.callbacks import TrainingAgent
@@ -79,7 +80,8 @@ def parse_param(text: str) -> Param:
     if not sep or not key or not spec:
         raise ConfigError(f"--param expects KEY=SPEC (e.g. algo.max_kl=log:0.005:0.05), got {text!r}")
     if len(key.split(".")) != 2:
-        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)")
+        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)"
+                          f"{did_you_mean(config_mod.similar_keys(key))}")
     if key == "run.seed":
         raise ConfigError("--param run.seed: the seeds of a trial are --seeds, not a searched value")
     kind, colon, rest = spec.partition(":")

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
                                TRPOConfig)
     from trustrl.config.limits import MAX_BATCH, MAX_ENVS, MAX_EPISODES, MAX_SEED, MAX_STEPS, check_count, check_seed
     from trustrl.config.overrides import LAYOUT_KEYS, parse_env_kwargs, with_layout, with_overrides
-    from trustrl.config.resolve import env_defaults, find_preset, load, preset_data, preset_names
+    from trustrl.config.resolve import env_defaults, find_preset, load, preset_data, preset_names, spec_kind
     from trustrl.config.safety import accept_env_kwargs, names_file
-    from trustrl.config.schema import ALGO_CONFIGS, SECTIONS, Config, from_dict
+    from trustrl.config.schema import ALGO_CONFIGS, SECTIONS, Config, from_dict, similar_keys
     from trustrl.config.sections import CriticConfig, EnvConfig, OfflineConfig, PolicyConfig, RunConfig, VineConfig
     from trustrl.config.values import parse_value, toml_key, toml_value
     from trustrl.errors import ConfigError
@@ -41,9 +41,9 @@ _MODULES = {
     "trustrl.config.limits": ("MAX_BATCH", "MAX_ENVS", "MAX_EPISODES", "MAX_SEED", "MAX_STEPS", "check_count",
                               "check_seed"),
     "trustrl.config.overrides": ("LAYOUT_KEYS", "parse_env_kwargs", "with_layout", "with_overrides"),
-    "trustrl.config.resolve": ("env_defaults", "find_preset", "load", "preset_data", "preset_names"),
+    "trustrl.config.resolve": ("env_defaults", "find_preset", "load", "preset_data", "preset_names", "spec_kind"),
     "trustrl.config.safety": ("accept_env_kwargs", "names_file"),
-    "trustrl.config.schema": ("ALGO_CONFIGS", "SECTIONS", "Config", "from_dict"),
+    "trustrl.config.schema": ("ALGO_CONFIGS", "SECTIONS", "Config", "from_dict", "similar_keys"),
     "trustrl.config.sections": ("CriticConfig", "EnvConfig", "OfflineConfig", "PolicyConfig", "RunConfig",
                                 "VineConfig"),
     "trustrl.config.values": ("parse_value", "toml_key", "toml_value"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from trustrl.config.schema import RENAMED, Config, from_dict, renamed_keys
+from trustrl.config.schema import RENAMED, Config, from_dict, renamed_keys, similar_keys
 from trustrl.config.values import parse_value
 from trustrl.errors import ConfigError
+from trustrl.suggestions import did_you_mean
 
 _log = logging.getLogger("trustrl")
 
@@ -37,7 +38,9 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         data["name"] = raw
         return
     if len(parts) != 2:
-        raise ConfigError(f"--set key must be section.key (e.g. algo.max_kl), got {key!r}")
+        algo = data.get("algo", {}).get("name", "trpo") if isinstance(data.get("algo"), dict) else "trpo"
+        raise ConfigError(f"--set key must be section.key (e.g. algo.max_kl), got {key.strip()!r}"
+                          f"{did_you_mean(similar_keys(key.strip(), algo))}")
     section, name = parts
     if (section, name) in RENAMED:
         name = RENAMED[section, name]

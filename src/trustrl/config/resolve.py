@@ -7,7 +7,6 @@ another's tuned settings, so the error names the preset or command to use instea
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -17,8 +16,9 @@ from trustrl.config.overrides import apply_override
 from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
-from trustrl.envs.registry import check_env_id, import_env_modules, registered_id
+from trustrl.envs.registry import check_env_id, import_env_modules, registered_id, similar_env_ids
 from trustrl.errors import ConfigError
+from trustrl.suggestions import close_matches, did_you_mean
 
 PRESETS = "trustrl.config.presets"
 
@@ -147,9 +147,20 @@ def _is_env_id(spec: str) -> bool:
     return spec in gym.registry
 
 
+def spec_kind(spec: str) -> str | None:
+    """What ``spec`` names, as :func:`load` reads it: ``"file"`` (a .toml path or any file), ``"preset"``, ``"env"``
+    (a registered id, or ``module:Id``), or None: nothing."""
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return "file"
+    if spec in preset_names():
+        return "preset"
+    return "env" if _is_env_id(spec) else None
+
+
 def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]:
-    path = Path(spec)
-    if spec.endswith(".toml") or path.is_file():
+    kind = spec_kind(spec)
+    if kind == "file":
+        path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"config file {spec!r} does not exist")
         try:
@@ -160,14 +171,13 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
             raise ConfigError(f"{spec}: not a UTF-8 text file (byte {exc.start}); TOML files are UTF-8") from None
         except OSError as exc:
             raise ConfigError(f"cannot read {spec}: {exc.strerror or exc}") from None
-    names = preset_names()
-    if spec in names:
+    if kind == "preset":
         return preset_data(spec), f"preset {spec}"
-    if _is_env_id(spec):
+    if kind == "env":
         return env_defaults(spec, algo or "trpo")
-    hint = difflib.get_close_matches(spec, names, n=3)
-    also = f"; did you mean {', '.join(hint)}?" if hint else ""
+    names = preset_names()
     raise ConfigError(
-        f"unknown preset {spec!r}{also} (presets: {', '.join(names)}; "
+        f"unknown preset or env id {spec!r}{did_you_mean(close_matches(spec, [*names, *similar_env_ids(spec)]))} "
+        f"(presets: {', '.join(names)}; "
         "or pass a .toml file, a gymnasium env id such as CartPole-v1, or an env of your own as module:Id)"
     )

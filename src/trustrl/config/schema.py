@@ -18,6 +18,7 @@ from trustrl.config.limits import MAX_BATCH
 from trustrl.config.sections import CriticConfig, EnvConfig, OfflineConfig, PolicyConfig, RunConfig, VineConfig
 from trustrl.config.values import build_section, toml_safe
 from trustrl.errors import ConfigError
+from trustrl.suggestions import close_matches
 
 #: Algorithm name -> its config dataclass.
 ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {name: algo.config for name, algo in ALGORITHMS.items()}
@@ -121,6 +122,27 @@ def renamed_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
+def key_names(algo: str = "trpo") -> list[str]:
+    """Every ``section.key`` a config with algorithm ``algo`` has."""
+    tables = {**SECTIONS, "algo": ALGO_CONFIGS.get(algo, TRPOConfig)}
+    return ["name", *(f"{section}.{f.name}" for section, cls in tables.items() for f in dataclasses.fields(cls))]
+
+
+def similar_keys(key: str, algo: str = "trpo") -> list[str]:
+    """The ``section.key`` names that ``key`` -- ``max_kl``, ``run.max_kl``, ``algo.maxkl`` -- may have meant:
+    the key given in whatever section it is, else the closest spelling."""
+    names = key_names(algo)
+    bare = key.rpartition(".")[2]
+    same = [name for name in names if name.rpartition(".")[2].lower() == bare.lower() and name != key]
+    if same:
+        return same
+    closest = close_matches(key, names, n=1) if "." in key else []
+    if closest:
+        return closest
+    keys = close_matches(bare, [name.rpartition(".")[2] for name in names], n=1)
+    return [name for name in names if name.rpartition(".")[2] in keys]
+
+
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """Build and validate a Config; unknown sections or keys are errors, not ignored."""
     data = renamed_keys(data, source)
@@ -128,13 +150,14 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     if unknown:
         raise ConfigError(f"{source}: unknown section {_quoted(unknown)}; sections are {', '.join(['name', 'algo', *SECTIONS])}")
     cfg = Config(name=str(data.get("name", "custom")))
-    for section, cls in SECTIONS.items():
-        setattr(cfg, section, build_section(cls, data.get(section, {}), section, source))
     algo = dict(data.get("algo", {}))
     algo_name = algo.get("name", "trpo")
+    similar = lambda key: similar_keys(key, algo_name)  # noqa: E731 -- a wrong section's key is found in its own
+    for section, cls in SECTIONS.items():
+        setattr(cfg, section, build_section(cls, data.get(section, {}), section, source, similar))
     if algo_name not in ALGO_CONFIGS:
         raise ConfigError(f"{source}: unknown algorithm {algo_name!r}; choose from {', '.join(sorted(ALGO_CONFIGS))}")
-    cfg.algo = build_section(ALGO_CONFIGS[algo_name], algo, "algo", source)
+    cfg.algo = build_section(ALGO_CONFIGS[algo_name], algo, "algo", source, similar)
     return cfg.validate()
 
 

@@ -136,7 +136,8 @@ class CriticConfig:
 @dataclass
 class RunConfig:
     total_steps: int = 100_000
-    """Environment steps to train for (summed over all copies)."""
+    """Environment steps to train for (summed over all copies): whole batches of run.n_steps x env.n_envs, at least
+    one, so another number is rounded down, and a note says so."""
     n_steps: int = 256
     """Steps per copy per batch."""
     seed: int = 0

@@ -4,17 +4,17 @@ values checked against the fields' types (ints accepted for floats, lists for tu
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import tomllib
 import types
 import typing
-from typing import Any
+from typing import Any, Callable
 
 import tomli_w
 
 from trustrl.errors import ConfigError
+from trustrl.suggestions import did_you_mean
 
 
 def parse_toml_value(raw: str) -> Any:
@@ -48,7 +48,9 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def build_section(cls: type, values: dict[str, Any], section: str, source: str) -> Any:
+def build_section(cls: type, values: dict[str, Any], section: str, source: str,
+                  similar: Callable[[str], list[str]]) -> Any:
+    """``cls`` from a table; ``similar(section.key)`` names what an unknown key may have meant."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: [{section}] must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -56,9 +58,7 @@ def build_section(cls: type, values: dict[str, Any], section: str, source: str) 
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            hint = difflib.get_close_matches(key, fields, n=1)
-            also = f"; did you mean {section}.{hint[0]}?" if hint else ""
-            raise ConfigError(f"{source}: unknown key {section}.{key}{also}")
+            raise ConfigError(f"{source}: unknown key {section}.{key}{did_you_mean(similar(f'{section}.{key}'))}")
         kwargs[key] = coerce(value, hints[key], f"{section}.{key}", source)
     return cls(**kwargs)
 
@@ -74,7 +74,9 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         return coerce(value, inner[0], key, source)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+            example = list_example(value)
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}; a list is written in brackets, "
+                              f"{example} (on the command line quoted: --set '{key}={example}')")
         return tuple(coerce(v, args[0], key, source) for v in value)
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
@@ -101,6 +103,12 @@ def coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
         return value
     return value
+
+
+def list_example(value: Any) -> str:
+    """``'256,256'`` -> ``[256, 256]``: the TOML list a value written without brackets was meant to be."""
+    items = [item.strip() for item in value.split(",")] if isinstance(value, str) else [value]
+    return toml_value([parse_value(item) if isinstance(item, str) else item for item in items if item != ""])
 
 
 def toml_safe(value: Any) -> Any:

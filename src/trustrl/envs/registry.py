@@ -6,7 +6,6 @@ actor is sent the function pickled (:func:`factory_payload`) and registers it th
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import re
 from typing import Any, Callable, Iterable
@@ -14,6 +13,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 
 from trustrl.errors import ConfigError, EnvUnavailableError
+from trustrl.suggestions import close_matches, did_you_mean
 
 #: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
 FACTORY_NAMESPACE = "trustrl-factory"
@@ -51,10 +51,13 @@ def registered_id(env_id: str, imports: Iterable[str] = ()) -> str:
                                   "pass the same function again (trustrl.load(run, env=make_env), "
                                   "trustrl.resume(run, env=make_env)), or evaluate in a registered env with --env ID")
     where = f" (module {module!r} was imported but did not register it)" if sep else ""
-    hint = difflib.get_close_matches(bare, list(gym.registry), n=3)
-    also = f"; did you mean {', '.join(hint)}?" if hint else ""
     custom = "" if sep else "; an env of your own: module:Id or env.imports"
-    raise EnvUnavailableError(f"unknown environment id {bare!r}{where}{also}{custom}")
+    raise EnvUnavailableError(f"unknown environment id {bare!r}{where}{did_you_mean(similar_env_ids(bare))}{custom}")
+
+
+def similar_env_ids(name: str) -> list[str]:
+    """Registered ids that ``name`` may have meant (``Cartpole-v1`` -> ``CartPole-v1``)."""
+    return close_matches(name, [env_id for env_id in gym.registry if not env_id.startswith(FACTORY_NAMESPACE + "/")])
 
 
 def check_env_id(env_id: str, imports: Iterable[str] = ()) -> None:

@@ -56,12 +56,13 @@ def online(cfg: Config, policy_factory, log) -> Parts:
     except BaseException:
         pool.close()
         raise
+    rounded = None if vine else rounding_note(cfg.run.total_steps, batch)
     return Parts(
         cfg=cfg, sampler=sampler, policy=policy, critic=critic, algo=algo,
-        generator=generator, n_updates=max(1, cfg.run.total_steps // batch),  # whole batches, at least one
+        generator=generator, n_updates=whole_batches(cfg.run.total_steps, batch),
         steps_per_update=batch, budget=cfg.run.total_steps if vine else None, evaluator=evaluator,
         eval_due=lambda update, before, step: every > 0 and step // every > before // every,
-        extra={}, log=log,
+        extra={}, start_notes=[rounded] if rounded else [], log=log,
     )  # fmt: skip
 
 
@@ -71,6 +72,21 @@ def obs_normalizer(obs_space, cfg: Config) -> ObsNormalizer:
     if image_layout(obs_space) is not None:
         return ObsNormalizer((), enabled=False, clip=cfg.env.clip_obs)
     return ObsNormalizer(obs_space.shape, cfg.env.norm_obs, cfg.env.clip_obs)
+
+
+def whole_batches(total_steps: int, batch: int) -> int:
+    """Updates of a run: an update learns from a whole batch, so the steps are rounded down to whole batches
+    (at least one)."""
+    return max(1, total_steps // batch)
+
+
+def rounding_note(total_steps: int, batch: int) -> str | None:
+    """One line saying that ``total_steps`` is not what runs, because it is not a whole number of batches."""
+    updates = whole_batches(total_steps, batch)
+    if updates * batch == total_steps:
+        return None
+    return (f"note: run.total_steps {total_steps} is run as {updates} update{'s' if updates > 1 else ''} of "
+            f"{batch} steps (run.n_steps x env.n_envs) = {updates * batch} steps")
 
 
 def check_can_branch(pool) -> None:

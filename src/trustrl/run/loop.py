@@ -48,6 +48,8 @@ class Parts:
     """(update, env steps before its batch, after it) -> evaluate now?"""
     extra: dict = field(default_factory=dict)  # recorded in every checkpoint's JSON
     notes: list[str] = field(default_factory=list)
+    start_notes: list[str] = field(default_factory=list)
+    """Notes said when the loop starts, once nothing can refuse the run: a refused start says only its error."""
     log: Callable[[str], None] = lambda message: None
 
     def ended(self, update: int, steps: int) -> bool:
@@ -81,6 +83,9 @@ def run(parts: Parts, state: LoopState, writer: RunWriter, callbacks: Sequence[C
     recorder = Recorder(parts, state, writer, callbacks)
     learner = Learner(algo, policy, parts.critic, cfg.run.overlap_critic, undoable=recorder.skip)
     update = state.update
+    for note in parts.start_notes:
+        parts.notes.append(note)
+        parts.log(note)
     try:
         while not parts.ended(update, sampler.total_steps):
             update += 1

@@ -7,6 +7,9 @@
   them back if the new run fails before its first ``last`` checkpoint (the first it can be resumed from);
   once that checkpoint is written they are deleted. A process killed at any step of this leaves a state
   the next writer finishes one way or the other (:func:`recover`).
+- **A start that fails.** A new run in a directory that held none, failing before it wrote any checkpoint,
+  takes its files with it (and the directory, if it made it and nothing else is there), so that the same
+  command can simply be run again; files that were there before it are never touched.
 - **Leftovers.** Temporary files of an interrupted write, and weights files no checkpoint record names,
   are removed by the next writer.
 """
@@ -41,6 +44,7 @@ class RunLock:
         self.run_dir = run_dir
         if run_dir.exists() and not run_dir.is_dir():
             raise TrustrlError(f"{what} {run_dir} exists and is not a directory")
+        self.created = not run_dir.exists()  # so a start that fails can take the directory away again
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -56,10 +60,28 @@ class RunLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = -1
+    def release(self, remove_created: bool = False) -> None:
+        """Free the lock; ``remove_created``: also remove the directory if this lock made it and nothing but the
+        lock file is in it (a start that failed and took its files away)."""
+        if self.fd < 0:
+            return
+        remove = remove_created and self.created and _holds_only(self.run_dir, LOCK_FILE)
+        if remove:
+            (self.run_dir / LOCK_FILE).unlink(missing_ok=True)  # while held: no other writer is inside
+        os.close(self.fd)  # closing the descriptor releases the flock
+        self.fd = -1
+        if remove:
+            try:
+                self.run_dir.rmdir()  # only if still empty: a writer that came in since keeps it
+            except OSError:
+                pass
+
+
+def _holds_only(folder: Path, name: str) -> bool:
+    try:
+        return [p.name for p in folder.iterdir()] == [name]
+    except OSError:
+        return False
 
 
 class Replacement:
@@ -68,12 +90,15 @@ class Replacement:
     Every step is a rename or a marker file, so a process killed at any point leaves a state that
     :func:`recover` can finish one way or the other without losing the old run: ``.set-aside`` in the
     aside folder says all the old files are in it, ``.restoring`` that the new run's files are gone.
+    With no old run (``names`` empty) nothing is set aside, and a start that fails before any checkpoint
+    takes its own files away.
     """
 
     def __init__(self, run_dir: Path, names: list[str]):
         self.run_dir = run_dir
         self.aside = run_dir / ASIDE
-        self.done = not names
+        self.fresh = not names
+        self.done = False
         if names:
             self.aside.mkdir()
             for name in names:
@@ -85,13 +110,26 @@ class Replacement:
         stop midway cannot turn into a mix of two runs)."""
         if not self.done:
             self.done = True
-            _drop_aside(self.run_dir)
+            if not self.fresh:
+                _drop_aside(self.run_dir)
 
-    def rollback(self) -> None:
-        """The new run failed before its first ``last`` checkpoint: its files go, the old run's come back."""
-        if not self.done:
+    def rollback(self) -> bool:
+        """The new run failed before its first ``last`` checkpoint: its files go, the old run's come back. A
+        fresh run's files stay if it wrote a checkpoint (a ``best`` is worth keeping). Returns whether the
+        directory holds no run files of the new run any more."""
+        if self.done:
+            return False
+        self.done = True
+        if not self.fresh:
             _rollback(self.run_dir)
-            self.done = True
+            return True
+        if any((self.run_dir / "checkpoints").glob("*.json")):
+            return False
+        try:
+            _rollback(self.run_dir)  # nothing to bring back: the new run's files go, all of them
+        except OSError:  # they stay (the retry then needs --overwrite); the error that ended the run is the one told
+            return False
+        return True
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> Replacement:

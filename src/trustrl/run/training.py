@@ -263,6 +263,7 @@ def _execute(
         raise
     state = LoopState()
     replacement = None
+    discarded = False  # a new run that failed before any checkpoint took its files away
     try:
         if resume_from is None and cfg.run.init_from:  # read before the run directory is touched
             note = start_from(parts, cfg.run.init_from)
@@ -304,15 +305,15 @@ def _execute(
             seconds = time.perf_counter() - started
             writer.close()
     except BaseException:
-        if replacement is not None:  # no checkpoint of the new run yet: the old run comes back as it was
-            replacement.rollback()
+        if replacement is not None:  # no checkpoint of the new run yet: the directory goes back to how it was
+            discarded = replacement.rollback()
         raise
     finally:
         parts.sampler.close()
         if parts.evaluator is not None:
             parts.evaluator.close()
         if lock is not None:
-            lock.release()
+            lock.release(remove_created=discarded)
     extra = {**parts.extra, **parts.algo.info()}
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan
