@@ -56,6 +56,10 @@ class RunWriter:
         if self.observer is not None:
             self.observer(step, metrics)
 
+    def evaluating(self, done: int, total: int) -> None:
+        """Progress within an evaluation: ``done`` of its ``total`` episodes played."""
+        self.logger.evaluating(done, total)
+
     def checkpoint(
         self,
         tag: str,
