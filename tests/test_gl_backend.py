@@ -95,7 +95,7 @@ def test_a_video_whose_gl_back_end_fails_is_one_error_line_naming_the_packages(p
     out = _run(["-m", "trustrl", "video", str(pendulum_run), "--out", "v.mp4", "--episodes", "1"], tmp_path,
                **variables)
     line = _one_error_line(out)
-    assert "OpenGL rendering failed" in line and all(f"apt-get install {p}" in line for p in packages)
+    assert "the OpenGL back end failed" in line and all(f"apt-get install {p}" in line for p in packages)
     assert list(tmp_path.iterdir()) == []  # no video, no temporary file
 
 
@@ -105,3 +105,14 @@ def test_training_with_videos_and_a_broken_egl_stops_before_writing_anything(bro
     line = _one_error_line(out)
     assert "cannot render InvertedPendulum-v5" in line and f"apt-get install {EGL_PACKAGES}" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_failing_mujoco_gl_the_user_set_is_one_error_line_where_nothing_renders(pendulum_run, tmp_path, command):
+    if ctypes.util.find_library("OSMesa"):
+        pytest.skip("OSMesa is installed here")
+    args = {"train": ["train", "InvertedPendulum-v5", "--run-dir", "run", *TINY],
+            "eval": ["eval", str(pendulum_run), "--episodes", "1"]}[command]
+    line = _one_error_line(_run(["-m", "trustrl", *args], tmp_path, MUJOCO_GL="osmesa"))
+    assert f"apt-get install {OSMESA_PACKAGES}" in line and line.endswith("unset MUJOCO_GL to go on without OpenGL")
+    assert list(tmp_path.iterdir()) == []

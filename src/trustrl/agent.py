@@ -17,6 +17,7 @@ import torch
 
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import describe_spaces, make_env, register_factory
 from trustrl.envs.registry import FACTORY_NAMESPACE
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
@@ -87,7 +88,8 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
         name = recorded[len(prefix):] if isinstance(recorded, str) and recorded.startswith(prefix) else None
         env = register_factory(env, name)
     config = _config_of(record, env, env_kwargs or {})
-    probe = make_env(config.env)
+    with gl_failures_explained(NOT_RENDERING):
+        probe = make_env(config.env)
     try:
         check_compatible(record, probe)
         policy = _policy_of(record, probe, config)

@@ -24,6 +24,7 @@ EGL_PACKAGES = "libegl1 libegl-mesa0"
 #: Debian/Ubuntu package of software OpenGL (``MUJOCO_GL=osmesa``).
 OSMESA_PACKAGES = "libosmesa6"
 
+_filming = 0  # how many offscreen_rendering blocks are open
 # Where a failure comes from when OpenGL is what failed: PyOpenGL, MuJoCo's GL contexts, gymnasium's renderer.
 _GL_SOURCES = ("/OpenGL/", "/mujoco/egl/", "/mujoco/osmesa/", "/mujoco/glfw/", "/mujoco/rendering/", "/glfw/",
                "/gymnasium/envs/mujoco/mujoco_rendering.py")
@@ -59,20 +60,23 @@ def offscreen_rendering() -> Iterator[None]:
     The headless defaults (:func:`headless_defaults`) hold only inside the block, so processes started
     afterwards (sampling workers) inherit none of them.
     """
+    global _filming
     chosen = headless_defaults()
     os.environ.update(chosen)
+    _filming += 1
     try:
         with gl_failures_explained():
             yield
     finally:
+        _filming -= 1
         for name in chosen:
             os.environ.pop(name, None)
 
 
 @contextmanager
-def gl_failures_explained() -> Iterator[None]:
+def gl_failures_explained(note: str = "") -> Iterator[None]:
     """An exception raised by OpenGL (a missing or broken libEGL, no OSMesa, a GL window that cannot open)
-    becomes one :class:`TrustrlError` line naming the packages to install; others pass through."""
+    becomes one :class:`TrustrlError` line naming the packages to install (and ``note``); others pass through."""
     try:
         yield
     except TrustrlError:
@@ -80,7 +84,13 @@ def gl_failures_explained() -> Iterator[None]:
     except Exception as exc:
         if not is_gl_failure(exc):
             raise
-        raise render_failure("", exc) from None
+        error = render_failure("", exc)
+        raise TrustrlError(f"{error}; {note}" if note and not _filming else str(error)) from None
+
+
+#: What :func:`gl_failures_explained` adds where nothing is rendered (unless inside :func:`offscreen_rendering`):
+#: a ``MUJOCO_GL`` the user set fails as ``mujoco`` is first imported, though only filming needs OpenGL.
+NOT_RENDERING = "nothing is rendered here: unset MUJOCO_GL to go on without OpenGL"
 
 
 def render_failure(what: str, exc: Exception) -> TrustrlError:
@@ -123,7 +133,7 @@ def gl_failure_message(exc: BaseException) -> str:
     """One line: what failed, and the packages that fix it for the back end ``MUJOCO_GL`` names."""
     detail = (str(exc).strip().splitlines() or [""])[0]
     backend = os.environ.get("MUJOCO_GL", "").strip().lower()
-    what = f"OpenGL rendering failed (MUJOCO_GL={backend or 'unset'}; {type(exc).__name__}: {detail})"
+    what = f"the OpenGL back end failed (MUJOCO_GL={backend or 'unset'}; {type(exc).__name__}: {detail})"
     egl = f"headless MuJoCo rendering uses EGL: install {EGL_PACKAGES} (Debian/Ubuntu: apt-get install {EGL_PACKAGES})"
     if backend == "osmesa":
         return f"{what}; OSMesa needs {OSMESA_PACKAGES} (apt-get install {OSMESA_PACKAGES}); or MUJOCO_GL=egl: {egl}"

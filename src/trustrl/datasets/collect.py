@@ -25,6 +25,7 @@ from trustrl import checkpoint
 from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import make_env
 from trustrl.episodes import step_cap
 from trustrl.errors import TrustrlError
@@ -75,7 +76,8 @@ def collect(
         env_cfg = EnvConfig(id=env_id)
     else:
         raise TrustrlError("collect needs a run directory (its checkpoint's policy) or --random --env ID")
-    env = make_env(env_cfg)
+    with gl_failures_explained(NOT_RENDERING):
+        env = make_env(env_cfg)
     try:
         if loaded is not None:
             loaded.check_env(env)
