@@ -107,11 +107,13 @@ def test_training_with_videos_and_a_broken_egl_stops_before_writing_anything(bro
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("command", ["train", "eval"])
+@pytest.mark.parametrize("command", ["train", "train-in-workers", "eval"])
 def test_a_failing_mujoco_gl_the_user_set_is_one_error_line_where_nothing_renders(pendulum_run, tmp_path, command):
     if ctypes.util.find_library("OSMesa"):
         pytest.skip("OSMesa is installed here")
+    train = ["train", "walker2d-trpo-notebook", "--run-dir", "run", *TINY]  # a preset: the workers make the first env
     args = {"train": ["train", "InvertedPendulum-v5", "--run-dir", "run", *TINY],
+            "train-in-workers": [*train, "--set", "run.workers=2"],
             "eval": ["eval", str(pendulum_run), "--episodes", "1"]}[command]
     line = _one_error_line(_run(["-m", "trustrl", *args], tmp_path, MUJOCO_GL="osmesa"))
     assert f"apt-get install {OSMESA_PACKAGES}" in line and line.endswith("unset MUJOCO_GL to go on without OpenGL")

@@ -74,9 +74,9 @@ def offscreen_rendering() -> Iterator[None]:
 
 
 @contextmanager
-def gl_failures_explained(note: str = "") -> Iterator[None]:
+def gl_failures_explained(note: str = "", error: type[TrustrlError] = TrustrlError) -> Iterator[None]:
     """An exception raised by OpenGL (a missing or broken libEGL, no OSMesa, a GL window that cannot open)
-    becomes one :class:`TrustrlError` line naming the packages to install (and ``note``); others pass through."""
+    becomes one ``error`` line naming the packages to install (and ``note``); others pass through."""
     try:
         yield
     except TrustrlError:
@@ -84,8 +84,8 @@ def gl_failures_explained(note: str = "") -> Iterator[None]:
     except Exception as exc:
         if not is_gl_failure(exc):
             raise
-        error = render_failure("", exc)
-        raise TrustrlError(f"{error}; {note}" if note and not _filming else str(error)) from None
+        message = str(render_failure("", exc))
+        raise error(f"{message}; {note}" if note and not _filming else message) from None
 
 
 #: What :func:`gl_failures_explained` adds where nothing is rendered (unless inside :func:`offscreen_rendering`):
