@@ -12,7 +12,8 @@ import imageio.v2 as imageio
 import pytest
 
 import trustrl
-from trustrl.display import EGL_PACKAGES, OSMESA_PACKAGES
+from trustrl.display import EGL_PACKAGES, OSMESA_PACKAGES, headless_defaults, offscreen_rendering
+from trustrl.video import video
 
 SRC = str(Path(trustrl.__file__).resolve().parents[1])
 GL_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")
@@ -118,3 +119,21 @@ def test_a_failing_mujoco_gl_the_user_set_is_one_error_line_where_nothing_render
     line = _one_error_line(_run(["-m", "trustrl", *args], tmp_path, MUJOCO_GL="osmesa"))
     assert f"apt-get install {OSMESA_PACKAGES}" in line and line.endswith("unset MUJOCO_GL to go on without OpenGL")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_filming_sets_the_headless_defaults_only_while_it_renders(pendulum_run, tmp_path, monkeypatch):
+    for name in GL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert headless_defaults() == {"MUJOCO_GL": "egl", "SDL_VIDEODRIVER": "dummy"}
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert headless_defaults() == {"SDL_VIDEODRIVER": "dummy"}  # what the user set is theirs
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert headless_defaults() == {}
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.delenv("DISPLAY")
+    seen = []
+    with offscreen_rendering():
+        seen.append(os.environ.get("MUJOCO_GL"))
+    result = video(pendulum_run, tmp_path / "p.mp4", episodes=1)
+    assert seen == ["egl"] and result.frames == result.lengths[0] + 1
+    assert "MUJOCO_GL" not in os.environ and "SDL_VIDEODRIVER" not in os.environ
