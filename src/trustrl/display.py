@@ -134,9 +134,9 @@ def gl_failure_message(exc: BaseException) -> str:
     detail = (str(exc).strip().splitlines() or [""])[0]
     backend = os.environ.get("MUJOCO_GL", "").strip().lower()
     what = f"the OpenGL back end failed (MUJOCO_GL={backend or 'unset'}; {type(exc).__name__}: {detail})"
-    egl = f"headless MuJoCo rendering uses EGL: install {EGL_PACKAGES} (Debian/Ubuntu: apt-get install {EGL_PACKAGES})"
+    egl = f"headless MuJoCo rendering uses EGL (Debian/Ubuntu: apt-get install {EGL_PACKAGES})"
     if backend == "osmesa":
-        return f"{what}; OSMesa needs {OSMESA_PACKAGES} (apt-get install {OSMESA_PACKAGES}); or MUJOCO_GL=egl: {egl}"
+        return f"{what}; OSMesa needs {OSMESA_PACKAGES} (apt-get install {OSMESA_PACKAGES}), or set MUJOCO_GL=egl: {egl}"
     if backend in ("", "egl"):
         return f"{what}; {egl}"
-    return f"{what}; MUJOCO_GL={backend} needs a display with OpenGL; or MUJOCO_GL=egl: {egl}"
+    return f"{what}; MUJOCO_GL={backend} needs a display with OpenGL, or set MUJOCO_GL=egl: {egl}"

@@ -215,4 +215,3 @@ def _make_render_env(env_cfg: EnvConfig) -> gym.Env:
         raise
     except Exception as exc:
         raise render_failure(f"cannot render {env_cfg.id}", exc) from None
-
