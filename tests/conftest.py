@@ -1,9 +1,5 @@
-import os
-
 import pytest
 import torch
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @pytest.fixture(autouse=True)

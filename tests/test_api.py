@@ -184,6 +184,10 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("step ")]
+    evaluating = [line for line in lines if " | evaluating " in line]  # an evaluation, shown as it runs
+    assert evaluating and all(re.search(r"^step \d+/6144 \(.*\) \| evaluating \d+/\d+ episodes \| ", line)
+                              for line in evaluating)
+    lines = [line for line in lines if line not in evaluating]
     assert lines[0].startswith("step 0/6144 (0.0%) | eval ")
     assert lines[-1].startswith("step 6144/6144 (100.0%) | ") and "steps/s | return " in lines[-1]
     assert len(lines) == 1 + 6  # the initial evaluation, then one line per update of 1024 steps

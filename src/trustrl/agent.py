@@ -17,6 +17,7 @@ import torch
 
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import describe_spaces, make_env
 from trustrl.envs.observations import FlatBox, flatten_observations
 from trustrl.envs.registry import register_again
@@ -125,7 +126,8 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
     if env is not None and not isinstance(env, str):  # the function that made the run's env keeps its id
         env = register_again(env, record.config.get("env", {}).get("id", ""))
     config = _config_of(record, env, env_kwargs or {})
-    probe = make_env(config.env)
+    with gl_failures_explained(NOT_RENDERING):
+        probe = make_env(config.env)
     try:
         check_compatible(record, probe)
         policy = _policy_of(record, probe, config)

@@ -7,6 +7,10 @@ eval``, ``trustrl video``, :func:`trustrl.evaluate` and ``trustrl compare`` use 
 evaluation during training draws from another stream, so a report made afterwards is on episodes the
 ``best`` checkpoint was not chosen on.
 
+Every episode played here ends: at the env's own time limit, or -- for an env that has none -- after
+:data:`EPISODE_STEP_CAP` steps, counted as truncated (its return so far is its return), with one
+warning per env id and process saying so.
+
 The command line reads :data:`DEFAULT_EVAL_SEED` from here when it builds its
 parser, so this module imports no numpy, gymnasium or torch until it plays.
 Filming episodes is :mod:`trustrl.video`.
@@ -14,6 +18,7 @@ Filming episodes is :mod:`trustrl.video`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -27,6 +32,13 @@ if TYPE_CHECKING:
 
 #: The seed of an evaluation or a video given none.
 DEFAULT_EVAL_SEED = 1_000_000
+
+#: Steps after which an episode of an env with no time limit is cut (as truncated), so that evaluation,
+#: ``trustrl eval``, ``video`` and ``collect`` always end; ``env.max_episode_steps`` gives the env a limit.
+EPISODE_STEP_CAP = 10_000
+
+_log = logging.getLogger("trustrl")
+_warned_uncapped: set[str] = set()  # env ids already warned about in this process
 
 
 @dataclass
@@ -55,16 +67,50 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
     return reset_seeds(seed, EPISODES, range(episodes))
 
 
+def time_limit(env: gym.Env) -> int | None:
+    """The env's own episode length limit: its ``TimeLimit`` wrapper's, else its spec's (None: it has none)."""
+    from gymnasium.wrappers import TimeLimit
+
+    layer = env
+    while layer is not None:
+        if isinstance(layer, TimeLimit):
+            return int(layer._max_episode_steps)
+        layer = getattr(layer, "env", None)
+    spec = getattr(env, "spec", None)
+    return getattr(spec, "max_episode_steps", None)
+
+
+def step_cap(env: gym.Env) -> int | None:
+    """Steps after which trustrl cuts an episode of ``env``: None when the env's own time limit ends it,
+    else :data:`EPISODE_STEP_CAP` -- said once per env id and process, as one warning line."""
+    if time_limit(env) is not None:
+        return None
+    spec = getattr(env.unwrapped, "spec", None) or getattr(env, "spec", None)
+    name = getattr(spec, "id", None) or type(env.unwrapped).__name__
+    if name not in _warned_uncapped:
+        _warned_uncapped.add(name)
+        _log.warning(f"warning: {name} has no time limit; episodes trustrl plays are cut at {EPISODE_STEP_CAP:,} "
+                     "steps (set env.max_episode_steps to choose)")
+    return EPISODE_STEP_CAP
+
+
 def run_episodes(
     agent: Agent,
     env: gym.Env,
     seeds: list[int],
     deterministic: bool = True,
     on_step: Callable[[gym.Env], None] | None = None,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Play one full episode from each reset seed of ``seeds``; ``on_step(env)`` runs after reset and each step
-    (video)."""
+    """Play one episode from each reset seed of ``seeds``; ``on_step(env)`` runs after reset and each step
+    (video), ``on_episode(done, total)`` after each episode (progress).
+
+    An episode ends when the env terminates or truncates it, or at :func:`step_cap`'s cap.
+    """
+    cap = step_cap(env)
     returns, lengths = [], []
+    if on_episode:
+        on_episode(0, len(seeds))
     for seed in seeds:
         obs, _ = env.reset(seed=seed)
         if on_step:
@@ -74,11 +120,13 @@ def run_episodes(
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
             total += float(reward)
             length += 1
-            done = terminated or truncated
+            done = terminated or truncated or length == cap
             if on_step:
                 on_step(env)
         returns.append(total)
         lengths.append(length)
+        if on_episode:
+            on_episode(len(returns), len(seeds))
     return returns, lengths
 
 
@@ -95,21 +143,23 @@ def evaluate_agent(
     """
     import numpy as np
 
-    from trustrl.display import check_display  # also sets up the GL back end before MuJoCo is imported
+    from trustrl.display import check_display, gl_failures_explained
     from trustrl.envs import make_env
 
     check_count("episodes", episodes, MAX_EPISODES)
     check_seed("seed", seed)
     if render:
         check_display()
-    env = make_env(agent.config.env, render_mode="human" if render else None)
+    with gl_failures_explained():  # a GL back end chosen in MUJOCO_GL may fail as the env is made
+        env = make_env(agent.config.env, render_mode="human" if render else None)
     try:
         agent.check_env(env)
         try:
-            returns, lengths = run_episodes(agent, env, episode_seeds(seed, episodes), deterministic)
+            with gl_failures_explained():
+                returns, lengths = run_episodes(agent, env, episode_seeds(seed, episodes), deterministic)
         except TrustrlError:
             raise
-        except Exception as exc:  # a window system that refuses to open (pygame, glfw)
+        except Exception as exc:  # a window system that refuses to open (pygame)
             if not render:
                 raise
             raise TrustrlError(f"--render could not open a window ({type(exc).__name__}: {exc}); "

@@ -99,6 +99,14 @@ class MetricsLogger:
                 ret="-" if math.isnan(ret) else f"{ret:.1f}",
             )
 
+    def evaluating(self, done: int, total: int) -> None:
+        """A long evaluation shows as it runs: the bar reads ``evaluating 3/10 episodes`` (``train`` again
+        once all are played); log lines say the same at most once per interval."""
+        if self._lines is not None:
+            self._lines.evaluating(done, total)
+        if self._progress is not None:
+            self._progress.update(self._task, description=_evaluating(done, total) if done < total else "train")
+
     def _append(self, name: str, row: dict[str, float]) -> None:
         if name not in self._files:
             f = open(self.run_dir / name, "w", newline="")
@@ -148,14 +156,30 @@ class ProgressLines:
         self.printed_at: float | None = None
         self.printed_step: int | None = None
         self.pending: str | None = None
+        self.step = start_step  # the last step logged
+        self.evaluating_at = -math.inf  # when the last evaluation line was printed
 
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         now = time.monotonic()
+        self.step = step
         self.pending = self._line(step, metrics, timing, now)
         # the first row, and the first update's after an initial evaluation's row, then one per ``every`` seconds
         if self.printed_at is None or self.printed_step == self.start_step or now - self.printed_at >= self.every:
             self._print(now)
             self.printed_step = step
+
+    def evaluating(self, done: int, total: int) -> None:
+        """A line while an evaluation runs, once ``every`` seconds have passed since the last line (or the start)::
+
+            step 20480/1000000 (2.0%) | evaluating 3/10 episodes | 0:04:10 elapsed
+        """
+        now = time.monotonic()
+        last = max(self.started if self.printed_at is None else self.printed_at, self.evaluating_at)
+        if done < total and now - last >= self.every:
+            head = f"step {self.step}/{self.total} ({100.0 * self.step / max(self.total, 1):.1f}%)"
+            line = f"{head} | {_evaluating(done, total)} | {_clock(now - self.started)} elapsed"
+            print(line, file=self.stream or sys.stderr, flush=True)
+            self.evaluating_at = now
 
     def close(self) -> None:
         if self.pending is not None:
@@ -179,6 +203,10 @@ class ProgressLines:
         left = f", {_clock(elapsed * (self.total - step) / done)} left" if done > 0 and step < self.total else ""
         parts.append(f"{_clock(elapsed)} elapsed{left}")
         return " | ".join(parts)
+
+
+def _evaluating(done: int, total: int) -> str:
+    return f"evaluating {done}/{total} episodes"
 
 
 def _clock(seconds: float) -> str:

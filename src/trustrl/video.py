@@ -2,9 +2,10 @@
 
 Videos are mp4 files written through imageio-ffmpeg from ``render_mode="rgb_array"``
 frames, so they need no display: classic-control envs render in software, MuJoCo
-envs through an OpenGL back end (headless: ``MUJOCO_GL=egl`` with the Mesa EGL
-libraries; this module sets ``MUJOCO_GL=egl`` and ``SDL_VIDEODRIVER=dummy`` on a
-Linux machine with no display, unless they are already set).
+envs through an OpenGL back end (headless: EGL, with the Mesa EGL libraries). The
+back end is chosen while a video is made, and only then
+(:func:`trustrl.display.offscreen_rendering`); a GL failure is one error naming the
+packages to install.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from trustrl import display  # noqa: F401 -- sets up headless GL before MuJoCo is first imported
 from trustrl.agent import Agent, load
 from trustrl.config import MAX_EPISODES, Config, EnvConfig, check_count, check_seed
+from trustrl.display import offscreen_rendering, render_failure
 from trustrl.envs import make_env
 from trustrl.episodes import DEFAULT_EVAL_SEED, episode_seeds, run_episodes
 from trustrl.errors import TrustrlError
@@ -57,8 +58,9 @@ def video(
     env_kwargs: dict | None = None,
 ) -> VideoResult:
     """Film the policy of a run's ``checkpoint`` (see :func:`write_video`)."""
-    return write_video(load(run, checkpoint, env_kwargs=env_kwargs), out, episodes, seed, deterministic,
-                       min_return, max_attempts, fps)
+    with offscreen_rendering():  # loading makes the env: a GL back end the user chose may fail already there
+        agent = load(run, checkpoint, env_kwargs=env_kwargs)
+    return write_video(agent, out, episodes, seed, deterministic, min_return, max_attempts, fps)
 
 
 def write_video(
@@ -94,11 +96,12 @@ def write_video(
         raise TrustrlError(f"video output {out} must end in .mp4")
     if not out.parent.is_dir():
         raise TrustrlError(f"directory {out.parent} for the video does not exist")
-    if min_return is None:
-        seeds, tried = episode_seeds(seed, episodes), []
-    else:
-        seeds, tried = _good_seeds(agent, episodes, seed, deterministic, min_return, max_attempts)
-    returns, lengths, frames, fps = _film(agent, seeds, deterministic, out, fps)
+    with offscreen_rendering():
+        if min_return is None:
+            seeds, tried = episode_seeds(seed, episodes), []
+        else:
+            seeds, tried = _good_seeds(agent, episodes, seed, deterministic, min_return, max_attempts)
+        returns, lengths, frames, fps = _film(agent, seeds, deterministic, out, fps)
     return VideoResult(out, frames, fps, returns, lengths, max(len(tried), len(seeds)), seeds)
 
 
@@ -130,7 +133,8 @@ def seeded_episode(
 
 def check_can_render(env_cfg: EnvConfig) -> None:
     """Fail now, with the fix in the message, if ``env_cfg`` cannot be rendered to frames here."""
-    _make_render_env(env_cfg).close()
+    with offscreen_rendering():
+        _make_render_env(env_cfg).close()
 
 
 def _good_seeds(agent: Agent, episodes: int, seed: int, deterministic: bool, min_return: float,
@@ -194,7 +198,7 @@ def _film(agent: Agent, seeds: list[int], deterministic: bool, out: Path,
     except TrustrlError:
         raise
     except Exception as exc:
-        raise TrustrlError(f"could not film {env_id}: {type(exc).__name__}: {exc}{_render_hint()}") from None
+        raise render_failure(f"could not film {env_id}", exc) from None
     finally:
         tmp.unlink(missing_ok=True)
         env.close()
@@ -210,11 +214,4 @@ def _make_render_env(env_cfg: EnvConfig) -> gym.Env:
     except TrustrlError:
         raise
     except Exception as exc:
-        raise TrustrlError(f"cannot render {env_cfg.id}: {type(exc).__name__}: {exc}{_render_hint()}") from None
-
-
-def _render_hint() -> str:
-    if os.environ.get("MUJOCO_GL") != "egl":
-        return ("; headless MuJoCo rendering needs MUJOCO_GL=egl and the Mesa EGL libraries "
-                "(Debian/Ubuntu: apt-get install libegl1 libegl-mesa0)")
-    return ""
+        raise render_failure(f"cannot render {env_cfg.id}", exc) from None

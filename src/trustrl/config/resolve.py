@@ -17,7 +17,7 @@ from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
 from trustrl.envs.registry import check_env_id, import_env_modules, registered_id, similar_env_ids
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, TrustrlError
 from trustrl.suggestions import close_matches, did_you_mean
 
 PRESETS = "trustrl.config.presets"
@@ -112,9 +112,12 @@ def env_defaults(env_id: str, algo: str) -> tuple[dict[str, Any], str]:
 def _action_kind(env_id: str) -> str:
     import gymnasium as gym
 
+    from trustrl.display import NOT_RENDERING, gl_failures_explained
+
     try:
-        env = gym.make(registered_id(env_id))
-    except ConfigError:
+        with gl_failures_explained(NOT_RENDERING):  # a MUJOCO_GL the user set may fail as mujoco is imported
+            env = gym.make(registered_id(env_id))
+    except TrustrlError:
         raise
     except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
         raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None

@@ -161,7 +161,7 @@ class RunConfig:
     on numpy copies of the policy."""
     video_every: int = 0
     """Film one deterministic evaluation episode every this many env steps into
-    ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo: ``MUJOCO_GL=egl`` headless)."""
+    ``<run_dir>/videos/step-<N>.mp4`` (0: never). Needs a renderable env (MuJoCo headless: the EGL libraries)."""
     eval_every: int = 0
     """Play ``eval_episodes`` deterministic episodes on a separate env at the start, after each batch that
     crosses a multiple of this many env steps, and at the end (the final policy) (0: never). With it on,

@@ -4,7 +4,8 @@ Observations are stored raw (unnormalised); for Box actions the stored action
 is the one the env executed (clipped to the bounds). Each episode's ``infos``
 records the behaviour policy's log-probability of each action and its
 distribution parameters (see :mod:`trustrl.datasets.read`), so offline
-training knows beta exactly.
+training knows beta exactly. An episode of an env with no time limit is cut at
+:data:`trustrl.episodes.EPISODE_STEP_CAP` steps and stored as truncated.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from trustrl import checkpoint
 from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import make_env
+from trustrl.episodes import step_cap
 from trustrl.errors import TrustrlError
 from trustrl.nets import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.seeding import COLLECTION, reset_seed
@@ -73,7 +76,8 @@ def collect(
         env_cfg = EnvConfig(id=env_id)
     else:
         raise TrustrlError("collect needs a run directory (its checkpoint's policy) or --random --env ID")
-    env = make_env(env_cfg)
+    with gl_failures_explained(NOT_RENDERING):
+        env = make_env(env_cfg)
     try:
         if loaded is not None:
             loaded.check_env(env)
@@ -204,6 +208,7 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
 
     buffers, returns, total = [], [], 0
     obs_dtype = env.observation_space.dtype
+    cap = step_cap(env)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         i = 0
@@ -216,6 +221,7 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
             while not done:
                 action, log_prob, dist_params = behaviour(obs)
                 obs, reward, terminated, truncated, _ = env.step(action)
+                truncated = truncated or len(rewards) + 1 == cap  # cut at the cap: truncated, as a time limit does
                 done = terminated or truncated
                 observations.append(obs)
                 actions.append(action)

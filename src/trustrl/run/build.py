@@ -11,6 +11,7 @@ from typing import Callable
 from trustrl.algos import make_algorithm, make_offline_algorithm
 from trustrl.config import Config
 from trustrl.datasets.read import check_dataset_fits, read_dataset
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import make_env
 from trustrl.envs.observations import image_layout
 from trustrl.errors import ConfigError
@@ -28,6 +29,7 @@ from trustrl.video import check_can_render
 Builder = Callable[..., Parts]
 
 
+@gl_failures_explained(NOT_RENDERING)
 def online(cfg: Config, policy_factory, log) -> Parts:
     pool = make_pool(cfg.env, cfg.run.workers, cfg.run.placement, cfg.run.worker_cpus)
     try:
@@ -98,6 +100,7 @@ def check_can_branch(pool) -> None:
         raise ConfigError(f"run.sampling = 'vine' needs env states it can restore: {exc}") from None
 
 
+@gl_failures_explained(NOT_RENDERING)
 def offline(cfg: Config, policy_factory, log) -> Parts:
     env = make_env(cfg.env)
     try:

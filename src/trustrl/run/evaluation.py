@@ -5,19 +5,21 @@ the episode's index, in a stream of their own), so two evaluations of a run diff
 policy, runs of different seeds are evaluated on different episodes, and a report made afterwards
 with ``trustrl eval`` is on episodes the ``best`` checkpoint was not chosen on. The same code plays
 them as ``trustrl eval`` (:func:`trustrl.episodes.run_episodes`): no random number of the training
-run is drawn.
+run is drawn. Its episodes end at the env's time limit, or at the cap of one that has none
+(:func:`trustrl.episodes.step_cap`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from trustrl.agent import Agent
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.episodes import run_episodes
+from trustrl.episodes import run_episodes, step_cap
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 from trustrl.seeding import TRAINING_EVAL, reset_seeds
@@ -57,11 +59,14 @@ class Evaluator:
         self.cfg = cfg
         self.seeds = training_eval_seeds(cfg.run.seed, episodes)
         self.env = make_env(cfg.env)
+        step_cap(self.env)  # an env with no time limit is said now, before progress is shown
 
-    def __call__(self, policy: Policy, obs_norm: ObsNormalizer) -> EvalStats:
-        """``obs_norm`` must be a frozen copy (:meth:`ObsNormalizer.copy`): evaluation never moves it."""
+    def __call__(self, policy: Policy, obs_norm: ObsNormalizer,
+                 on_episode: Callable[[int, int], None] | None = None) -> EvalStats:
+        """``obs_norm`` must be a frozen copy (:meth:`ObsNormalizer.copy`): evaluation never moves it.
+        ``on_episode(done, total)`` runs after each episode (progress)."""
         actor = Agent(policy, obs_norm, None, self.cfg)
-        returns, lengths = run_episodes(actor, self.env, self.seeds, deterministic=True)
+        returns, lengths = run_episodes(actor, self.env, self.seeds, deterministic=True, on_episode=on_episode)
         return EvalStats(float(np.mean(returns)), float(np.std(returns)), float(np.mean(lengths)))
 
     def close(self) -> None:

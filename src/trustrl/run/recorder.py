@@ -271,7 +271,7 @@ class Recorder:
 
     def _evaluate(self, obs_norm: ObsNormalizer) -> tuple[EvalStats, float]:
         t0 = time.perf_counter()
-        result = self.parts.evaluator(self.parts.policy, obs_norm)
+        result = self.parts.evaluator(self.parts.policy, obs_norm, on_episode=self.writer.evaluating)
         return result, time.perf_counter() - t0
 
     def _save(self, tag: str, update: int, step: int, obs_norm: dict, reward_norm: dict, eval_return: float,

@@ -52,6 +52,10 @@ class RunWriter:
     def log(self, step: int, metrics: dict[str, float], timing: dict[str, float]) -> None:
         self.logger.log(step, metrics, timing)
 
+    def evaluating(self, done: int, total: int) -> None:
+        """Progress within an evaluation: ``done`` of its ``total`` episodes played."""
+        self.logger.evaluating(done, total)
+
     def checkpoint(
         self,
         tag: str,

@@ -24,8 +24,9 @@ import numpy as np
 
 from trustrl import envs as envs_mod
 from trustrl.config.sections import EnvConfig
+from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs.actions import action_layout
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, EnvUnavailableError
 from trustrl.normalization import ObsNormalizer
 from trustrl.samplers.actor import NumpyActor
 from trustrl.seeding import ENV_COPIES, reset_seeds
@@ -214,7 +215,8 @@ class CollectorService:
 
     def call(self, method: str, *args: Any) -> Any:
         if method == "build":
-            self.collector = FragmentCollector.build(*args)
+            with gl_failures_explained(NOT_RENDERING, EnvUnavailableError):  # a failing MUJOCO_GL the user set
+                self.collector = FragmentCollector.build(*args)
             return None
         if method not in self.METHODS or self.collector is None:
             raise ValueError(f"unknown request {method!r}" if method not in self.METHODS
