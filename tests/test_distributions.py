@@ -2,7 +2,7 @@
 
 import torch
 
-from trustrl.nets import Bernoulli, Categorical, DiagGaussian, MultiCategorical
+from trustrl.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
 
 
 def test_gaussian_kl_matches_monte_carlo_with_several_action_dims():

@@ -169,7 +169,7 @@ def _umask() -> int:
     (["{run}", "--format", "onnx", "--out", "{dir}/p.pt"], "must end in .onnx"),
     (["{run}", "--format", "torchscript", "--out", "{dir}/p.onnx"], "must end in .pt"),
     (["{run}", "--format", "torchscript", "--out", "{dir}/nowhere/p.pt"], "does not exist"),
-    (["{run}", "--format", "torchscript", "--out", "{dir}/p.pt", "--checkpoint", "first"], "invalid choice: 'first'"),
+    (["{run}", "--format", "torchscript", "--out", "{dir}/p.pt", "--checkpoint", "first"], "unknown checkpoint 'first'"),
 ])
 def test_bad_export_input_is_one_error_line_and_writes_nothing(runs, tmp_path, capsys, args, message):
     args = [a.format(run=runs / "box", dir=tmp_path) for a in args]

@@ -239,7 +239,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         result = api.resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
                             env_kwargs=parse_env_kwargs(args.env_kwargs), progress=progress,
                             command=["trustrl", *argv])
-        _print_result(result)
+        print(result.summary())
         return 0
     if args.config is None:
         raise TrustrlError("train needs a preset, a .toml file or an env id (or --resume RUN)")
@@ -248,28 +248,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
     result = api.train(args.config, algo=args.algo, seed=args.seed, total_steps=args.total_steps, epochs=args.epochs,
                        offline=args.offline, init_from=args.init_from, overrides=args.overrides, run_dir=args.run_dir,
                        overwrite=args.overwrite, progress=progress, command=["trustrl", *argv])
-    _print_result(result)
+    print(result.summary())
     return 0
-
-
-def _print_result(result) -> None:
-    """One summary line: what was trained, for how long, and how well."""
-    cfg_name = result.name
-    evaluated = "" if result.eval_last != result.eval_last else (
-        f"; deterministic eval: start {result.eval_initial:.1f}, last {result.eval_last:.1f}")
-    if "dataset" in result.extra:
-        x = result.extra
-        print(
-            f"trained offline on {x['dataset']} ({x['episodes']} episodes, {x['transitions']} transitions) "
-            f"for {result.updates} epochs in {result.seconds:.0f}s; behaviour return {x['behaviour_return_mean']:.1f} "
-            f"(beta from the {x['behaviour_source']}){evaluated}, best {result.best_return:.1f}; run dir {result.run_dir}"
-        )
-        return
-    print(
-        f"trained {cfg_name} for {result.steps} steps ({result.updates} updates) in {result.seconds:.0f}s; "
-        f"recent mean return {result.last_return:.1f}, best {result.best_return:.1f}{evaluated}; "
-        f"run dir {result.run_dir}"
-    )
 
 
 def cmd_eval(args: argparse.Namespace, argv: list[str]) -> int:

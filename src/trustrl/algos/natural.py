@@ -21,8 +21,9 @@ from trustrl.algos.base import AlgoConfig, SeparateCriticAlgorithm, make_fitter
 from trustrl.algos.vine import vine_surrogate
 from trustrl.batch import Batch, Branches
 from trustrl.config.limits import MAX_BATCH, non_negative, positive
+from trustrl.distributions import Distribution
 from trustrl.errors import ConfigError
-from trustrl.nets import Distribution, Policy, ValueNet, held_at_bound
+from trustrl.nets import Policy, ValueNet, held_at_bound
 from trustrl.trust_region import CGResult, kl_scaled_step, natural_direction, scheduled_max_kl
 
 if TYPE_CHECKING:

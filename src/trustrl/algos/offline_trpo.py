@@ -41,7 +41,8 @@ from trustrl.algos.base import Algorithm, make_fitter
 from trustrl.algos.natural import bound_holds
 from trustrl.algos.trpo import TRPOConfig, step_stats
 from trustrl.batch import Batch
-from trustrl.nets import Distribution, Policy, ValueNet, distribution_of, keep_in_bounds
+from trustrl.distributions import Distribution
+from trustrl.nets import Policy, ValueNet, distribution_of, keep_in_bounds
 from trustrl.trust_region import scheduled_max_kl, trust_region_step
 
 if TYPE_CHECKING:

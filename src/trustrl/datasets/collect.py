@@ -26,10 +26,10 @@ from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.display import NOT_RENDERING, gl_failures_explained
+from trustrl.distributions import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.envs import make_env
 from trustrl.episodes import step_cap
 from trustrl.errors import TrustrlError
-from trustrl.nets import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.seeding import COLLECTION, reset_seed
 
 

@@ -14,7 +14,6 @@ import math
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,25 +31,10 @@ from trustrl.run.build import Builder, offline, online
 from trustrl.run.evaluation import legacy_eval_seeds
 from trustrl.run.init_from import start_from
 from trustrl.run.loop import Parts, run
+from trustrl.run.result import TrainResult
 from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.run.state import LoopState
 from trustrl.run.writer import RunWriter
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    steps: int  # env steps (online) or dataset transitions processed (offline)
-    updates: int
-    seconds: float  # wall time of the training loop (of this invocation, for a resumed run)
-    best_return: float  # best evaluation, or best rolling training return without evaluation (nan if none)
-    last_return: float  # rolling mean of recent training episodes at the end (nan offline)
-    eval_initial: float = math.nan  # evaluation of the starting policy
-    eval_last: float = math.nan  # the last evaluation
-    notes: list[str] = field(default_factory=list)
-    name: str = ""  # the config name
-    extra: dict = field(default_factory=dict)  # offline: dataset, episodes, transitions, behaviour return and source
-    stopped_by_callback: bool = False  # a callback ended the run before its length (``steps`` is where)
 
 
 def train(
