@@ -202,7 +202,7 @@ def _move_back(run_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def refuse_links(run_dir: Path, names: tuple[str, ...] = RUN_ARTIFACTS) -> None:
+def refuse_links(run_dir: Path, names: tuple[str, ...]) -> None:
     """One clear error if any of a run's files or folders ``names`` is a symbolic link: a writer would follow it
     out of the run (``checkpoints/`` to another run's, ``command.txt`` to a file of yours)."""
     for name in names:
