@@ -15,8 +15,10 @@ whose other values go to the JSON record, so ``--resume`` rebuilds it exactly.
 Writing goes weights first (temp file + rename), then the JSON (temp file +
 rename) -- the JSON rename is the commit point -- then the previous weights
 file is removed. At any instant ``<tag>.json`` names a complete weights file
-whose hash it knows, so a torn write or a tampered file is detected on load.
-No pickle anywhere: loading a checkpoint can never run code.
+whose hash and size it knows, so a torn write or a tampered file is detected on
+load, and a file larger than the record says is refused before it is hashed. A
+reader that finds the weights its record named already replaced reads the
+record again. No pickle anywhere: loading a checkpoint can never run code.
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 
 from trustrl.errors import CheckpointError
+from trustrl.links import inside, refuse_link
 
 FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
 #: A copy of the policy a run kept at step N (``trustrl.callbacks.SaveEvery``): checkpoint ``step-<N>``.
 KEPT = re.compile(r"^step-(0|[1-9][0-9]{0,14})$")
+
+
+def weights_name(tag: str, step: int) -> str:
+    """The weights file of checkpoint ``tag`` at ``step``: a record that names another is not the writer's."""
+    return f"{tag}-{step:09d}.safetensors"
 
 
 def kept_tag(step: int) -> str:
@@ -97,6 +106,7 @@ def save(
     problem = check_finite(policy, critic, obs_norm)
     if problem is not None:
         raise CheckpointError(f"refusing to write checkpoint {tag} at step {step}: its {problem} are not finite")
+    refuse_link(directory, CheckpointError)  # another run's checkpoints/ must not be written through a link
     directory.mkdir(parents=True, exist_ok=True)
     record_path = directory / f"{tag}.json"
     previous = _previous_weights(record_path)
@@ -107,9 +117,9 @@ def save(
     if state is not None:
         state_json, state_tensors = split_tensors(state)
         tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
-    weights_name = f"{tag}-{step:09d}.safetensors"
-    weights_path = directory / weights_name
-    tmp = _temp_path(directory, weights_name)
+    weights_file = weights_name(tag, step)
+    weights_path = directory / weights_file
+    tmp = _temp_path(directory, weights_file)
     # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
     # order and the same weights would not give the same bytes (and SHA-256) from run to run.
     save_file(tensors, str(tmp), metadata={"format": "trustrl"})
@@ -125,8 +135,9 @@ def save(
         "tag": tag,
         "step": int(step),
         "update": int(update),
-        "weights": weights_name,
+        "weights": weights_file,
         "weights_sha256": digest,
+        "weights_bytes": weights_path.stat().st_size,
         "config": config,
         "spaces": spaces,
         "obs_norm": obs_norm,
@@ -138,8 +149,8 @@ def save(
         record["state"] = state_json
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
     _fsync(directory)
-    if previous and previous != weights_name and Path(previous).name == previous:  # never outside `directory`
-        (directory / previous).unlink(missing_ok=True)
+    if previous and previous != weights_file and _is_weights_of(previous, tag):  # never another tag's (a record
+        (directory / previous).unlink(missing_ok=True)  # edited to name best's), never outside ``directory``
     return record_path
 
 
@@ -150,19 +161,25 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     size and nesting are bounded, before anything is built from it.
     """
     record_path = resolve(path, tag)
-    record = _read_record(record_path)
-    weights_path = record_path.parent / record["weights"]
-    if not weights_path.is_file():
-        raise CheckpointError(f"checkpoint {record_path}: weights file {record['weights']!r} is missing")
-    if _sha256(weights_path) != record["weights_sha256"]:
+    for attempt in range(_READS):
+        record = _read_record(record_path)
+        try:
+            data = _read_weights(record_path, record)
+            break
+        except FileNotFoundError:  # a writer may have replaced them since the record was read: read it again
+            if attempt == _READS - 1 or _read_record(record_path)["weights"] == record["weights"]:
+                raise CheckpointError(f"checkpoint {record_path}: weights file {record['weights']!r} is missing") \
+                    from None
+    if hashlib.sha256(data).hexdigest() != record["weights_sha256"]:
         raise CheckpointError(
-            f"checkpoint {record_path}: weights file {weights_path.name} does not match its recorded "
+            f"checkpoint {record_path}: weights file {record['weights']} does not match its recorded "
             "SHA-256 (corrupt or modified)"
         )
     try:
-        tensors = load_file(str(weights_path))
+        tensors = load_bytes(data)  # the very bytes that were hashed: no file can be swapped in between
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"checkpoint {weights_path} cannot be read as safetensors ({exc})") from None
+        raise CheckpointError(f"checkpoint {record_path.parent / record['weights']} cannot be read as safetensors "
+                              f"({exc})") from None
     step, update = record["step"], record.get("update", 0)
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
@@ -187,6 +204,8 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     )
 
 
+_READS = 3  # reads of a record whose weights a writer replaced meanwhile (one writes at most every update)
+MAX_WEIGHTS_BYTES = 1 << 35  # 32 GiB: the networks, optimiser moments and a policy in flight at the config limits
 MAX_RECORD_BYTES = 1 << 28  # a record holds statistics and env snapshots, never weights: 256 MiB is far beyond one
 MAX_DEPTH = 64  # nesting of the record's JSON (an optimiser state is about 8 deep)
 MAX_COUNT = 10**15  # steps and updates
@@ -224,12 +243,51 @@ def _read_record(record_path: Path) -> dict[str, Any]:
         value = record.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
             raise bad(f"{key} must be an integer from 0 to {MAX_COUNT:.0e}, got {_short(value)} (edited by hand?)")
+    size = record.get("weights_bytes", 0)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_WEIGHTS_BYTES:
+        raise bad(f"weights_bytes must be an integer from 0 to {MAX_WEIGHTS_BYTES}, got {_short(size)}")
     for key in ("config", "spaces", "obs_norm", "reward_norm", "extra"):
         if key in record and not isinstance(record[key], dict):
             raise bad(f"{key} must be a table, got {_short(record[key])}")
     if record.get("state") is not None and not isinstance(record["state"], dict):
         raise bad(f"state must be a table, got {_short(record['state'])}")
     return record
+
+
+def _read_weights(record_path: Path, record: dict[str, Any]) -> bytes:
+    """The bytes of the weights file a record names, its size checked before a byte of it is hashed: the size
+    the record gives (records of older trustrl give none), at most :data:`MAX_WEIGHTS_BYTES`, and the size its
+    own safetensors header implies (a sparse file of zeros fails that at once). FileNotFoundError if missing."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {record_path}: weights file {record['weights']} {what}")
+
+    path = inside(record_path.parent / record["weights"], record_path.parent, CheckpointError)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            expected = record.get("weights_bytes")
+            if expected is not None and size != expected:
+                raise bad(f"holds {size:,} bytes, its record says {expected:,} (corrupt or modified)")
+            if size > MAX_WEIGHTS_BYTES:
+                raise bad(f"holds {size:,} bytes, more than a checkpoint can ({MAX_WEIGHTS_BYTES:,})")
+            length = int.from_bytes(f.read(8), "little")
+            if not 0 < length <= min(size - 8, MAX_RECORD_BYTES) or _data_end(f.read(length)) != size - 8 - length:
+                raise bad("is not a safetensors file of the size its header gives (corrupt or modified)")
+            f.seek(0)
+            return f.read()
+    except (FileNotFoundError, CheckpointError):
+        raise
+    except OSError as exc:  # a directory, a file that cannot be read
+        raise bad(f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _data_end(header: bytes) -> int:
+    """Where the tensors a safetensors header describes end (bytes after the header), or -1 if it is not one."""
+    try:
+        entries = json.loads(header)
+        return max((entry["data_offsets"][1] for key, entry in entries.items() if key != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        return -1
 
 
 def _depth(tree: Any) -> int:
@@ -275,8 +333,8 @@ def resolve(path: str | Path, tag: str = "last") -> Path:
     else:
         candidates = [path / "checkpoints" / f"{tag}.json", path / f"{tag}.json"]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        if candidate.is_file():  # read only from inside the run (or folder) asked for, whatever links lie on the way
+            return inside(candidate, candidate.parent if path.suffix == ".json" else path, CheckpointError)
     if not path.exists():
         raise CheckpointError(f"no run or checkpoint at {path}")
     raise CheckpointError(f"no {tag!r} checkpoint in {path} (looked for {', '.join(str(c) for c in candidates)})")
@@ -341,6 +399,21 @@ def _previous_weights(record_path: Path) -> str | None:
         return json.loads(record_path.read_text()).get("weights")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _is_weights_of(name: str, tag: str) -> bool:
+    """Whether ``name`` is a weights file :func:`save` writes for ``tag`` (so a ``last`` never deletes ``best``'s)."""
+    return re.fullmatch(rf"{re.escape(tag)}-[0-9]{{9,}}\.safetensors", name) is not None
+
+
+def has_digest(path: Path, digest: object) -> bool:
+    """Whether ``path`` is a weights file (not a link, not oversized) whose SHA-256 is ``digest``."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_WEIGHTS_BYTES:
+            return False
+        return _sha256(path) == digest
+    except OSError:
+        return False
 
 
 def _temp_path(directory: Path, name: str) -> Path:

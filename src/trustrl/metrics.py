@@ -27,6 +27,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from trustrl.links import nofollow_opener
 from trustrl.mirrors import WandbMirror, write_hparams
 
 
@@ -109,7 +110,7 @@ class MetricsLogger:
 
     def _append(self, name: str, row: dict[str, float]) -> None:
         if name not in self._files:
-            f = open(self.run_dir / name, "w", newline="")
+            f = open(self.run_dir / name, "w", newline="", opener=nofollow_opener)
             writer = csv.DictWriter(f, fieldnames=list(row), restval="nan")
             writer.writeheader()
             self._files[name] = (f, writer)
@@ -234,7 +235,7 @@ def _fmt(value: float) -> str:
 
 def _widen(path: Path, fieldnames: list[str]) -> tuple[IO[str], csv.DictWriter]:
     """Rewrite a CSV with more columns (``nan`` in the old rows) and reopen it for appending."""
-    with open(path, newline="") as f:
+    with open(path, newline="", opener=nofollow_opener) as f:
         rows = list(csv.DictReader(f))
     return _rewrite(path, fieldnames, rows)
 
@@ -242,7 +243,7 @@ def _widen(path: Path, fieldnames: list[str]) -> tuple[IO[str], csv.DictWriter]:
 def _reopen(path: Path, last_step: int) -> tuple[IO[str], csv.DictWriter]:
     """Keep the rows of a resumed run's CSV up to ``last_step`` and reopen it for appending."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", opener=nofollow_opener) as f:
             reader = csv.DictReader(f)
             rows = [r for r in reader if _step(r) <= last_step]
             fieldnames = list(reader.fieldnames or ["step"])
@@ -257,10 +258,11 @@ def _rewrite(path: Path, fieldnames: list[str], rows: list[dict]) -> tuple[IO[st
     writer.writeheader()
     writer.writerows(rows)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as out:
+    tmp.unlink(missing_ok=True)  # created afresh ("x"): a link planted there is never written through
+    with open(tmp, "x", newline="", opener=nofollow_opener) as out:
         out.write(buffer.getvalue())
     os.replace(tmp, path)  # a crash here leaves the old file or the new one, never half of one
-    f = open(path, "a", newline="")
+    f = open(path, "a", newline="", opener=nofollow_opener)
     return f, csv.DictWriter(f, fieldnames=fieldnames, restval="nan")
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from trustrl.errors import TrustrlError
+from trustrl.links import inside
 
 FORMATS = (".png", ".svg")
 
@@ -102,7 +103,7 @@ def read_series(
     run_dir = Path(run_dir)
     if metric == "episode_return_mean" and _is_offline(run_dir):
         metric = "eval_return_mean"
-    path = run_dir / "metrics.csv"
+    path = _run_file(run_dir, "metrics.csv")
     if not path.is_file():
         what = "no run" if not run_dir.exists() else "no metrics.csv"
         raise TrustrlError(f"{what} at {run_dir}: a run directory written by `trustrl train` holds metrics.csv")
@@ -128,7 +129,7 @@ def read_series(
 
 def _seconds_at(run_dir: Path, steps: np.ndarray) -> np.ndarray:
     """Wall-clock seconds of training at each step (0 at step 0), from ``timing.csv``."""
-    path = run_dir / "timing.csv"
+    path = _run_file(run_dir, "timing.csv")
     try:
         with open(path, newline="") as f:
             rows = [(_number(r["step"]), _number(r["elapsed_s"])) for r in csv.DictReader(f)]
@@ -239,9 +240,14 @@ def _number(text: str) -> float:
         return math.nan
 
 
+def _run_file(run_dir: Path, name: str) -> Path:
+    """A file of the run, refused if a symbolic link leads it outside (``metrics.csv`` -> ``/etc/passwd``)."""
+    return inside(run_dir / name, run_dir)
+
+
 def _is_offline(run_dir: Path) -> bool:
     try:
-        config = tomllib.loads((run_dir / "config.toml").read_text())
+        config = tomllib.loads(_run_file(run_dir, "config.toml").read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
     return bool(config.get("offline", {}).get("dataset"))
@@ -249,6 +255,6 @@ def _is_offline(run_dir: Path) -> bool:
 
 def _config_name(run_dir: Path) -> str:
     try:
-        return str(tomllib.loads((run_dir / "config.toml").read_text()).get("name", run_dir.name))
+        return str(tomllib.loads(_run_file(run_dir, "config.toml").read_text()).get("name", run_dir.name))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return run_dir.name

@@ -11,7 +11,10 @@
   takes its files with it (and the directory, if it made it and nothing else is there), so that the same
   command can simply be run again; files that were there before it are never touched.
 - **Leftovers.** Temporary files of an interrupted write, and weights files no checkpoint record names,
-  are removed by the next writer.
+  are removed by the next writer -- only once every record there names the weights of its own tag and step,
+  with the hash they carry (a record edited by hand must not cost the weights it no longer names).
+- **Links.** Nothing is written through a symbolic link (:mod:`trustrl.links`): the lock and the files a
+  writer creates are opened with ``O_NOFOLLOW``, and a link where a run's files or folders belong is refused.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import re
 import shutil
 from pathlib import Path
 
+from trustrl import checkpoint
 from trustrl.config import Config
 from trustrl.errors import TrustrlError
+from trustrl.links import open_nofollow, refuse_link, write_new
 
 #: Files and folders a run writes; their presence means "this directory holds a run".
 RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos",
@@ -47,7 +52,7 @@ class RunLock:
         self.created = not run_dir.exists()  # so a start that fails can take the directory away again
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+            self.fd = open_nofollow(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise TrustrlError(f"cannot write the {what} {run_dir}: {exc.strerror or exc}") from None
         try:
@@ -151,6 +156,7 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> Replacement:
 def recover(run_dir: Path) -> list[str]:
     """Settle what a killed writer left (call with the lock held); returns what was done, for the log."""
     done = []
+    refuse_links(run_dir, (ASIDE, DISCARD, DROPPED, *RUN_ARTIFACTS))  # before anything is moved or deleted
     aside = run_dir / ASIDE
     if aside.is_dir():
         if not (aside / SET_ASIDE).exists() or (aside / RESTORING).exists():
@@ -184,17 +190,21 @@ def recover(run_dir: Path) -> list[str]:
 
 def _named_weights(checkpoints: Path) -> set[str] | None:
     """The weights files the checkpoint records name; None -- touch nothing -- unless every record there is
-    readable and names a weights file that exists (a record edited by hand must not cost its weights)."""
+    readable and names the weights file of its own tag and step, which exists and has the recorded hash (a
+    record edited by hand must not cost the weights it no longer names)."""
     named = set()
     for tag in ("last", "best"):
         path = checkpoints / f"{tag}.json"
         if not path.is_file():
             continue
         try:
-            weights = json.loads(path.read_text())["weights"]
+            record = json.loads(path.read_text())
+            weights, step, digest = record["weights"], record["step"], record["weights_sha256"]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
-        if not isinstance(weights, str) or not _WEIGHTS.match(weights) or not (checkpoints / weights).is_file():
+        if (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= checkpoint.MAX_COUNT
+                or weights != checkpoint.weights_name(tag, step) or not _WEIGHTS.match(weights)
+                or not checkpoint.has_digest(checkpoints / weights, digest)):
             return None
         named.add(weights)
     return named
@@ -230,16 +240,24 @@ def _move_back(run_dir: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def refuse_links(run_dir: Path, names: tuple[str, ...]) -> None:
+    """One clear error if any of a run's files or folders ``names`` is a symbolic link: a writer would follow it
+    out of the run (``checkpoints/`` to another run's, ``command.txt`` to a file of yours)."""
+    for name in names:
+        refuse_link(run_dir / name)
+
+
 def check_writable(run_dir: Path) -> None:
     probe = run_dir / ".trustrl-write-test"
-    probe.write_text("")
+    write_new(probe, b"")  # a link planted there is removed, never written through
     probe.unlink()
 
 
 def write_run_files(run_dir: Path, cfg: Config, command: list[str], resumed: bool = False) -> None:
     """``config.toml`` (the resolved config) and ``command.txt``; a resumed run appends its command line."""
     tmp = run_dir / ".config.toml.tmp"
-    tmp.write_text(cfg.to_toml())
+    write_new(tmp, cfg.to_toml().encode())
     os.replace(tmp, run_dir / "config.toml")  # whole or not at all
-    with open(run_dir / "command.txt", "a" if resumed else "w") as f:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resumed else os.O_TRUNC)
+    with os.fdopen(open_nofollow(run_dir / "command.txt", flags), "w") as f:
         f.write(" ".join(command) + "\n")

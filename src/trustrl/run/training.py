@@ -338,6 +338,9 @@ def _restore(parts: Parts, ckpt: checkpoint.Checkpoint) -> tuple[LoopState, bool
     if loop.update != ckpt.update:
         raise CheckpointError(f"checkpoint {ckpt.path}: its training state is for update {loop.update}, "
                               f"not {ckpt.update}")
+    if parts.sampler.total_steps != ckpt.step:  # checked before the metrics past ``step`` are dropped
+        raise CheckpointError(f"checkpoint {ckpt.path}: its training state is at step {parts.sampler.total_steps}, "
+                              f"its record says {ckpt.step} (edited by hand?)")
     return loop, bool(sampler_notes)
 
 
@@ -366,7 +369,8 @@ def _set_aside_later_best(run_dir: Path, ckpt: checkpoint.Checkpoint, state: Loo
         return
     if best.step > ckpt.step:
         record_path.unlink()
-        (record_path.parent / Path(weights).name).unlink(missing_ok=True)
+        if weights == checkpoint.weights_name("best", best.step):  # an edited record must not cost other weights
+            (record_path.parent / weights).unlink(missing_ok=True)
         state.best = float("-inf")
         message = (f"removed the best checkpoint at step {best.step}: it was chosen after the last checkpoint "
                    f"(step {ckpt.step}), on episodes this continuation does not replay")
