@@ -166,6 +166,11 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     step, update = record["step"], record.get("update", 0)
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    for name, weights in (("policy", policy_state), ("critic", critic_state)):
+        problem = _nonfinite(weights)
+        if problem is not None:  # save() never writes one: the file was made or edited elsewhere, its hash too
+            raise CheckpointError(f"checkpoint {record_path}: {name} weight {problem} in {weights_path.name} is "
+                                  "not finite (NaN or infinity)")
     state = None
     if record.get("state") is not None:
         try:
@@ -253,12 +258,20 @@ def _short(value: Any) -> str:
 def check_finite(policy: torch.nn.Module, critic: torch.nn.Module, obs_norm: dict[str, Any]) -> str | None:
     """What of a checkpoint to be would not be finite (a weight, a statistic), or None."""
     for name, net in (("policy", policy), ("critic", critic)):
-        for key, value in net.state_dict().items():
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                return f"{name} weights {key}"
+        key = _nonfinite(net.state_dict())
+        if key is not None:
+            return f"{name} weights {key}"
     for key in ("mean", "var", "count"):
         if key in obs_norm and not all(math.isfinite(float(v)) for v in _flat(obs_norm[key])):
             return f"observation statistics ({key})"
+    return None
+
+
+def _nonfinite(weights: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of ``weights`` holding a NaN or an infinity, or None."""
+    for key, value in weights.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
     return None
 
 
