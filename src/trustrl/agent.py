@@ -7,6 +7,7 @@ the one place that says so.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -18,6 +19,7 @@ import torch
 from trustrl import arguments
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
+from trustrl.config.limits import missing_cuda
 from trustrl.envs import describe_spaces, make_env
 from trustrl.envs.observations import FlatBox, flatten_observations
 from trustrl.envs.registry import register_again
@@ -30,6 +32,8 @@ from trustrl.normalization import ObsNormalizer
 EnvFactory = Callable[..., gym.Env]
 #: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
 EnvSpec = Union[str, EnvFactory]
+
+_log = logging.getLogger("trustrl")
 
 
 @dataclass
@@ -188,7 +192,7 @@ def check_compatible_spaces(checkpoint: ckpt.Checkpoint, obs_space: gym.Space, a
 
 def _config_of(record: ckpt.Checkpoint, env_id: str | None, env_kwargs: dict) -> Config:
     """The run's config, with the env ``env_id`` (if given) and the env kwargs the caller allows."""
-    data = accept_env_kwargs(record.config, env_kwargs, f"checkpoint {record.path}")
+    data = _on_this_machine(accept_env_kwargs(record.config, env_kwargs, f"checkpoint {record.path}"), record.path)
     if env_id is not None and isinstance(data.get("env", {}), dict):
         data = {**data, "env": {**data.get("env", {}), "id": env_id}}  # the recorded env need not exist here
     try:
@@ -197,6 +201,17 @@ def _config_of(record: ckpt.Checkpoint, env_id: str | None, env_kwargs: dict) ->
         raise
     except Exception as exc:  # a record edited by hand
         raise CheckpointError(f"checkpoint {record.path} holds an invalid config: {exc}") from None
+
+
+def _on_this_machine(data: dict, record_path: Path) -> dict:
+    """The run's config with ``run.device = "cpu"`` (and a one-line note) when it trained on a GPU and this
+    machine has none: its weights are saved on the CPU, and acting never needs the learner's device."""
+    run = data.get("run")
+    if not (isinstance(run, dict) and missing_cuda(run.get("device"))):
+        return data
+    _log.warning(f"note: {record_path} trained with run.device {run['device']!r}; this machine has no CUDA device, "
+                 "so its policy runs on the cpu")
+    return {**data, "run": {**run, "device": "cpu"}}
 
 
 def _policy_of(record: ckpt.Checkpoint, env: gym.Env, config: Config) -> Policy:

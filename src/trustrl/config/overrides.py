@@ -13,17 +13,21 @@ _log = logging.getLogger("trustrl")
 
 # Where the env copies run, never what they compute: a resumed run may change these.
 LAYOUT_KEYS = ("run.workers", "run.placement", "run.worker_cpus")
+#: What ``--resume`` may change: the layout, and the learner's device (a GPU run resumed on a CPU-only machine).
+RESUME_KEYS = (*LAYOUT_KEYS, "run.device")
 
 
 def with_layout(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """A config dict with ``overrides`` of :data:`LAYOUT_KEYS` only applied (anything else is refused)."""
+    """A config dict with ``overrides`` of :data:`RESUME_KEYS` only applied (anything else is refused)."""
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
     for item in overrides:
         key = item.partition("=")[0].strip()
         section, _, name = key.partition(".")
-        if f"{section}.{RENAMED.get((section, name), name)}" not in LAYOUT_KEYS:
+        if f"{section}.{RENAMED.get((section, name), name)}" not in RESUME_KEYS:
             raise ConfigError(f"a resumed run keeps its config; --set may change only where it runs "
-                              f"({', '.join(LAYOUT_KEYS)}), not {key!r}")
+                              f"({', '.join(RESUME_KEYS)}), not {key!r}")
+        if not isinstance(data.get(section, {}), dict):
+            raise ConfigError(f"the run's config has no [{section}] table to set {key!r} in")
         apply_override(data, item)
     return data
 
