@@ -4,21 +4,11 @@ is written; ``Agent.act`` refuses observations of the wrong shape, of no numbers
 import gymnasium as gym
 import numpy as np
 import pytest
+from tiny_runs import TINY, tiny_run
 
 import trustrl
-from trustrl import config
 from trustrl.cli import main
 from trustrl.errors import TrustrlError
-from trustrl.run import train as train_run
-
-TINY = ["run.total_steps=512", "run.n_steps=256", "run.eval_every=0"]
-
-
-def tiny_run(tmp_path_factory, preset):
-    """A run of ``preset`` of a couple of updates: enough for a checkpoint to load."""
-    run = tmp_path_factory.mktemp("runs") / preset
-    train_run(config.load(preset, TINY), run, progress=False)
-    return run
 
 
 @pytest.fixture(scope="module")

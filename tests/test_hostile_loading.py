@@ -8,20 +8,16 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_runs import tiny_run
 
 import trustrl
-from trustrl import config
 from trustrl.cli import main
 from trustrl.errors import CheckpointError
-from trustrl.run import train as train_run
 
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory):
-    run = tmp_path_factory.mktemp("runs") / "cartpole"
-    train_run(config.load("cartpole-trpo", ["run.total_steps=512", "run.n_steps=256", "run.eval_every=0"]), run,
-              progress=False)
-    return run
+    return tiny_run(tmp_path_factory)
 
 
 def edit_weights(record_path, record, key, value):
