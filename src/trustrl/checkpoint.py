@@ -269,10 +269,7 @@ def check_finite(policy: torch.nn.Module, critic: torch.nn.Module, obs_norm: dic
 
 def _nonfinite(weights: dict[str, torch.Tensor]) -> str | None:
     """The name of the first floating-point tensor of ``weights`` holding a NaN or an infinity, or None."""
-    for key, value in weights.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return key
-    return None
+    return next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
 
 
 def _flat(value: Any) -> list:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 import sys
 import time
@@ -25,7 +24,7 @@ from trustrl import checkpoint
 from trustrl.agent import EnvFactory, check_compatible_spaces
 from trustrl.callbacks import Callback
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
-from trustrl.config.limits import missing_cuda
+from trustrl.config.overrides import with_device
 from trustrl.envs import describe_spaces
 from trustrl.envs.registry import is_factory_id, register_again
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
@@ -38,7 +37,6 @@ from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, 
 from trustrl.run.state import LoopState
 from trustrl.run.writer import RunWriter
 
-_log = logging.getLogger("trustrl")
 
 @dataclass
 class TrainResult:
@@ -201,7 +199,7 @@ def _resumed_config(saved: dict, where: Path, total_steps: int | None, epochs: i
     if changed:
         raise CheckpointError(f"a resumed run keeps its env: --env-kwarg {changed[0]} differs from the run's own "
                               "(or the run has none); pass the values it was trained with")
-    saved = _on_device(saved, where, layout)
+    saved = with_device(saved, layout, _named(where))
     try:
         cfg = from_dict(accept_env_kwargs(saved, env_kwargs, _named(where)), source=str(where))
     except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
@@ -221,25 +219,6 @@ def _resumed_config(saved: dict, where: Path, total_steps: int | None, epochs: i
         _keeps_schedule(cfg, "--epochs", cfg.offline.epochs, epochs)
         cfg.offline.epochs = epochs
     return cfg.validate()
-
-
-def _on_device(saved: dict, where: Path, layout: list[str] | tuple[str, ...]) -> dict:
-    """The saved config with the ``run.device`` that ``layout`` gives, set before it is validated (so a run
-    trained on a GPU can resume on a CPU-only machine), with a note that the numbers then differ from the run
-    that never stopped; without one, such a run is one error saying how."""
-    recorded = saved.get("run", {}).get("device") if isinstance(saved.get("run"), dict) else None
-    given = [item for item in layout if item.partition("=")[0].strip() == "run.device"]
-    if not given:
-        if missing_cuda(recorded):
-            raise CheckpointError(f"{_named(where)}: the run trained on run.device {recorded!r} and this machine has "
-                                  "no CUDA device; resume it with --set run.device=cpu to continue on the CPU")
-        return saved
-    saved = with_layout(saved, given)
-    device = saved["run"]["device"]
-    if device != recorded:
-        _log.warning(f"note: the run trained on run.device {recorded!r} goes on on {device!r}: the continuation is "
-                     "not bit for bit the run that never stopped (devices differ in floating-point arithmetic)")
-    return saved
 
 
 def _named(where: Path) -> str:
