@@ -79,6 +79,8 @@ OBSERVATIONS = {
     "a scalar": (np.float32(1.0), "shape ()"),
     "None": (None, "observation"),
     "strings": (np.array(["a", "b", "c", "d"]), "numbers"),
+    "a ragged list": ([0.0, [1.0, 2.0], 0.0, 0.0], "observation"),
+    "a dict for a Box space": ({"x": np.zeros(4)}, "numbers"),
     "NaN": (np.array([0.0, np.nan, 0.0, 0.0], np.float32), "not finite"),
     "infinity": (np.array([0.0, 0.0, np.inf, 0.0]), "not finite"),
 }

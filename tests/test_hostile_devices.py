@@ -105,7 +105,7 @@ def test_resume_with_run_device_cpu_continues_on_the_cpu_with_a_note(gpu_run, cp
         assert main(["train", "--resume", str(gpu_run), "--total-steps", "4096", "--set", "run.device=cpu",
                      "--quiet"]) == 0
     notes = [r.getMessage() for r in caplog.records]
-    assert any("run.device 'cuda' goes on on 'cpu'" in note and "not bit for bit" in note for note in notes), notes
+    assert any("run.device 'cuda' continues on 'cpu'" in note and "not bit for bit" in note for note in notes), notes
     assert json.loads((gpu_run / "checkpoints" / "last.json").read_text())["step"] >= 4096
     reference = tmp_path / "reference"  # the run trained on the CPU, resumed there
     shutil.copytree(cpu_run, reference)

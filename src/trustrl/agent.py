@@ -66,8 +66,7 @@ class Agent:
         """The action for one raw observation (see :meth:`act_batch`)."""
         if obs is None or isinstance(obs, (str, bytes)):
             raise TrustrlError(f"act takes one observation (an array), got {type(obs).__name__}")
-        batch = [obs] if isinstance(self.observation_space, FlatBox) else np.asarray(obs)[None]
-        return self._act(self._observations(batch, single=True), deterministic)[0]
+        return self._act(self._observations([obs], single=True), deterministic)[0]
 
     @torch.inference_mode()
     def _act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:

@@ -46,7 +46,7 @@ def with_device(data: dict[str, Any], overrides: list[str] | tuple[str, ...], so
         return data
     data = with_layout(data, given)
     if data["run"]["device"] != recorded:
-        _log.warning(f"note: the run trained on run.device {recorded!r} goes on on {data['run']['device']!r}: the "
+        _log.warning(f"note: the run trained on run.device {recorded!r} continues on {data['run']['device']!r}: the "
                      "continuation is not bit for bit the run that never stopped (devices differ in arithmetic)")
     return data
 
