@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trustrl.errors import ConfigError, TrustrlError
 
 
@@ -34,7 +36,7 @@ def strings(name: str, value: Any, example: str) -> list[str]:
 
 def flag(name: str, value: Any) -> bool:
     """True or False (numpy's booleans too): ``"no"`` is truthy, so a string is refused rather than guessed."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TrustrlError(f"{name} must be True or False, got {_short(value)}")
 
