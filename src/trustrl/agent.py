@@ -7,6 +7,7 @@ the one place that says so.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -15,8 +16,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trustrl import arguments
 from trustrl import checkpoint as ckpt
 from trustrl.config import Config, accept_env_kwargs, from_dict
+from trustrl.config.limits import missing_cuda
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import describe_spaces, make_env
 from trustrl.envs.observations import FlatBox, flatten_observations
@@ -30,6 +33,8 @@ from trustrl.normalization import ObsNormalizer
 EnvFactory = Callable[..., gym.Env]
 #: An env id (``CartPole-v1``, ``mypkg.envs:Line-v0``) or a function that makes the env.
 EnvSpec = Union[str, EnvFactory]
+
+_log = logging.getLogger("trustrl")
 
 
 @dataclass
@@ -50,15 +55,24 @@ class Agent:
     action_space: gym.Space | None = None  # Box bounds to clip to; None: the env clips
     observation_space: gym.Space | None = None  # a FlatBox: raw observations are flattened into it
 
-    @torch.inference_mode()
     def act_batch(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for a batch of raw observations (first axis: the batch; a list of dicts for Dict
         observations): the mean (Box) or most likely (Discrete, MultiDiscrete, MultiBinary) action, or a draw from
         the policy with ``deterministic=False``. MultiDiscrete and MultiBinary actions come in the space's own
-        dtype."""
+        dtype. Observations of another shape, of no numbers, or not finite are refused (one
+        :class:`~trustrl.errors.TrustrlError`): a NaN would come back as a NaN action, outside any bounds."""
+        return self._act(self._observations(obs, single=False), deterministic)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """The action for one raw observation (see :meth:`act_batch`)."""
+        if obs is None or isinstance(obs, (str, bytes)):
+            raise TrustrlError(f"act takes one observation (an array), got {type(obs).__name__}")
+        return self._act(self._observations([obs], single=True), deterministic)[0]
+
+    @torch.inference_mode()
+    def _act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         device = next(self.policy.parameters()).device
-        obs = flatten_observations(self.observation_space, obs)
-        x = torch.from_numpy(self.obs_norm.normalize(np.asarray(obs))).to(device)
+        x = torch.from_numpy(self.obs_norm.normalize(obs)).to(device)
         dist = self.policy(x)
         action = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):
@@ -67,11 +81,34 @@ class Agent:
             action = action.astype(self.action_space.dtype)
         return action
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """The action for one raw observation (see :meth:`act_batch`)."""
-        if isinstance(self.observation_space, FlatBox):
-            return self.act_batch([obs], deterministic)[0]
-        return self.act_batch(np.asarray(obs)[None], deterministic)[0]
+    def _observations(self, obs: Any, single: bool) -> np.ndarray:
+        """A batch of observations as the policy takes them, checked: shape, numbers, finite (cheap next to the
+        network). ``single``: the batch wraps the one observation :meth:`act` was given (errors say so)."""
+        shape = self._observation_shape()
+        what = "observation" if single else "observations"
+        try:
+            batch = np.asarray(flatten_observations(self.observation_space, obs))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise TrustrlError(f"{what} do not fit the policy's observation space ({exc})") from None
+        if batch.dtype.kind not in "biuf":
+            raise TrustrlError(f"{what} must be numbers, got an array of dtype {batch.dtype}")
+        if batch.ndim == 0 or (shape is not None and batch.shape[1:] != shape):
+            given = batch.shape[1:] if single else batch.shape
+            wanted = shape if single else f"(B, {', '.join(map(str, shape))})"
+            raise TrustrlError(f"{what} of shape {given}: the policy takes {wanted}")
+        if batch.dtype.kind == "f":
+            finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
+            if not finite.all():
+                where = "" if single else f" {int(np.flatnonzero(~finite)[0])} of the batch"
+                raise TrustrlError(f"observation{where} is not finite (NaN or infinity): there is no action for it")
+        return batch
+
+    def _observation_shape(self) -> tuple[int, ...] | None:
+        """The shape of one observation the policy takes: its space's, else (an agent made in training) the
+        normaliser's when it is on; None when neither tells."""
+        if self.observation_space is not None:
+            return tuple(self.observation_space.shape)
+        return tuple(self.obs_norm.rms.shape) if self.obs_norm.enabled else None
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
@@ -122,7 +159,8 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
     directory is data, and chooses no file for the env to read; :func:`trustrl.config.accept_env_kwargs`).
     """
     ckpt.check_tag(checkpoint)
-    record = ckpt.load(run, checkpoint)
+    env_kwargs = arguments.mapping("env_kwargs", env_kwargs)
+    record = ckpt.load(arguments.path("run", run), checkpoint)
     if env is not None and not isinstance(env, str):  # the function that made the run's env keeps its id
         env = register_again(env, record.config.get("env", {}).get("id", ""))
     config = _config_of(record, env, env_kwargs or {})
@@ -155,7 +193,7 @@ def check_compatible_spaces(checkpoint: ckpt.Checkpoint, obs_space: gym.Space, a
 
 def _config_of(record: ckpt.Checkpoint, env_id: str | None, env_kwargs: dict) -> Config:
     """The run's config, with the env ``env_id`` (if given) and the env kwargs the caller allows."""
-    data = accept_env_kwargs(record.config, env_kwargs, f"checkpoint {record.path}")
+    data = _on_this_machine(accept_env_kwargs(record.config, env_kwargs, f"checkpoint {record.path}"), record.path)
     if env_id is not None and isinstance(data.get("env", {}), dict):
         data = {**data, "env": {**data.get("env", {}), "id": env_id}}  # the recorded env need not exist here
     try:
@@ -164,6 +202,17 @@ def _config_of(record: ckpt.Checkpoint, env_id: str | None, env_kwargs: dict) ->
         raise
     except Exception as exc:  # a record edited by hand
         raise CheckpointError(f"checkpoint {record.path} holds an invalid config: {exc}") from None
+
+
+def _on_this_machine(data: dict, record_path: Path) -> dict:
+    """The run's config with ``run.device = "cpu"`` (and a one-line note) when it trained on a GPU and this
+    machine has none: its weights are saved on the CPU, and acting never needs the learner's device."""
+    run = data.get("run")
+    if not (isinstance(run, dict) and missing_cuda(run.get("device"))):
+        return data
+    _log.warning(f"note: {record_path} trained with run.device {run['device']!r}; this machine has no CUDA device, "
+                 "so its policy runs on the cpu")
+    return {**data, "run": {**run, "device": "cpu"}}
 
 
 def _policy_of(record: ckpt.Checkpoint, env: gym.Env, config: Config) -> Policy:

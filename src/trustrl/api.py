@@ -26,12 +26,12 @@ now; a truthy return stops the run, which is then saved, evaluated and resumable
 from __future__ import annotations
 
 import copy
-import numbers
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
+from trustrl import arguments
 from trustrl import config as config_mod
 from trustrl.agent import Agent, EnvFactory, EnvSpec, load
 from trustrl.callbacks import Callback
@@ -72,12 +72,15 @@ def train(
     ``command`` is what ``command.txt`` records (default: this process's command line). ``callbacks``: each
     is called after every update and may stop the run (:mod:`trustrl.callbacks`).
     """
+    if run_dir is not None:
+        run_dir = arguments.path("run_dir", run_dir)
+    overwrite, progress = arguments.flag("overwrite", overwrite), arguments.progress(progress)
+    command, callbacks = _command(command), _callbacks(callbacks)
     cfg = build_config(config, env=env, algo=algo, seed=seed, total_steps=total_steps, epochs=epochs,
                        offline=offline, init_from=init_from, overrides=overrides)
     if run_dir is None:
         run_dir = Path("runs") / f"{cfg.name}-s{cfg.run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return _train(cfg, Path(run_dir), overwrite=overwrite, progress=progress, command=_command(command),
-                  callbacks=_callbacks(callbacks))
+    return _train(cfg, run_dir, overwrite=overwrite, progress=progress, command=command, callbacks=callbacks)
 
 
 def resume(
@@ -104,9 +107,11 @@ def resume(
     """
     if env is not None and (isinstance(env, str) or not callable(env)):
         raise TrustrlError(f"resume keeps the run's env: env= takes only the function that made it, not {env!r}")
-    return _resume(run_dir, total_steps=_integer("total_steps", total_steps), epochs=_integer("epochs", epochs),
-                   layout=list(layout), env_kwargs=env_kwargs, env=env, callbacks=_callbacks(callbacks),
-                   progress=progress, command=_command(command))
+    return _resume(arguments.path("run_dir", run_dir), total_steps=arguments.integer("total_steps", total_steps),
+                   epochs=arguments.integer("epochs", epochs),
+                   layout=arguments.strings("layout", layout, "run.workers=4"),
+                   env_kwargs=arguments.mapping("env_kwargs", env_kwargs), env=env, callbacks=_callbacks(callbacks),
+                   progress=arguments.progress(progress), command=_command(command))
 
 
 def evaluate(
@@ -127,10 +132,12 @@ def evaluate(
     go over the saved ones as for :func:`load`). ``env`` evaluates in another env, or names the function
     that made the run's env. ``render`` shows the episodes in a window.
     """
+    episodes, seed = arguments.integer("episodes", episodes), arguments.integer("seed", seed)
+    deterministic, render = arguments.flag("deterministic", deterministic), arguments.flag("render", render)
     if not isinstance(agent, Agent):
-        agent = load(agent, checkpoint, env, env_kwargs)
+        agent = load(_run_of(agent), checkpoint, env, env_kwargs)
     elif env is not None or env_kwargs:
-        agent = _in_env(agent, env, env_kwargs or {})
+        agent = _in_env(agent, env, arguments.mapping("env_kwargs", env_kwargs) or {})
     return evaluate_agent(agent, episodes, seed, deterministic, render)
 
 
@@ -149,9 +156,10 @@ def export(
     :meth:`Agent.to_torch`). ``agent`` is an :class:`Agent` or a run directory (then ``checkpoint``, ``env``
     and ``env_kwargs`` as for :func:`load`). An existing ``out`` is kept unless ``overwrite``. Returns ``out``.
     """
+    out, overwrite = arguments.path("out", out), arguments.flag("overwrite", overwrite)
     check_output(out, format, overwrite)  # before the checkpoint is read
     if not isinstance(agent, Agent):
-        agent = load(agent, checkpoint, env, env_kwargs)
+        agent = load(_run_of(agent), checkpoint, env, env_kwargs)
     return export_module(agent.to_torch(), out, format, overwrite)
 
 
@@ -176,16 +184,19 @@ def build_config(
     set over them. ``init_from`` (``"runs/x"``, ``"runs/x:best"``, ``"runs/x:step-N"``) starts the new run from
     that checkpoint's policy (``run.init_from``).
     """
-    env_id = _register(env) if env is not None else None
-    cfg = _resolve(config, env_id, algo, list(overrides))
-    if seed is not None:
-        cfg.run.seed = _integer("run.seed", seed)
-    if total_steps is not None:
-        cfg.run.total_steps = _integer("run.total_steps", total_steps)
-    if epochs is not None:
-        cfg.offline.epochs = _integer("offline.epochs", epochs)
+    overrides = arguments.strings("overrides", overrides, "algo.max_kl=0.02")
     if offline is not None:
-        cfg.offline.dataset = str(offline)
+        offline = arguments.dataset(offline)
+    env_id = _register(env) if env is not None else None
+    cfg = _resolve(config, env_id, algo, overrides)
+    if seed is not None:
+        cfg.run.seed = arguments.integer("run.seed", seed)
+    if total_steps is not None:
+        cfg.run.total_steps = arguments.integer("run.total_steps", total_steps)
+    if epochs is not None:
+        cfg.offline.epochs = arguments.integer("offline.epochs", epochs)
+    if offline is not None:
+        cfg.offline.dataset = offline
     if init_from is not None:
         if not isinstance(init_from, (str, Path)):
             raise ConfigError(f"init_from must be a run directory (optionally with :last, :best or :step-N), "
@@ -238,13 +249,11 @@ def _register(env: EnvSpec) -> str:
     return register_factory(env)
 
 
-def _integer(key: str, value: int | None) -> int | None:
-    """A count or seed given from Python: an integer (its range is the config's to check)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    return int(value)
+def _run_of(agent: object) -> Path:
+    """The run directory (or checkpoint record) ``agent`` names, when it is not an :class:`Agent`."""
+    if isinstance(agent, str | Path) and str(agent).strip():
+        return Path(agent)
+    raise TrustrlError(f"agent must be an Agent or a run directory, got {type(agent).__name__}")
 
 
 def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
@@ -261,7 +270,8 @@ def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
 
 def _command(command: Sequence[str] | None) -> list[str]:
     """What the run's command.txt records: the command given, or this process's command line."""
-    return [sys.executable, *sys.argv] if command is None else list(command)
+    command = arguments.command(command)
+    return [sys.executable, *sys.argv] if command is None else command
 
 
 __all__ = ["Agent", "DEFAULT_EVAL_SEED", "EnvFactory", "EnvSpec", "EvalResult", "TrainResult", "build_config",

@@ -39,10 +39,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
+from trustrl.checkpoint_files import FORMAT_VERSION, MAX_WEIGHTS_BYTES
+from trustrl.checkpoint_files import read_record as _read_record
+from trustrl.checkpoint_files import read_weights as _read_weights
 from trustrl.errors import CheckpointError
 from trustrl.links import inside, refuse_link
 
-FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
 #: A copy of the policy a run kept at step N (``trustrl.callbacks.SaveEvery``): checkpoint ``step-<N>``.
 KEPT = re.compile(r"^step-(0|[1-9][0-9]{0,14})$")
@@ -154,6 +156,9 @@ def save(
     return record_path
 
 
+_READS = 3  # reads of a record whose weights a writer replaced meanwhile (one writes at most every update)
+
+
 def load(path: str | Path, tag: str = "last") -> Checkpoint:
     """Load a checkpoint from a run directory, a checkpoints directory, or a ``<tag>.json`` path.
 
@@ -183,6 +188,11 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     step, update = record["step"], record.get("update", 0)
     policy_state = {k[len("policy.") :]: v for k, v in tensors.items() if k.startswith("policy.")}
     critic_state = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    for name, weights in (("policy", policy_state), ("critic", critic_state)):
+        problem = _nonfinite(weights)
+        if problem is not None:  # save() never writes one: the file was made or edited elsewhere, its hash too
+            raise CheckpointError(f"checkpoint {record_path}: {name} weight {problem} in {record['weights']} is "
+                                  "not finite (NaN or infinity)")
     state = None
     if record.get("state") is not None:
         try:
@@ -204,120 +214,21 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     )
 
 
-_READS = 3  # reads of a record whose weights a writer replaced meanwhile (one writes at most every update)
-MAX_WEIGHTS_BYTES = 1 << 35  # 32 GiB: the networks, optimiser moments and a policy in flight at the config limits
-MAX_RECORD_BYTES = 1 << 28  # a record holds statistics and env snapshots, never weights: 256 MiB is far beyond one
-MAX_DEPTH = 64  # nesting of the record's JSON (an optimiser state is about 8 deep)
-MAX_COUNT = 10**15  # steps and updates
-_WEIGHTS_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _read_record(record_path: Path) -> dict[str, Any]:
-    """The JSON record, each field checked (one CheckpointError naming what is wrong)."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {record_path}: {what}")
-
-    try:
-        if record_path.stat().st_size > MAX_RECORD_BYTES:
-            raise bad(f"the record is larger than {MAX_RECORD_BYTES >> 20} MiB")
-        record = json.loads(record_path.read_bytes())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, oversized ints
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:200]
-        raise CheckpointError(f"checkpoint {record_path} is corrupt: not a readable JSON record ({detail})") from None
-    required = ("format", "weights", "weights_sha256", "config", "spaces", "obs_norm", "step")
-    if not isinstance(record, dict) or record.get("format") != "trustrl-checkpoint" or any(k not in record for k in required):
-        raise CheckpointError(f"checkpoint {record_path} is not a trustrl checkpoint record (fields missing)")
-    if _depth(record) > MAX_DEPTH:
-        raise bad(f"the record is nested more than {MAX_DEPTH} levels deep")
-    version = record.get("format_version", 1)
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-            raise bad(f"format version {version} is newer than this trustrl reads ({FORMAT_VERSION}); upgrade trustrl")
-        raise bad(f"format_version must be an integer from 1 to {FORMAT_VERSION}, got {_short(version)}")
-    if not isinstance(record["weights"], str) or not _WEIGHTS_NAME.match(record["weights"]):
-        raise bad(f"weights must name a .safetensors file beside the record, got {_short(record['weights'])}")
-    if not isinstance(record["weights_sha256"], str) or not _SHA256.match(record["weights_sha256"]):
-        raise bad(f"weights_sha256 must be 64 hex digits, got {_short(record['weights_sha256'])}")
-    for key in ("step", "update"):
-        value = record.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
-            raise bad(f"{key} must be an integer from 0 to {MAX_COUNT:.0e}, got {_short(value)} (edited by hand?)")
-    size = record.get("weights_bytes", 0)
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_WEIGHTS_BYTES:
-        raise bad(f"weights_bytes must be an integer from 0 to {MAX_WEIGHTS_BYTES}, got {_short(size)}")
-    for key in ("config", "spaces", "obs_norm", "reward_norm", "extra"):
-        if key in record and not isinstance(record[key], dict):
-            raise bad(f"{key} must be a table, got {_short(record[key])}")
-    if record.get("state") is not None and not isinstance(record["state"], dict):
-        raise bad(f"state must be a table, got {_short(record['state'])}")
-    return record
-
-
-def _read_weights(record_path: Path, record: dict[str, Any]) -> bytes:
-    """The bytes of the weights file a record names, its size checked before a byte of it is hashed: the size
-    the record gives (records of older trustrl give none), at most :data:`MAX_WEIGHTS_BYTES`, and the size its
-    own safetensors header implies (a sparse file of zeros fails that at once). FileNotFoundError if missing."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {record_path}: weights file {record['weights']} {what}")
-
-    path = inside(record_path.parent / record["weights"], record_path.parent, CheckpointError)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            expected = record.get("weights_bytes")
-            if expected is not None and size != expected:
-                raise bad(f"holds {size:,} bytes, its record says {expected:,} (corrupt or modified)")
-            if size > MAX_WEIGHTS_BYTES:
-                raise bad(f"holds {size:,} bytes, more than a checkpoint can ({MAX_WEIGHTS_BYTES:,})")
-            length = int.from_bytes(f.read(8), "little")
-            if not 0 < length <= min(size - 8, MAX_RECORD_BYTES) or _data_end(f.read(length)) != size - 8 - length:
-                raise bad("is not a safetensors file of the size its header gives (corrupt or modified)")
-            f.seek(0)
-            return f.read()
-    except (FileNotFoundError, CheckpointError):
-        raise
-    except OSError as exc:  # a directory, a file that cannot be read
-        raise bad(f"cannot be read ({exc.strerror or exc})") from None
-
-
-def _data_end(header: bytes) -> int:
-    """Where the tensors a safetensors header describes end (bytes after the header), or -1 if it is not one."""
-    try:
-        entries = json.loads(header)
-        return max((entry["data_offsets"][1] for key, entry in entries.items() if key != "__metadata__"), default=0)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
-        return -1
-
-
-def _depth(tree: Any) -> int:
-    """Nesting depth of a JSON value, without recursion (a hostile record may be deep)."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > MAX_DEPTH:
-            return deepest
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def check_finite(policy: torch.nn.Module, critic: torch.nn.Module, obs_norm: dict[str, Any]) -> str | None:
     """What of a checkpoint to be would not be finite (a weight, a statistic), or None."""
     for name, net in (("policy", policy), ("critic", critic)):
-        for key, value in net.state_dict().items():
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                return f"{name} weights {key}"
+        key = _nonfinite(net.state_dict())
+        if key is not None:
+            return f"{name} weights {key}"
     for key in ("mean", "var", "count"):
         if key in obs_norm and not all(math.isfinite(float(v)) for v in _flat(obs_norm[key])):
             return f"observation statistics ({key})"
     return None
+
+
+def _nonfinite(weights: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor of ``weights`` holding a NaN or an infinity, or None."""
+    return next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
 
 
 def _flat(value: Any) -> list:

@@ -235,7 +235,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
         if given:
             raise TrustrlError(f"--resume continues a run with its own config and directory; it cannot be combined "
                                f"with {', '.join(given)} (only with --total-steps, --epochs, --quiet and --set of "
-                               "run.workers, run.placement or run.worker_cpus)")
+                               "run.workers, run.placement, run.worker_cpus or run.device)")
         result = api.resume(args.resume, total_steps=args.total_steps, epochs=args.epochs, layout=args.overrides,
                             env_kwargs=parse_env_kwargs(args.env_kwargs), progress=progress,
                             command=["trustrl", *argv])

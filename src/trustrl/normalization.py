@@ -54,12 +54,19 @@ class RunningMeanStd:
         return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": float(self.count)}
 
     @classmethod
-    def from_state(cls, state: dict) -> "RunningMeanStd":
-        mean = np.asarray(state["mean"], np.float64)
-        var = np.asarray(state["var"], np.float64)
-        if mean.shape != var.shape or not np.all(np.isfinite(mean)) or not np.all(var >= 0):
-            raise ValueError("normalisation statistics are malformed")
-        return cls(shape=mean.shape, mean=mean, var=var, count=float(state["count"]))
+    def from_state(cls, state: dict, field: str = "statistics") -> "RunningMeanStd":
+        """The statistic saved as ``state``, each number checked (a checkpoint is data: an infinite variance
+        would silently turn every observation into 0); a ValueError names ``field`` and what is wrong."""
+        mean, var, count = (_numbers(f"{field}.{key}", state[key]) for key in ("mean", "var", "count"))
+        if mean.shape != var.shape or count.shape != ():
+            raise ValueError(f"{field}: mean {mean.shape}, var {var.shape} and count {count.shape} do not fit")
+        if not np.all(np.isfinite(mean)):
+            raise ValueError(f"{field}.mean is not finite")
+        if not np.all(np.isfinite(var) & (var >= 0)):
+            raise ValueError(f"{field}.var must be finite and >= 0")
+        if not (np.isfinite(count) and count > 0):
+            raise ValueError(f"{field}.count must be finite and > 0, got {float(count)}")
+        return cls(shape=mean.shape, mean=mean, var=var, count=float(count))
 
 
 class ObsNormalizer:
@@ -95,9 +102,7 @@ class ObsNormalizer:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}
 
     def load_state(self, state: dict) -> None:
-        self.enabled = bool(state["enabled"])
-        self.clip = float(state["clip"])
-        self.rms = RunningMeanStd.from_state(state)
+        self.enabled, self.clip, self.rms = _loaded(state, "obs_norm")
 
 
 class RewardScaler:
@@ -139,9 +144,25 @@ class RewardScaler:
         return {"enabled": self.enabled, "clip": self.clip, **self.rms.state()}
 
     def load_state(self, state: dict) -> None:
-        self.enabled = bool(state["enabled"])
-        self.clip = float(state["clip"])
-        self.rms = RunningMeanStd.from_state(state)
+        self.enabled, self.clip, self.rms = _loaded(state, "reward_norm")
+
+
+def _loaded(state: dict, field: str) -> tuple[bool, float, RunningMeanStd]:
+    """A normaliser's saved ``enabled``, ``clip`` and statistic, checked; a ValueError names the field."""
+    enabled, clip = state["enabled"], state["clip"]
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise ValueError(f"{field}.enabled must be true or false, got {enabled!r}")
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not (np.isfinite(clip) and clip > 0):
+        raise ValueError(f"{field}.clip must be a finite number > 0, got {clip!r}")
+    return bool(enabled), float(clip), RunningMeanStd.from_state(state, field)
+
+
+def _numbers(field: str, value) -> np.ndarray:
+    """``value`` as float64 numbers, or a ValueError naming ``field`` (a string, a ragged list, a null)."""
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be numbers, got {str(value)[:40]}") from None
 
 
 def _clip(x: np.ndarray, bound: float) -> np.ndarray:

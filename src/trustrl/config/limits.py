@@ -62,6 +62,19 @@ def widths(key: str, sizes: tuple[int, ...]) -> None:
                           f"{MAX_WEIGHTS:,} weights between them, got {list(sizes)}")
 
 
+def missing_cuda(device: object) -> bool:
+    """Whether ``device`` names a CUDA device and this machine has none: a run trained on a GPU, read on a
+    CPU-only machine (its weights are saved on the CPU, so it can still act there)."""
+    import torch
+
+    if not isinstance(device, str):
+        return False
+    try:
+        return torch.device(device).type == "cuda" and not torch.cuda.is_available()
+    except (RuntimeError, ValueError):
+        return False  # not a device at all: validation says so
+
+
 def check_device(device: str) -> None:
     """A device torch knows and this machine has, checked before anything is written."""
     import torch

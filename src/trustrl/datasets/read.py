@@ -110,11 +110,7 @@ def read_dataset(spec: str | Path) -> OfflineData:
         obs = np.asarray(ep.observations, np.float64)
         if T == 0:
             continue
-        if obs.shape != (T + 1, *obs_space.shape):
-            raise TrustrlError(
-                f"dataset {dataset.id}, episode {ep.id}: expected {T + 1} observations of shape "
-                f"{obs_space.shape}, got {obs.shape}"
-            )
+        check_episode(f"dataset {dataset.id}, episode {ep.id}", obs, ep, obs_space, act_space)
         terminated = np.asarray(ep.terminations, bool).copy()
         truncated = np.asarray(ep.truncations, bool).copy()
         if not (terminated[-1] or truncated[-1]):
@@ -137,6 +133,53 @@ def read_dataset(spec: str | Path) -> OfflineData:
     if not episodes:
         raise TrustrlError(f"dataset {dataset.id} holds no steps")
     return OfflineData(dataset.id, str(spec), obs_space, act_space, episodes)
+
+
+def check_episode(where: str, obs: np.ndarray, ep: Any, obs_space: gym.Space, act_space: gym.Space) -> None:
+    """One TrustrlError, naming ``where`` (the dataset and episode), the field and the step, for an episode that
+    would train on nonsense: fields of different lengths, a NaN or infinity, an action outside its space (a
+    NaN found later surfaces as a non-finite critic or evaluation, far from its cause)."""
+    rewards = np.asarray(ep.rewards)
+    T = len(rewards)
+    if obs.shape != (T + 1, *obs_space.shape):
+        raise TrustrlError(f"{where}: observations has shape {obs.shape}; it needs {T + 1} rows (one more than "
+                           f"rewards, {T}) of shape {obs_space.shape}")
+    fields = {"actions": np.asarray(ep.actions), "terminations": np.asarray(ep.terminations),
+              "truncations": np.asarray(ep.truncations)}
+    for name, values in fields.items():
+        if values.ndim == 0 or len(values) != T:
+            raise TrustrlError(f"{where}: {name} has {values.shape[0] if values.ndim else 0} rows, rewards {T}: "
+                               "each step needs one of each")
+    for name, values in (("observations", obs), ("rewards", rewards), ("actions", fields["actions"])):
+        if values.dtype.kind not in "biuf":
+            raise TrustrlError(f"{where}: {name} must be numbers, got dtype {values.dtype}")
+        bad = _first_step(~np.isfinite(values)) if values.dtype.kind == "f" else None
+        if bad is not None:
+            final = " (the final observation)" if name == "observations" and bad == T else ""
+            raise TrustrlError(f"{where}: {name} at step {bad}{final} is not finite (NaN or infinity)")
+    outside = _outside(act_space, fields["actions"])
+    if outside is not None:
+        raise TrustrlError(f"{where}: actions at step {outside} lie outside the action space {act_space}")
+
+
+def _first_step(mask: np.ndarray) -> int | None:
+    """The first row of ``mask`` (steps along its first axis) with any True, or None."""
+    rows = mask.reshape(len(mask), -1).any(axis=1)
+    return int(np.argmax(rows)) if rows.any() else None
+
+
+def _outside(space: gym.Space, actions: np.ndarray) -> int | None:
+    """The first step whose action a discrete space does not hold (Box actions may lie beyond the bounds:
+    a Gaussian's draws before clipping), or None."""
+    if isinstance(space, gym.spaces.Discrete):
+        low, high = int(space.start), int(space.start + space.n) - 1
+    elif isinstance(space, gym.spaces.MultiDiscrete):
+        low, high = space.start, space.start + space.nvec - 1
+    elif isinstance(space, gym.spaces.MultiBinary):
+        low, high = 0, 1
+    else:
+        return None
+    return _first_step((actions < low) | (actions > high) | (actions != np.round(actions)))
 
 
 def check_dataset_fits(data: OfflineData, env: gym.Env) -> None:

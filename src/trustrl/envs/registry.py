@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 
 import gymnasium as gym
 
-from trustrl.errors import ConfigError, EnvUnavailableError
+from trustrl.errors import ConfigError, EnvUnavailableError, TrustrlError
 from trustrl.suggestions import close_matches, did_you_mean
 
 #: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
@@ -89,9 +89,22 @@ def register_factory(factory: Callable[..., gym.Env], name: str | None = None) -
             env_id = f"{FACTORY_NAMESPACE}/{base}-{number}"
     if env_id in gym.registry:
         del gym.registry[env_id]  # a run's recorded id given its function again: that function is the one meant
-    gym.register(env_id, entry_point=lambda **kwargs: factory(**kwargs))
+    gym.register(env_id, entry_point=lambda **kwargs: _made_by(factory, kwargs))
     _FACTORIES[env_id] = factory
     return env_id
+
+
+def _made_by(factory: Callable[..., gym.Env], kwargs: dict[str, Any]) -> gym.Env:
+    """The env ``factory`` makes; a failure of it is one error naming the function (the user's code, whose
+    traceback would otherwise end the run from deep inside gymnasium)."""
+    try:
+        return factory(**kwargs)
+    except TrustrlError:
+        raise
+    except Exception as exc:
+        name = getattr(factory, "__name__", type(factory).__name__)
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EnvUnavailableError(f"the env function {name}() raised {type(exc).__name__}: {detail}") from None
 
 
 def is_factory_id(env_id: object) -> bool:

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from trustrl import checkpoint
+from trustrl.checkpoint_files import MAX_COUNT
 from trustrl.config import Config
 from trustrl.errors import TrustrlError
 from trustrl.links import open_nofollow, refuse_link, write_new
@@ -202,7 +203,7 @@ def _named_weights(checkpoints: Path) -> set[str] | None:
             weights, step, digest = record["weights"], record["step"], record["weights_sha256"]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
-        if (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= checkpoint.MAX_COUNT
+        if (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_COUNT
                 or weights != checkpoint.weights_name(tag, step) or not _WEIGHTS.match(weights)
                 or not checkpoint.has_digest(checkpoints / weights, digest)):
             return None

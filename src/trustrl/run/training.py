@@ -23,6 +23,7 @@ from trustrl import checkpoint
 from trustrl.agent import EnvFactory, check_compatible_spaces
 from trustrl.callbacks import Callback
 from trustrl.config import Config, accept_env_kwargs, from_dict, with_layout
+from trustrl.config.overrides import with_device
 from trustrl.envs import describe_spaces
 from trustrl.envs.registry import is_factory_id, register_again
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
@@ -182,6 +183,7 @@ def _resumed_config(saved: dict, where: Path, total_steps: int | None, epochs: i
     if changed:
         raise CheckpointError(f"a resumed run keeps its env: --env-kwarg {changed[0]} differs from the run's own "
                               "(or the run has none); pass the values it was trained with")
+    saved = with_device(saved, layout, _named(where))
     try:
         cfg = from_dict(accept_env_kwargs(saved, env_kwargs, _named(where)), source=str(where))
     except EnvUnavailableError:  # the config is fine; this process lacks the env's module or function
