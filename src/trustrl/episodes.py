@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 #: The seed of an evaluation or a video given none.
 DEFAULT_EVAL_SEED = 1_000_000
 
+#: How messages name the env episodes are played in.
+EVALUATION_ENV = "evaluation env"
+
 
 @dataclass
 class EvalResult:
@@ -63,15 +66,17 @@ def run_episodes(
     on_step: Callable[[gym.Env], None] | None = None,
 ) -> tuple[list[float], list[int]]:
     """Play one full episode from each reset seed of ``seeds``; ``on_step(env)`` runs after reset and each step
-    (video)."""
+    (video). What the env returns is checked (:mod:`trustrl.envs.checks`)."""
+    from trustrl.envs.checks import checked_reset, checked_step
+
     returns, lengths = [], []
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
+        obs = checked_reset(env, EVALUATION_ENV, seed=seed)
         if on_step:
             on_step(env)
         total, length, done = 0.0, 0, False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
+            obs, reward, terminated, truncated, _ = checked_step(env, agent.act(obs, deterministic), EVALUATION_ENV)
             total += float(reward)
             length += 1
             done = terminated or truncated
@@ -97,6 +102,7 @@ def evaluate_agent(
 
     from trustrl.display import check_display  # also sets up the GL back end before MuJoCo is imported
     from trustrl.envs import make_env
+    from trustrl.envs.checks import close_env
 
     check_count("episodes", episodes, MAX_EPISODES)
     check_seed("seed", seed)
@@ -115,7 +121,7 @@ def evaluate_agent(
             raise TrustrlError(f"--render could not open a window ({type(exc).__name__}: {exc}); "
                                "use `trustrl video` to film episodes without a display") from None
     finally:
-        env.close()
+        close_env(env, EVALUATION_ENV)
     return EvalResult(
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),

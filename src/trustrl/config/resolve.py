@@ -17,6 +17,7 @@ from trustrl.config.overrides import apply_override
 from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
+from trustrl.envs.checks import close_env, describe_exception
 from trustrl.envs.registry import check_env_id, import_env_modules, registered_id
 from trustrl.errors import ConfigError
 
@@ -116,12 +117,12 @@ def _action_kind(env_id: str) -> str:
         env = gym.make(registered_id(env_id))
     except ConfigError:
         raise
-    except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
-        raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # missing extras (mujoco, box2d), bad kwargs, an env that exits
+        raise ConfigError(f"cannot make environment {env_id!r}: {describe_exception(exc)}") from None
     try:
         return "box" if isinstance(env.action_space, gym.spaces.Box) else "discrete"  # MultiDiscrete, MultiBinary
     finally:
-        env.close()
+        close_env(env, "the env")
 
 
 def _check_algo(data: dict[str, Any], source: str, algo: str) -> None:
