@@ -13,11 +13,13 @@ ndarray of the space's shape); only what fails them is looked at closely. Nothin
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
+import gymnasium as gym
 import numpy as np
 
-from trustrl.errors import EnvError
+from trustrl.errors import EnvError, TrustrlError
 
 #: Reward types taken as they are; anything else must be a real number of no dimensions.
 _REAL_TYPES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
@@ -61,11 +63,15 @@ def close_env(env: Any, who: int | str) -> None:
 
 def checked_reset(env: Any, who: int | str, **kwargs: Any) -> Any:
     """``env.reset(**kwargs)``'s observation, checked against ``env.observation_space``."""
-    result = call_env(who, "reset", env.reset, **kwargs)
+    return check_reset(call_env(who, "reset", env.reset, **kwargs), env.observation_space.shape, who)[0]
+
+
+def check_reset(result: Any, obs_shape: tuple[int, ...], who: int | str) -> tuple[Any, Any]:
+    """``result`` of a ``reset()`` if it is ``(observation, info)`` with an observation of the space's shape."""
     if type(result) is not tuple or len(result) != 2:
         raise EnvError(f"{label(who)}: reset() returned {_kind_of(result)}, not (observation, info)")
-    check_observation(result[0], env.observation_space.shape, who, "reset")
-    return result[0]
+    check_observation(result[0], obs_shape, who, "reset")
+    return result
 
 
 def checked_step(env: Any, action: Any, who: int | str) -> tuple[Any, Any, Any, Any, Any]:
@@ -122,6 +128,41 @@ def check_flag(flag: Any, name: str, who: int | str) -> None:
     if value is None or value.ndim != 0 or not (value.dtype.kind == "b" or (value.dtype.kind in "iu"
                                                                            and value in (0, 1))):
         raise EnvError(f"{label(who)}: step() returned {name} as {_kind_of(flag)}, not one bool")
+
+
+#: How an env copy in gymnasium's async vector env is named: its process does not know its index.
+ASYNC_COPY = "an env copy"
+
+
+class CheckedCopy(gym.Wrapper):
+    """An env copy in a process of gymnasium's async vector env, its calls checked there -- before a wrong
+    observation fails to fit shared memory, or a string reward is cast to a float on the way back."""
+
+    def reset(self, **kwargs: Any):
+        return check_reset(call_env(ASYNC_COPY, "reset", self.env.reset, **kwargs), self.observation_space.shape,
+                           ASYNC_COPY)
+
+    def step(self, action: Any):
+        return checked_step(self.env, action, ASYNC_COPY)
+
+    def close(self) -> None:
+        close_env(self.env, ASYNC_COPY)
+
+
+@contextmanager
+def async_copies() -> Iterator[None]:
+    """Around a call of gymnasium's async vector env: what a copy raised comes back as one EnvError, without
+    the lines gymnasium logs before raising it again."""
+    level = gym.logger.min_level
+    gym.logger.min_level = gym.logger.ERROR + 1
+    try:
+        yield
+    except TrustrlError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a copy's own error, raised again in this process
+        raise EnvError(f"{ASYNC_COPY}: {describe_exception(exc)}") from None
+    finally:
+        gym.logger.min_level = level
 
 
 def _kind_of(value: Any) -> str:

@@ -15,7 +15,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from trustrl.envs.actions import check_action_space, describe_action_space
-from trustrl.envs.checks import describe_exception
+from trustrl.envs.checks import CheckedCopy, describe_exception
 from trustrl.envs.named_wrappers import apply_wrappers
 from trustrl.envs.observations import FlatBox, describe_source, flatten_if_structured
 from trustrl.envs.registry import registered_id
@@ -61,7 +61,7 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[lambda env: prepared(env, cfg), clip_if_box],
+                wrappers=[lambda env: prepared(env, cfg), CheckedCopy, clip_if_box],
                 **kwargs,
             )
     check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)

@@ -16,6 +16,7 @@ in well under a second.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from trustrl import envs as envs_mod
 from trustrl.config.sections import EnvConfig
 from trustrl.envs.actions import action_layout
+from trustrl.envs.checks import async_copies
 from trustrl.errors import ConfigError, TrustrlError
 from trustrl.normalization import ObsNormalizer
 from trustrl.samplers.actor import NumpyActor
@@ -83,7 +85,8 @@ class FragmentCollector:
         """Start fresh episodes, copy ``i`` of the run reset with its own seed from ``(seed, i)`` however the copies
         are spread (``epoch``: which fresh start of the run); returns their first observations, float64."""
         seeds = reset_seeds(seed, ENV_COPIES, range(self.first, self.first + self.n_envs), epoch)
-        self.raw_obs, _ = self.envs.reset(seed=seeds)
+        with nullcontext() if isinstance(self.envs, envs_mod.SyncVecEnv) else async_copies():
+            self.raw_obs, _ = self.envs.reset(seed=seeds)
         return np.asarray(self.raw_obs, np.float64)
 
     def collect(
@@ -106,6 +109,7 @@ class FragmentCollector:
         trunc_buf = np.empty((T, n), bool)
         final_obs, final_index = [], []
         normalize = obs_norm.normalize
+        step = self.envs.step if isinstance(self.envs, envs_mod.SyncVecEnv) else self._async_step
         keep: dict[int, list[tuple[int, int]]] = {}
         for j, (t, i) in enumerate(np.zeros((0, 2), np.int64) if snapshot_at is None else snapshot_at):
             keep.setdefault(int(t), []).append((j, int(i)))
@@ -117,7 +121,7 @@ class FragmentCollector:
             obs_buf[t] = normalize(self.raw_obs)
             action = actor.act(obs_buf[t], noise[t])
             act_buf[t] = action
-            raw_obs, reward, terminated, truncated, info = self.envs.step(action)
+            raw_obs, reward, terminated, truncated, info = step(action)
             rew_buf[t] = reward
             term_buf[t] = terminated
             trunc_buf[t] = truncated
@@ -138,6 +142,10 @@ class FragmentCollector:
             final_index=np.asarray(final_index, np.int64).reshape(-1, 2),
             last_raw_obs=np.asarray(self.raw_obs, np.float64),
         )
+
+    def _async_step(self, action: np.ndarray):
+        with async_copies():
+            return self.envs.step(action)
 
     def branch(
         self, actor: NumpyActor, obs_norm: ObsNormalizer, first: np.ndarray | None, noise: np.ndarray, horizon: int
