@@ -44,7 +44,7 @@ gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=50)
 
 # An env that breaks the API instead: raises, exits, or returns what its spaces do not allow.
 API_FAULTS = ("none", "init", "init_exit", "reset", "step", "step_exit", "close", "snapshot", "restore",
-              "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
+              "step_close", "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
               "reward_complex", "reward_string", "terminated_array", "zero_obs", "zero_act", "discrete_start")
 
 
@@ -76,7 +76,7 @@ class Misbehaving(Faulty):
         obs, reward, terminated, truncated, info = super().step(np.array([0.1]))  # the action is not needed
         if self.steps != self.at:
             return obs, reward, terminated, truncated, info
-        if self.fault == "step":
+        if self.fault in ("step", "step_close"):
             raise RuntimeError("the simulator broke")
         if self.fault == "step_exit":
             sys.exit("the simulator gave up")
@@ -88,7 +88,7 @@ class Misbehaving(Faulty):
         return obs, reward, terminated, truncated, info
 
     def close(self):
-        if self.fault == "close":
+        if self.fault in ("close", "step_close"):
             raise RuntimeError("the simulator would not shut down")
 
     def snapshot_state(self):

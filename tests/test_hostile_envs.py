@@ -103,12 +103,23 @@ def test_env_settings_and_modules_that_exit_are_one_line(tmp_path, capsys, args,
     assert one_error_line(capsys) == f"error: {message}"
 
 
-def test_close_that_raises_is_one_line_and_the_finished_run_is_kept(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_close_that_raises_is_one_line_the_finished_run_is_kept_and_its_lock_released(tmp_path, capsys, workers):
     run = tmp_path / "run"
-    assert main(["train", ENV, *SHORT, "--run-dir", str(run), *fault("close")]) == 2
+    args = ["train", ENV, *SHORT, "--run-dir", str(run), "--set", f"run.workers={workers}"]
+    assert main([*args, *fault("close")]) == 2
     assert one_error_line(capsys) == "error: env copy 0: close() raised RuntimeError: the simulator would not shut down"
     assert (run / "checkpoints" / "last.json").exists()
     assert (run / "metrics.csv").read_text().splitlines()[-1].startswith("2048,")
+    assert main([*args, "--overwrite"]) == 0  # the lock was released although the env did not close
+
+
+def test_an_env_that_fails_in_step_and_then_in_close_is_reported_for_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", ENV, *SHORT, "--run-dir", str(run)]
+    assert main([*args, *fault("step_close")]) == 2
+    assert one_error_line(capsys) == "error: env copy 0: step() raised RuntimeError: the simulator broke"
+    assert main([*args, "--overwrite"]) == 0
 
 
 @pytest.fixture(scope="module")

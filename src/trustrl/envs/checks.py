@@ -13,6 +13,7 @@ ndarray of the space's shape); only what fails them is looked at closely. Nothin
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -57,8 +58,14 @@ def call_env(who: int | str, call: str, method: Callable[..., Any], *args: Any, 
 
 
 def close_env(env: Any, who: int | str) -> None:
-    """``env.close()``, a failure of it one :class:`EnvError`."""
-    call_env(who, "close", env.close)
+    """``env.close()``, a failure of it one :class:`EnvError` -- unless an error is already on its way out
+    (``close_env`` in a ``finally``): that error is the one to report."""
+    on_its_way = sys.exc_info()[1]
+    try:
+        env.close()
+    except (Exception, SystemExit) as exc:
+        if on_its_way is None:
+            raise raised(who, "close", exc) from None
 
 
 def checked_reset(env: Any, who: int | str, **kwargs: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trustrl.envs.checks import check_step, checked_reset, checked_step, raised
+from trustrl.envs.checks import check_step, checked_reset, checked_step, close_env, raised
 from trustrl.envs.state import prepare_restore, snapshot
 from trustrl.errors import ConfigError, EnvError
 
@@ -82,13 +82,13 @@ class SyncVecEnv:
         return self.envs[0].render()
 
     def close(self) -> None:
-        """Close every copy, even after one fails; then raise the first failure."""
+        """Close every copy, even after one fails; the first failure is raised at the end (:func:`close_env`)."""
         failure = None
         for i, env in enumerate(self.envs):
             try:
-                env.close()
-            except (Exception, SystemExit) as exc:
-                failure = failure or raised(self.first + i, "close", exc)
+                close_env(env, self.first + i)
+            except EnvError as exc:
+                failure = failure or exc
         if failure is not None:
             raise failure
 
