@@ -44,7 +44,7 @@ gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=50)
 
 # An env that breaks the API instead: raises, exits, or returns what its spaces do not allow.
 API_FAULTS = ("none", "init", "init_exit", "reset", "step", "step_exit", "close", "snapshot", "restore",
-              "step_close", "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
+              "step_close", "four_values", "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
               "reward_complex", "reward_string", "terminated_array", "zero_obs", "zero_act", "discrete_start")
 
 
@@ -80,6 +80,8 @@ class Misbehaving(Faulty):
             raise RuntimeError("the simulator broke")
         if self.fault == "step_exit":
             sys.exit("the simulator gave up")
+        if self.fault == "four_values":
+            return obs, reward, terminated or truncated, info  # the API of gym before 0.26
         obs = {"obs_shape": np.zeros(3), "obs_scalar": np.float64(0.5), "obs_string": np.array(["a", "b"]),
                "obs_list": [self.x, 1.0]}.get(self.fault, obs)
         reward = {"reward_vector": np.array([1.0, 2.0]), "reward_complex": 1.0 + 2.0j,

@@ -41,6 +41,11 @@ TRAIN_CASES = [
      "an env copy: step() raised RuntimeError: the simulator broke"),
     ("string reward, async copies", [*fault("reward_string"), "--set", "env.vectorization=async"],
      "an env copy: step() returned a reward of str '1.5', not one real number"),
+    ("step returns four values", fault("four_values"),  # gymnasium's TimeLimit unpacks them first
+     "env copy 0: step() raised ValueError: not enough values to unpack (expected 5, got 4)"),
+    ("step returns four values, in a vine branch", [*fault("four_values", at=300), "--algo", "trpo", "--set",
+                                                    "run.sampling=vine"],
+     "env copy 0: step() raised ValueError: not enough values to unpack (expected 5, got 4)"),
     ("reset observation of the wrong shape", fault("reset_obs_shape"),
      "env copy 0: reset() returned an observation of shape (3,), the space is (2,)"),
     ("observation of strings", fault("obs_string"),
@@ -192,6 +197,16 @@ def test_what_the_api_allows_passes_unchanged(reward, terminated):
 def test_what_the_api_forbids_is_named(result, message):
     with pytest.raises(EnvError, match=r"^env copy 2: step\(\) " + message):
         check_step(result, (4,), 2)
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_a_step_of_four_values_is_named_with_or_without_wrappers_unpacking_it(branch):
+    from faulty_env import Misbehaving
+
+    envs = SyncVecEnv([Misbehaving(fault="four_values", at=1)])  # no gymnasium wrapper in between
+    envs.reset(seed=0)
+    with pytest.raises(EnvError, match=r"^env copy 0: step\(\) (did not return five values|returned tuple)"):
+        envs.step_copy(0, np.zeros(1, np.float32)) if branch else envs.step(np.zeros((1, 1), np.float32))
 
 
 def test_a_single_env_is_checked_by_name():

@@ -23,9 +23,9 @@ import numpy as np
 from trustrl.errors import EnvError, TrustrlError
 
 #: Reward types taken as they are; anything else must be a real number of no dimensions.
-_REAL_TYPES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
+REAL_TYPES = frozenset({float, int, np.float64, np.float32, np.float16, np.int64, np.int32})
 #: ``terminated`` / ``truncated`` types taken as they are; anything else must be a 0-d bool or 0/1.
-_FLAG_TYPES = frozenset({bool, np.bool_})
+FLAG_TYPES = frozenset({bool, np.bool_})
 #: Array kinds an observation may hold: bool, signed and unsigned integers, floats.
 _NUMBER_KINDS = "biuf"
 
@@ -81,6 +81,15 @@ def check_reset(result: Any, obs_shape: tuple[int, ...], who: int | str) -> tupl
     return result
 
 
+def step_failed(who: int | str, exc: BaseException) -> EnvError:
+    """The error for ``obs, reward, terminated, truncated, info = env.step(action)`` that raised ``exc``: the
+    env's own error, or -- raised in the caller's frame itself -- the unpacking of other than five values."""
+    if isinstance(exc, (ValueError, TypeError)) and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+        return EnvError(f"{label(who)}: step() did not return five values (observation, reward, terminated, "
+                        f"truncated, info): {exc}")
+    return raised(who, "step", exc)
+
+
 def checked_step(env: Any, action: Any, who: int | str) -> tuple[Any, Any, Any, Any, Any]:
     """``env.step(action)``, each of its five values checked (:func:`check_step`)."""
     try:
@@ -100,7 +109,7 @@ def check_step(result: Any, obs_shape: tuple[int, ...], who: int | str) -> tuple
                        "truncated, info)")
     obs, reward, terminated, truncated, _ = result
     if not (type(obs) is np.ndarray and obs.shape == obs_shape and obs.dtype.kind in _NUMBER_KINDS
-            and type(reward) in _REAL_TYPES and type(terminated) in _FLAG_TYPES and type(truncated) in _FLAG_TYPES):
+            and type(reward) in REAL_TYPES and type(terminated) in FLAG_TYPES and type(truncated) in FLAG_TYPES):
         check_observation(obs, obs_shape, who, "step")
         check_reward(reward, who)
         check_flag(terminated, "terminated", who)
