@@ -43,8 +43,8 @@ gym.register("Faulty-v0", entry_point=Faulty, max_episode_steps=50)
 
 
 # An env that breaks the API instead: raises, exits, or returns what its spaces do not allow.
-API_FAULTS = ("none", "init", "init_exit", "reset", "step", "step_exit", "close", "snapshot", "restore",
-              "step_close", "four_values", "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
+API_FAULTS = ("none", "init", "init_exit", "reset", "step", "step_exit", "close", "snapshot", "restore", "step_close",
+              "four_values", "obs_shape", "obs_scalar", "obs_string", "obs_list", "reset_obs_shape", "reward_vector",
               "reward_complex", "reward_string", "terminated_array", "zero_obs", "zero_act", "discrete_start")
 
 
