@@ -22,6 +22,7 @@ from trustrl.config import Config, accept_env_kwargs, from_dict
 from trustrl.config.limits import missing_cuda
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import describe_spaces, make_env
+from trustrl.envs.checks import close_env
 from trustrl.envs.observations import FlatBox, flatten_observations
 from trustrl.envs.registry import register_again
 from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
@@ -171,7 +172,7 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
         policy = _policy_of(record, probe, config)
         obs_norm = _obs_norm_of(record, probe.observation_space)
     finally:
-        probe.close()
+        close_env(probe, "the env")
     return Agent(policy, obs_norm, record, config, probe.action_space, probe.observation_space)
 
 

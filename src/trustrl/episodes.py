@@ -36,6 +36,8 @@ DEFAULT_EVAL_SEED = 1_000_000
 #: Steps after which an episode of an env with no time limit is cut (as truncated), so that evaluation,
 #: ``trustrl eval``, ``video`` and ``collect`` always end; ``env.max_episode_steps`` gives the env a limit.
 EPISODE_STEP_CAP = 10_000
+#: How messages name the env episodes are played in.
+EVALUATION_ENV = "evaluation env"
 
 _log = logging.getLogger("trustrl")
 _warned_uncapped: set[str] = set()  # env ids already warned about in this process
@@ -103,21 +105,24 @@ def run_episodes(
     on_episode: Callable[[int, int], None] | None = None,
 ) -> tuple[list[float], list[int]]:
     """Play one episode from each reset seed of ``seeds``; ``on_step(env)`` runs after reset and each step
-    (video), ``on_episode(done, total)`` after each episode (progress).
+    (video), ``on_episode(done, total)`` after each episode (progress). What the env returns is checked
+    (:mod:`trustrl.envs.checks`).
 
     An episode ends when the env terminates or truncates it, or at :func:`step_cap`'s cap.
     """
+    from trustrl.envs.checks import checked_reset, checked_step
+
     cap = step_cap(env)
     returns, lengths = [], []
     if on_episode:
         on_episode(0, len(seeds))
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
+        obs = checked_reset(env, EVALUATION_ENV, seed=seed)
         if on_step:
             on_step(env)
         total, length, done = 0.0, 0, False
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs, deterministic))
+            obs, reward, terminated, truncated, _ = checked_step(env, agent.act(obs, deterministic), EVALUATION_ENV)
             total += float(reward)
             length += 1
             done = terminated or truncated or length == cap
@@ -145,6 +150,7 @@ def evaluate_agent(
 
     from trustrl.display import check_display, gl_failures_explained
     from trustrl.envs import make_env
+    from trustrl.envs.checks import close_env
 
     check_count("episodes", episodes, MAX_EPISODES)
     check_seed("seed", seed)
@@ -165,7 +171,7 @@ def evaluate_agent(
             raise TrustrlError(f"--render could not open a window ({type(exc).__name__}: {exc}); "
                                "use `trustrl video` to film episodes without a display") from None
     finally:
-        env.close()
+        close_env(env, EVALUATION_ENV)
     return EvalResult(
         mean_return=float(np.mean(returns)),
         std_return=float(np.std(returns)),

@@ -23,3 +23,7 @@ class WorkerError(TrustrlError):
 
 class NonFiniteError(TrustrlError):
     """A NaN or infinity from the env or the learner: the update is stopped before it lands (``run.on_nonfinite``)."""
+
+
+class EnvError(TrustrlError):
+    """An env that raised, exited, or returned what its spaces do not allow: named with its copy and the call."""

@@ -16,6 +16,7 @@ from trustrl.config.overrides import apply_override
 from trustrl.config.schema import ALGO_CONFIGS, Config, from_dict, renamed_keys
 from trustrl.config.sections import EnvConfig
 from trustrl.config.values import parse_value
+from trustrl.envs.checks import close_env, describe_exception
 from trustrl.envs.registry import check_env_id, import_env_modules, registered_id, similar_env_ids
 from trustrl.errors import ConfigError, TrustrlError
 from trustrl.suggestions import close_matches, did_you_mean
@@ -119,12 +120,12 @@ def _action_kind(env_id: str) -> str:
             env = gym.make(registered_id(env_id))
     except TrustrlError:
         raise
-    except Exception as exc:  # missing extras (mujoco, box2d), bad kwargs
-        raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # missing extras (mujoco, box2d), bad kwargs, an env that exits
+        raise ConfigError(f"cannot make environment {env_id!r}: {describe_exception(exc)}") from None
     try:
         return "box" if isinstance(env.action_space, gym.spaces.Box) else "discrete"  # MultiDiscrete, MultiBinary
     finally:
-        env.close()
+        close_env(env, "the env")
 
 
 def _check_algo(data: dict[str, Any], source: str, algo: str) -> None:

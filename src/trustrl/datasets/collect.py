@@ -28,9 +28,13 @@ from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.distributions import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.envs import make_env
+from trustrl.envs.checks import checked_reset, checked_step, close_env
 from trustrl.episodes import step_cap
 from trustrl.errors import TrustrlError
 from trustrl.seeding import COLLECTION, reset_seed
+
+#: How messages name the env a dataset is collected in.
+COLLECTION_ENV = "collection env"
 
 
 @dataclass
@@ -87,7 +91,7 @@ def collect(
         description, extra = _provenance(env_cfg.id, None if random else loaded, tag, seed, len(buffers))
         _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
     finally:
-        env.close()
+        close_env(env, COLLECTION_ENV)
     return CollectResult(
         dataset_id=dataset_id,
         path=target,
@@ -213,14 +217,14 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
         torch.manual_seed(seed)
         i = 0
         while (episodes is not None and i < episodes) or (steps is not None and total < steps):
-            obs, _ = env.reset(seed=reset_seed(seed, COLLECTION, i))
+            obs = checked_reset(env, COLLECTION_ENV, seed=reset_seed(seed, COLLECTION, i))
             observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
             log_probs: list[float] = []
             params: dict[str, list[np.ndarray]] = {}
             done = False
             while not done:
                 action, log_prob, dist_params = behaviour(obs)
-                obs, reward, terminated, truncated, _ = env.step(action)
+                obs, reward, terminated, truncated, _ = checked_step(env, action, COLLECTION_ENV)
                 truncated = truncated or len(rewards) + 1 == cap  # cut at the cap: truncated, as a time limit does
                 done = terminated or truncated
                 observations.append(obs)

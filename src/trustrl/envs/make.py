@@ -8,18 +8,20 @@ read an :class:`~trustrl.config.EnvConfig`'s fields and nothing else of a config
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from trustrl.envs.actions import check_action_space, describe_action_space
+from trustrl.envs.checks import CheckedCopy, describe_exception
 from trustrl.envs.named_wrappers import apply_wrappers
 from trustrl.envs.observations import FlatBox, describe_source, flatten_if_structured
 from trustrl.envs.registry import registered_id
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds, clip_if_box
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, TrustrlError
 
 if TYPE_CHECKING:
     from trustrl.config import EnvConfig
@@ -27,16 +29,11 @@ if TYPE_CHECKING:
 
 def make_env(cfg: EnvConfig, render_mode: str | None = None) -> gym.Env:
     """One env (for evaluation and video), with the same time limit, wrappers and flattening as training."""
-    env_id = registered_id(cfg.id, cfg.imports)
-    kwargs: dict[str, Any] = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    env_id, kwargs = _make_args(cfg)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    try:
+    with _making(cfg.id):
         env = gym.make(env_id, **kwargs)
-    except (gym.error.Error, TypeError, ImportError) as exc:
-        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
     env = prepared(env, cfg)
     check_spaces(env.observation_space, env.action_space, cfg.id)
     if isinstance(env.action_space, gym.spaces.Box):
@@ -54,11 +51,8 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
     AsyncVectorEnv with shared memory, one process per copy. Each copy gets the config's wrappers and
     flat observations (:func:`prepared`).
     """
-    env_id = registered_id(cfg.id, cfg.imports)
-    kwargs: dict[str, Any] = dict(cfg.kwargs)
-    if cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
-    try:
+    env_id, kwargs = _make_args(cfg)
+    with _making(cfg.id):
         if cfg.vectorization == "sync":
             envs = SyncVecEnv([prepared(gym.make(env_id, **kwargs), cfg) for _ in range(cfg.n_envs)])
         else:
@@ -67,13 +61,38 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[lambda env: prepared(env, cfg), clip_if_box],
+                wrappers=[lambda env: prepared(env, cfg), CheckedCopy, clip_if_box],
                 **kwargs,
             )
-    except (gym.error.Error, TypeError, ImportError) as exc:
-        raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
     check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)
     return envs
+
+
+def _make_args(cfg: EnvConfig) -> tuple[str, dict[str, Any]]:
+    """The gymnasium id to make and its keyword arguments: ``env.kwargs`` with ``env.max_episode_steps`` over
+    them. A ``max_episode_steps`` among the kwargs gets the same check as the setting (gymnasium asserts)."""
+    env_id = registered_id(cfg.id, cfg.imports)
+    kwargs: dict[str, Any] = dict(cfg.kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    limit = kwargs.get("max_episode_steps")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ConfigError(f"env.kwargs: max_episode_steps must be a positive integer (or None), got {limit!r}")
+    return env_id, kwargs
+
+
+@contextmanager
+def _making(env_id: str) -> Iterator[None]:
+    """Whatever making the env raises -- its ``__init__`` is the user's code, and may even call sys.exit --
+    is one ConfigError naming the env; trustrl's own errors (a space refused) go through as they are."""
+    try:
+        yield
+    except TrustrlError:
+        raise
+    except (gym.error.Error, TypeError, ImportError) as exc:
+        raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:
+        raise ConfigError(f"cannot make environment {env_id!r}: it raised {describe_exception(exc)}") from None
 
 
 def prepared(env: gym.Env, cfg: EnvConfig) -> gym.Env:
@@ -88,6 +107,8 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space, env_id: str) -> Non
     :mod:`trustrl.envs.actions`."""
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ConfigError(f"{env_id}: observations must be a flat Box, got {obs_space}")
+    if obs_space.shape[0] == 0:
+        raise ConfigError(f"{env_id}: observations must have at least one entry, got {obs_space}")
     check_action_space(act_space, env_id)
 
 

@@ -28,7 +28,10 @@ def import_env_modules(modules: Iterable[Any]) -> None:
             raise ConfigError(f"env.imports: {name!r} is not a module name (e.g. mypkg.envs)")
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 -- the module's own error, whatever it is, named in one line
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- the module's own error (or exit), in one line
+            if isinstance(exc, SystemExit):
+                raise EnvUnavailableError(f"cannot import module {name!r} for the env: it called "
+                                          f"sys.exit({exc.code!r})") from None
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
             raise EnvUnavailableError(f"cannot import module {name!r} for the env: {type(exc).__name__}"

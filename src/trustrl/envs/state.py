@@ -14,9 +14,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from trustrl.envs.checks import describe_exception
 from trustrl.envs.observations import FlattenStructured
 from trustrl.envs.wrappers import ClipToBounds
-from trustrl.errors import ConfigError
+from trustrl.errors import ConfigError, EnvError
 
 
 def can_snapshot(env: gym.Env) -> bool:
@@ -63,13 +64,7 @@ def restore(env: gym.Env, snap: dict) -> None:
     Everything is checked before anything is changed, so a snapshot of another
     env or time limit raises ConfigError and leaves ``env`` as it was.
     """
-    _prepare_restore(env, snap)()
-
-
-def restore_all(envs: list[gym.Env], snaps: list[dict]) -> None:
-    """Restore each env from its snapshot; all are checked before any is changed."""
-    for apply in [_prepare_restore(env, snap) for env, snap in zip(envs, snaps)]:
-        apply()
+    prepare_restore(env, snap)()
 
 
 _MUJOCO_PREFIX = "gymnasium.envs.mujoco."
@@ -242,8 +237,9 @@ def _decode_rng(rng: dict | None) -> tuple[np.random.Generator | None, int | Non
     return generator, _optional_int(rng["seed"])
 
 
-def _prepare_restore(env: gym.Env, snap: dict):
-    """Validate ``snap`` against ``env`` and decode it; return the function that applies it."""
+def prepare_restore(env: gym.Env, snap: dict):
+    """Validate ``snap`` against ``env`` and decode it; return the function that applies it (so several envs
+    can all be checked before any is changed)."""
     kind = _snapshot_kind(env)
     name = _env_name(env)
     if snap.get("kind") != kind or snap.get("env_id") != name:
@@ -344,9 +340,13 @@ def _is_restorable_key(key: Any) -> bool:
 
 def _capture_custom(base: Any) -> dict:
     """The env's own ``snapshot_state()`` as JSON data (a checkpoint stores it), copied: the env may go on
-    changing the lists it returned."""
+    changing the lists it returned. A ``snapshot_state()`` that raises is the env's fault (EnvError)."""
     try:
-        state = json.loads(json.dumps(base.snapshot_state(), allow_nan=False))
+        state = base.snapshot_state()
+    except (Exception, SystemExit) as exc:
+        raise EnvError(f"snapshot_state() raised {describe_exception(exc)}") from None
+    try:
+        state = json.loads(json.dumps(state, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"snapshot_state() returned what JSON cannot hold exactly ({exc})") from None
     return {"custom": state}
@@ -354,7 +354,14 @@ def _capture_custom(base: Any) -> dict:
 
 def _prepare_custom(base: Any, snap: dict):
     state = snap["custom"]
-    return lambda: base.restore_state(copy.deepcopy(state))  # a restored env never shares the snapshot's lists
+
+    def apply() -> None:
+        try:
+            base.restore_state(copy.deepcopy(state))  # a restored env never shares the snapshot's lists
+        except (Exception, SystemExit) as exc:
+            raise EnvError(f"restore_state() raised {describe_exception(exc)}") from None
+
+    return apply
 
 
 _CAPTURE = {"mujoco": _capture_mujoco, "classic_control": _capture_classic, "custom": _capture_custom}

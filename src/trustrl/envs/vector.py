@@ -7,8 +7,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trustrl.envs.state import restore_all, snapshot
-from trustrl.errors import ConfigError
+from trustrl.envs import checks
+from trustrl.envs.checks import FLAG_TYPES, REAL_TYPES
+from trustrl.envs.state import prepare_restore, snapshot
+from trustrl.errors import ConfigError, EnvError
 
 
 class SyncVecEnv:
@@ -19,11 +21,13 @@ class SyncVecEnv:
     envs costs about as much as the simulation: ``info`` is empty unless an
     episode ended, and then holds only ``final_obs`` (an object array with
     the final observation at the finished positions, None elsewhere).
-    Box actions are clipped to the action bounds.
+    Box actions are clipped to the action bounds. Every call into a copy is checked
+    (:mod:`trustrl.envs.checks`): a fault is one EnvError naming the copy, counted from ``first``.
     """
 
-    def __init__(self, envs: list[gym.Env]):
+    def __init__(self, envs: list[gym.Env], first: int = 0):
         self.envs = envs
+        self.first = first  # the run-wide index of copy 0 (a worker's share starts further on), for messages
         self.num_envs = len(envs)
         self.single_observation_space = envs[0].observation_space
         self.single_action_space = envs[0].action_space
@@ -41,7 +45,7 @@ class SyncVecEnv:
         """``seed``: one per copy, or one int for copy ``i`` to take ``seed + i`` (as gymnasium's vector envs)."""
         seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
         for i, env in enumerate(self.envs):
-            self._obs[i], _ = env.reset(seed=seeds[i], options=options)
+            self._obs[i] = checks.checked_reset(env, self.first + i, seed=seeds[i], options=options)
         return self._obs.copy(), {}
 
     def bound(self, actions: np.ndarray) -> np.ndarray:
@@ -54,31 +58,67 @@ class SyncVecEnv:
     def step(self, actions: np.ndarray):
         actions = self.bound(actions)
         info: dict[str, Any] = {}
+        shape, dtype = self._obs.shape[1:], self._obs.dtype
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, _ = env.step(actions[i])
+            try:
+                obs, reward, terminated, truncated, _ = env.step(actions[i])
+            except (Exception, SystemExit) as exc:
+                raise checks.step_failed(self.first + i, exc) from None
+            # check_step's test, inline: this loop is the hottest in sampling
+            if not (type(obs) is np.ndarray and obs.shape == shape and obs.dtype is dtype and type(reward) in REAL_TYPES
+                    and type(terminated) in FLAG_TYPES and type(truncated) in FLAG_TYPES):
+                checks.check_step((obs, reward, terminated, truncated, None), shape, self.first + i)
             if terminated or truncated:
                 final = info.setdefault("final_obs", np.full(self.num_envs, None, dtype=object))
                 final[i] = obs
-                obs, _ = env.reset()
+                obs = checks.check_reset(checks.call_env(i + self.first, "reset", env.reset), shape, i + self.first)[0]
             self._obs[i] = obs
             self._rewards[i] = reward
             self._terminated[i] = terminated
             self._truncated[i] = truncated
         return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), info
 
+    def step_copy(self, i: int, action: np.ndarray):
+        """Copy ``i`` alone takes ``action`` (bounded), with no autoreset: a vine branch."""
+        return checks.checked_step(self.envs[i], self.bound(action), self.first + i)
+
     def render(self):
         return self.envs[0].render()
 
     def close(self) -> None:
-        for env in self.envs:
-            env.close()
+        """Close every copy, even after one fails; the first failure is raised at the end
+        (:func:`~trustrl.envs.checks.close_env`)."""
+        failure = None
+        for i, env in enumerate(self.envs):
+            try:
+                checks.close_env(env, self.first + i)
+            except EnvError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def snapshot(self) -> list[dict]:
         """Each copy's :func:`snapshot`, in copy order (for bit-exact resume and vine branches)."""
-        return [snapshot(env) for env in self.envs]
+        return [self.snapshot_copy(i) for i in range(self.num_envs)]
+
+    def snapshot_copy(self, i: int) -> dict:
+        try:
+            return snapshot(self.envs[i])
+        except EnvError as exc:
+            raise EnvError(f"env copy {self.first + i}: {exc}") from None
 
     def restore(self, snaps: list[dict]) -> None:
         """Restore every copy from :meth:`snapshot`'s list; all are checked before any is changed."""
         if len(snaps) != self.num_envs:
             raise ConfigError(f"cannot restore {len(snaps)} env snapshots into {self.num_envs} copies")
-        restore_all(self.envs, snaps)
+        for i, apply in enumerate([prepare_restore(env, snap) for env, snap in zip(self.envs, snaps)]):
+            self._apply(i, apply)
+
+    def restore_copy(self, i: int, snap: dict) -> None:
+        self._apply(i, prepare_restore(self.envs[i], snap))
+
+    def _apply(self, i: int, apply) -> None:
+        try:
+            apply()
+        except EnvError as exc:
+            raise EnvError(f"env copy {self.first + i}: {exc}") from None

@@ -13,6 +13,7 @@ from trustrl.config import Config
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs import make_env
+from trustrl.envs.checks import close_env
 from trustrl.envs.observations import image_layout
 from trustrl.errors import ConfigError
 from trustrl.normalization import ObsNormalizer, RewardScaler
@@ -108,7 +109,7 @@ def offline(cfg: Config, policy_factory, log) -> Parts:
         check_dataset_fits(data, env)
         obs_space, act_space = env.observation_space, env.action_space
     finally:
-        env.close()
+        close_env(env, "the env")
     policy, critic, generator = policy_factory(obs_space, act_space)
     sampler = DatasetSampler(
         data,

@@ -19,7 +19,8 @@ import numpy as np
 from trustrl.agent import Agent
 from trustrl.config import Config
 from trustrl.envs import make_env
-from trustrl.episodes import run_episodes, step_cap
+from trustrl.envs.checks import close_env
+from trustrl.episodes import EVALUATION_ENV, run_episodes, step_cap
 from trustrl.nets import Policy
 from trustrl.normalization import ObsNormalizer
 from trustrl.seeding import TRAINING_EVAL, reset_seeds
@@ -70,4 +71,4 @@ class Evaluator:
         return EvalStats(float(np.mean(returns)), float(np.std(returns)), float(np.mean(lengths)))
 
     def close(self) -> None:
-        self.env.close()
+        close_env(self.env, EVALUATION_ENV)

@@ -218,6 +218,22 @@ def _keeps_schedule(cfg: Config, flag: str, old: int, new: int) -> None:
                            f"resume it without {flag}")
 
 
+def _close(parts: Parts, lock: RunLock | None, remove_created: bool = False) -> None:
+    """Close the env copies and the evaluation env and release the lock (``remove_created``: with the directory
+    a failed start made), each even if one before it fails (an env's close() may raise); then raise the first
+    failure, unless an error is already on its way out: that error is the one to report."""
+    release = lock and (lambda: lock.release(remove_created=remove_created))
+    failure = None
+    for close in (parts.sampler.close, parts.evaluator and parts.evaluator.close, release):
+        try:
+            if close:
+                close()
+        except Exception as exc:  # noqa: BLE001 -- raised below, after the rest is closed
+            failure = failure or exc
+    if failure is not None and sys.exc_info()[1] is None:
+        raise failure
+
+
 def _execute(
     cfg: Config,
     run_dir: Path,
@@ -295,11 +311,7 @@ def _execute(
             discarded = replacement.rollback()
         raise
     finally:
-        parts.sampler.close()
-        if parts.evaluator is not None:
-            parts.evaluator.close()
-        if lock is not None:
-            lock.release(remove_created=discarded)
+        _close(parts, lock, remove_created=discarded)
     extra = {**parts.extra, **parts.algo.info()}
     best = state.best if math.isfinite(state.best) else math.nan
     recent = sum(state.recent_returns) / len(state.recent_returns) if state.recent_returns else math.nan

@@ -16,6 +16,7 @@ in well under a second.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +27,8 @@ from trustrl import envs as envs_mod
 from trustrl.config.sections import EnvConfig
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.envs.actions import action_layout
-from trustrl.errors import ConfigError, EnvUnavailableError
+from trustrl.envs.checks import async_copies
+from trustrl.errors import ConfigError, EnvUnavailableError, TrustrlError
 from trustrl.normalization import ObsNormalizer
 from trustrl.samplers.actor import NumpyActor
 from trustrl.seeding import ENV_COPIES, reset_seeds
@@ -64,6 +66,8 @@ class FragmentCollector:
     def __init__(self, envs, first: int = 0):
         self.envs = envs
         self.first = first
+        if isinstance(envs, envs_mod.SyncVecEnv):
+            envs.first = first  # its messages name run-wide copies
         self.n_envs = envs.num_envs
         self.raw_obs: np.ndarray | None = None
         self.rollout_states: list[tuple[int, dict, np.ndarray]] = []  # (copy, snapshot, raw obs) to branch from
@@ -82,7 +86,8 @@ class FragmentCollector:
         """Start fresh episodes, copy ``i`` of the run reset with its own seed from ``(seed, i)`` however the copies
         are spread (``epoch``: which fresh start of the run); returns their first observations, float64."""
         seeds = reset_seeds(seed, ENV_COPIES, range(self.first, self.first + self.n_envs), epoch)
-        self.raw_obs, _ = self.envs.reset(seed=seeds)
+        with nullcontext() if isinstance(self.envs, envs_mod.SyncVecEnv) else async_copies():
+            self.raw_obs, _ = self.envs.reset(seed=seeds)
         return np.asarray(self.raw_obs, np.float64)
 
     def collect(
@@ -105,18 +110,19 @@ class FragmentCollector:
         trunc_buf = np.empty((T, n), bool)
         final_obs, final_index = [], []
         normalize = obs_norm.normalize
+        step = self.envs.step if isinstance(self.envs, envs_mod.SyncVecEnv) else self._async_step
         keep: dict[int, list[tuple[int, int]]] = {}
         for j, (t, i) in enumerate(np.zeros((0, 2), np.int64) if snapshot_at is None else snapshot_at):
             keep.setdefault(int(t), []).append((j, int(i)))
         kept: list = [None] * sum(len(v) for v in keep.values())
         for t in range(T):
             for j, i in keep.get(t, ()):
-                kept[j] = (i, envs_mod.snapshot(self.envs.envs[i]), np.asarray(self.raw_obs[i], np.float64))
+                kept[j] = (i, self.envs.snapshot_copy(i), np.asarray(self.raw_obs[i], np.float64))
             raw_buf[t] = self.raw_obs
             obs_buf[t] = normalize(self.raw_obs)
             action = actor.act(obs_buf[t], noise[t])
             act_buf[t] = action
-            raw_obs, reward, terminated, truncated, info = self.envs.step(action)
+            raw_obs, reward, terminated, truncated, info = step(action)
             rew_buf[t] = reward
             term_buf[t] = terminated
             trunc_buf[t] = truncated
@@ -137,6 +143,10 @@ class FragmentCollector:
             final_index=np.asarray(final_index, np.int64).reshape(-1, 2),
             last_raw_obs=np.asarray(self.raw_obs, np.float64),
         )
+
+    def _async_step(self, action: np.ndarray):
+        with async_copies():
+            return self.envs.step(action)
 
     def branch(
         self, actor: NumpyActor, obs_norm: ObsNormalizer, first: np.ndarray | None, noise: np.ndarray, horizon: int
@@ -162,26 +172,25 @@ class FragmentCollector:
         lengths = np.zeros((m, K), np.int64)
         terminated = np.zeros((m, K), bool)
         end_obs = np.empty((m, K, obs_dim), np.float64)
-        homes = {i: envs_mod.snapshot(self.envs.envs[i]) for i in sorted({i for i, _, _ in states})}
+        homes = {i: self.envs.snapshot_copy(i) for i in sorted({i for i, _, _ in states})}
         normalize = obs_norm.normalize
         for j, (i, snap, raw) in enumerate(states):
-            env = self.envs.envs[i]
             if discrete:
                 actions[j] = np.arange(K)
             else:
                 actions[j] = actor.act(np.repeat(normalize(raw[None]), K, axis=0), first[j])
             for k in range(K):
-                envs_mod.restore(env, snap)
+                self.envs.restore_copy(i, snap)
                 steps, obs = (noise[j] if noise.ndim == 3 else noise[j, k]), raw
                 for h in range(horizon):
                     action = actions[j, k] if h == 0 else actor.act(normalize(obs[None]), steps[h - 1][None])[0]
-                    obs, reward, term, trunc, _ = env.step(self.envs.bound(action))
+                    obs, reward, term, trunc, _ = self.envs.step_copy(i, action)
                     rewards[j, k, h] = reward
                     if term or trunc:
                         break
                 lengths[j, k], terminated[j, k], end_obs[j, k] = h + 1, term, obs
         for i, home in homes.items():
-            envs_mod.restore(self.envs.envs[i], home)
+            self.envs.restore_copy(i, home)
         return BranchRollouts(actions, rewards, lengths, terminated, end_obs)
 
     def snapshot(self) -> list[dict]:
@@ -191,7 +200,11 @@ class FragmentCollector:
         return self.envs.snapshot()
 
     def can_restore(self) -> bool:
-        return isinstance(self.envs, envs_mod.SyncVecEnv) and all(envs_mod.can_snapshot(e) for e in self.envs.envs)
+        try:
+            self.snapshot()
+        except ConfigError:
+            return False
+        return True
 
     def restore(self, snaps: list[dict], raw_obs: list) -> None:
         self.envs.restore(snaps)
@@ -227,8 +240,9 @@ class CollectorService:
 def serve(conn: Any) -> None:
     """A worker process's loop: ``("build", (env_cfg, first, count, factory))`` first, then calls until ``close``.
 
-    Replies are ``("ok", value)`` or ``("error", is_config_error, message)``: a ConfigError (an env that
-    cannot be made or captured) crosses back as one, anything else as its type and message.
+    Replies are ``("ok", value)`` or ``("error", is_config_error, message)``: a TrustrlError (an env that
+    cannot be made or captured, or that failed a call) crosses back as one line, anything else as its type
+    and message.
     """
     service = CollectorService()
     while True:
@@ -238,7 +252,7 @@ def serve(conn: Any) -> None:
             break
         try:
             reply: tuple = ("ok", service.call(method, *args))
-        except ConfigError as exc:
+        except TrustrlError as exc:
             reply = ("error", True, str(exc))
         except Exception as exc:  # noqa: BLE001 -- reported to the learner, which raises it as one error
             reply = ("error", False, f"{type(exc).__name__}: {exc}")

@@ -201,12 +201,16 @@ class ProcessPool(WorkerPool):
                 "the run stopped here and its saved checkpoints are as they were")
 
     def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs):
+        """Stop the workers; then raise the first worker's failure to close its env copies (an env's close() that
+        raised), unless an error is already on its way out."""
+        failure = None
+        for w, (conn, proc) in enumerate(zip(self.conns, self.procs)):
             if proc.poll() is None and self._pending is None:  # in step: ask it to close its envs and exit
                 try:
                     conn.send(("close", ()))
                     if conn.poll(5.0):
-                        conn.recv()
+                        status, *rest = conn.recv()
+                        failure = failure or (None if status == "ok" else (w, *rest))
                 except Exception:  # noqa: BLE001 -- it is stopped below either way
                     pass
             conn.close()  # a worker still busy sees the socket close when it next reads, and exits
@@ -217,6 +221,10 @@ class ProcessPool(WorkerPool):
                 proc.kill()
                 proc.wait()
         self.conns, self.procs, self._pending = [], [], None
+        if failure is not None and sys.exc_info()[1] is None:
+            w, is_config_error, message = failure
+            raise ConfigError(message) if is_config_error else WorkerError(f"sampling worker {w} failed in close: "
+                                                                            f"{message}")
 
 
 def _import_path() -> list[str]:

@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from trustrl.config.sections import EnvConfig
-from trustrl.errors import ConfigError, WorkerError
+from trustrl.errors import ConfigError, TrustrlError, WorkerError
 from trustrl.samplers.fragments import CollectorService
 from trustrl.samplers.pools import WorkerPool, copies_label, split_copies
 
@@ -70,7 +70,7 @@ class RayPool(WorkerPool):
             return self.ray.get(self._refs[w])
         except exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            if isinstance(cause, ConfigError):
+            if isinstance(cause, TrustrlError):  # bad input, or an env that failed a call: one line as it is
                 raise ConfigError(str(cause)) from None
             raise WorkerError(f"Ray sampling worker {w} (copies {copies_label(self.copies[w])}) failed in {method}: "
                               f"{type(cause).__name__}: {cause}") from None
