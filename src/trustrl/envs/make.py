@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from trustrl.display import is_gl_failure
 from trustrl.envs.actions import check_action_space, describe_action_space
 from trustrl.envs.checks import CheckedCopy, describe_exception
 from trustrl.envs.named_wrappers import apply_wrappers
@@ -92,6 +93,8 @@ def _making(env_id: str) -> Iterator[None]:
     except (gym.error.Error, TypeError, ImportError) as exc:
         raise ConfigError(f"cannot make environment {env_id!r}: {exc}") from None
     except (Exception, SystemExit) as exc:
+        if isinstance(exc, Exception) and is_gl_failure(exc):
+            raise  # OpenGL, not the env: said with the packages to install (trustrl.display.gl_failures_explained)
         raise ConfigError(f"cannot make environment {env_id!r}: it raised {describe_exception(exc)}") from None
 
 

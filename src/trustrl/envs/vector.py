@@ -7,8 +7,17 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trustrl.envs import checks
-from trustrl.envs.checks import FLAG_TYPES, REAL_TYPES
+from trustrl.envs.checks import (
+    FLAG_TYPES,
+    REAL_TYPES,
+    call_env,
+    check_reset,
+    check_step,
+    checked_reset,
+    checked_step,
+    close_env,
+    step_failed,
+)
 from trustrl.envs.state import prepare_restore, snapshot
 from trustrl.errors import ConfigError, EnvError
 
@@ -45,7 +54,7 @@ class SyncVecEnv:
         """``seed``: one per copy, or one int for copy ``i`` to take ``seed + i`` (as gymnasium's vector envs)."""
         seeds = seed if isinstance(seed, list) else [None if seed is None else seed + i for i in range(self.num_envs)]
         for i, env in enumerate(self.envs):
-            self._obs[i] = checks.checked_reset(env, self.first + i, seed=seeds[i], options=options)
+            self._obs[i] = checked_reset(env, self.first + i, seed=seeds[i], options=options)
         return self._obs.copy(), {}
 
     def bound(self, actions: np.ndarray) -> np.ndarray:
@@ -63,15 +72,15 @@ class SyncVecEnv:
             try:
                 obs, reward, terminated, truncated, _ = env.step(actions[i])
             except (Exception, SystemExit) as exc:
-                raise checks.step_failed(self.first + i, exc) from None
+                raise step_failed(self.first + i, exc) from None
             # check_step's test, inline: this loop is the hottest in sampling
             if not (type(obs) is np.ndarray and obs.shape == shape and obs.dtype is dtype and type(reward) in REAL_TYPES
                     and type(terminated) in FLAG_TYPES and type(truncated) in FLAG_TYPES):
-                checks.check_step((obs, reward, terminated, truncated, None), shape, self.first + i)
+                check_step((obs, reward, terminated, truncated, None), shape, self.first + i)
             if terminated or truncated:
                 final = info.setdefault("final_obs", np.full(self.num_envs, None, dtype=object))
                 final[i] = obs
-                obs = checks.check_reset(checks.call_env(i + self.first, "reset", env.reset), shape, i + self.first)[0]
+                obs = check_reset(call_env(i + self.first, "reset", env.reset), shape, i + self.first)[0]
             self._obs[i] = obs
             self._rewards[i] = reward
             self._terminated[i] = terminated
@@ -80,7 +89,7 @@ class SyncVecEnv:
 
     def step_copy(self, i: int, action: np.ndarray):
         """Copy ``i`` alone takes ``action`` (bounded), with no autoreset: a vine branch."""
-        return checks.checked_step(self.envs[i], self.bound(action), self.first + i)
+        return checked_step(self.envs[i], self.bound(action), self.first + i)
 
     def render(self):
         return self.envs[0].render()
@@ -91,7 +100,7 @@ class SyncVecEnv:
         failure = None
         for i, env in enumerate(self.envs):
             try:
-                checks.close_env(env, self.first + i)
+                close_env(env, self.first + i)
             except EnvError as exc:
                 failure = failure or exc
         if failure is not None:
