@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trustrl.errors import CheckpointError
+from trustrl.import_paths import never_import_from
 
 FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
@@ -150,6 +151,7 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     size and nesting are bounded, before anything is built from it.
     """
     record_path = resolve(path, tag)
+    never_import_from(record_path.parent.parent)  # the run's folder: data, never a source of env modules
     record = _read_record(record_path)
     weights_path = record_path.parent / record["weights"]
     if not weights_path.is_file():

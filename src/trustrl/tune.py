@@ -186,11 +186,15 @@ def _fail_stale(study, log: Callable[[str], None]) -> None:
 
 
 def _run_jobs(task: tuple, jobs: int, log: Callable[[str], None]) -> None:
-    """:func:`_run_trials` here, or in ``jobs`` processes of their own."""
+    """:func:`_run_trials` here, or in ``jobs`` processes of their own, which end when this one dies (a study
+    killed with ``kill -9`` leaves no trial running on without its lock)."""
     if jobs == 1:
         _run_trials(*task, worker=0, log=log)
         return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+    from trustrl.lifeline import die_with_parent
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         for future in [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]:
             future.result()
 

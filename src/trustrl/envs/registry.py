@@ -7,13 +7,13 @@ actor is sent the function pickled (:func:`factory_payload`) and registers it th
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 from typing import Any, Callable, Iterable
 
 import gymnasium as gym
 
 from trustrl.errors import ConfigError, EnvUnavailableError
+from trustrl.import_paths import import_env_module
 
 #: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
 FACTORY_NAMESPACE = "trustrl-factory"
@@ -22,12 +22,13 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 def import_env_modules(modules: Iterable[Any]) -> None:
-    """Import each module (dotted name), so the env ids it registers with gymnasium exist."""
+    """Import each module (dotted name), so the env ids it registers with gymnasium exist; never from a loaded
+    run's folder (:mod:`trustrl.import_paths`)."""
     for name in modules:
         if not isinstance(name, str) or not _MODULE_NAME.match(name):
             raise ConfigError(f"env.imports: {name!r} is not a module name (e.g. mypkg.envs)")
         try:
-            importlib.import_module(name)
+            import_env_module(name)
         except Exception as exc:  # noqa: BLE001 -- the module's own error, whatever it is, named in one line
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
