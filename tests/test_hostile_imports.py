@@ -117,3 +117,37 @@ def test_ray_actors_import_nothing_from_the_folder_trustrl_is_started_from(tmp_p
                    "--set", "run.placement='ray'", "--set", "run.workers=2", "--set", "env.n_envs=2"], hostile, markers)
     assert sorted(p.name for p in markers.iterdir()) == []
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("entry, hidden", [
+    ("run", True),
+    ("run/sub", True),
+    ("link-to-run", True),  # a symlink into the run is the run
+    ("", True),  # the working directory, here the run
+    ("run2", False),  # a sibling whose name starts like the run's
+    ("lib", False),
+])  # fmt: skip
+def test_the_entries_of_a_loaded_run_are_skipped_for_env_modules_and_put_back(tmp_path, monkeypatch, entry, hidden):
+    from trustrl import import_paths
+
+    for folder in ("run/sub", "run2", "lib"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "link-to-run").symlink_to(tmp_path / "run")
+    monkeypatch.chdir(tmp_path / "run")
+    monkeypatch.setattr(import_paths, "_RUN_DIRECTORIES", set())
+    module = f"probe_{abs(hash(entry)) % 10**8}"
+    where = tmp_path / ("run" if entry == "" else entry)
+    (where / f"{module}.py").write_text("FOUND = True\n")
+    path_entry = entry if entry == "" else str(tmp_path / entry)
+    monkeypatch.setattr(sys, "path", [path_entry, *sys.path])
+    import_paths.never_import_from(tmp_path / "run")
+    assert import_paths.is_run_directory_path(path_entry) is hidden
+    try:
+        if hidden:
+            with pytest.raises(ModuleNotFoundError):
+                import_paths.import_env_module(module)
+        else:
+            assert import_paths.import_env_module(module).FOUND
+        assert sys.path[0] == path_entry  # put back where it was
+    finally:
+        sys.modules.pop(module, None)

@@ -130,3 +130,36 @@ def test_a_local_ray_and_its_hung_actors_end_with_the_learner(tmp_path):
     time.sleep(0.5)  # the reaper's view of Ray's processes is at most 0.2 s old
     before, left = _kill_and_count(proc, signal.SIGKILL, grace=20)
     assert len(before) >= 5 and left == []  # gcs, raylet, monitors, agents, the two actors
+
+
+REAPER_USER = '''
+import subprocess, sys, time
+from trustrl.lifeline import Reaper
+
+# as ray.init does: a process that starts processes of its own, which outlive it unless someone kills them
+root = subprocess.Popen([sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '600']); "
+                         "time.sleep(600)"])
+reaper = Reaper([root.pid])
+print(root.pid, flush=True)
+if sys.argv[1] == "stop":
+    time.sleep(1.0)
+    reaper.stop()
+time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("end", ["kill", "stop"])
+def test_the_reaper_kills_the_tree_it_watches_when_its_owner_dies_or_stops_it(tmp_path, end):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen([sys.executable, "-c", REAPER_USER, end], env=env, stdout=subprocess.PIPE, text=True)
+    root = int(proc.stdout.readline())
+    _wait_for(lambda: len(descendants(root)) == 1, 20, proc)  # the root and its child, the one to outlive it
+    watched = [root, *descendants(root)]
+    if end == "kill":
+        time.sleep(0.5)  # the reaper's view is at most 0.2 s old
+        os.kill(proc.pid, signal.SIGKILL)
+    left = survivors(watched, 10)
+    for pid in [*left, *([proc.pid] if proc.poll() is None else [])]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert left == []

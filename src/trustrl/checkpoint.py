@@ -151,7 +151,8 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     size and nesting are bounded, before anything is built from it.
     """
     record_path = resolve(path, tag)
-    never_import_from(record_path.parent.parent)  # the run's folder: data, never a source of env modules
+    folder = record_path.parent  # the run's folder (a record's own, outside a run): data, not env modules
+    never_import_from(folder.parent if folder.name == "checkpoints" else folder)
     record = _read_record(record_path)
     weights_path = record_path.parent / record["weights"]
     if not weights_path.is_file():
