@@ -151,3 +151,16 @@ def test_the_entries_of_a_loaded_run_are_skipped_for_env_modules_and_put_back(tm
         assert sys.path[0] == path_entry  # put back where it was
     finally:
         sys.modules.pop(module, None)
+
+
+def test_tune_trial_processes_import_nothing_from_the_folder_tune_is_started_from(tmp_path):
+    hostile = tmp_path / "download"
+    hostile.mkdir()
+    for name in ("numpy", "optuna", "pickle", "socket"):  # pickle and socket: what a spawned process imports first
+        (hostile / f"{name}.py").write_text(PLANTED)
+    markers = _markers(tmp_path)
+    result = _run([str(TRUSTRL), "tune", "cartpole-trpo", "--param", "algo.gae_lambda=float:0.9:0.99", "--trials", "2",
+                   "--jobs", "2", "--no-prune", "--out", str(tmp_path / "study"), "--total-steps", "1024"],
+                  hostile, markers)
+    assert sorted(p.name for p in markers.iterdir()) == []
+    assert result.returncode == 0, result.stderr
