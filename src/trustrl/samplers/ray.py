@@ -5,8 +5,8 @@ honours ``RAY_ADDRESS`` (``auto``, or a head node's address): the command that
 runs on a laptop runs on a cluster. A Ray instance trustrl started itself is
 shut down when the run ends, and its processes are killed by a
 :class:`~trustrl.lifeline.Reaper` if the learner dies first (``kill -9``
-included). The actors' import path is the learner's, without the working
-directory Ray would add to it. Each actor imports :mod:`trustrl.samplers.fragments` (no
+included). Ray puts the driver's working directory first on every actor's
+import path; trustrl starts Ray from the folder it was imported from instead. Each actor imports :mod:`trustrl.samplers.fragments` (no
 torch), so every node needs trustrl and the env's packages installed, as on
 the machine that trains. The acting policy and the statistics go into the
 object store once per batch (:meth:`RayPool.share`) and every actor reads them
