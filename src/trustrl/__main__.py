@@ -2,7 +2,7 @@
 
 ``-m`` puts the working directory first on ``sys.path``; the ``trustrl`` command does not search it, and
 neither does this, from here on: a ``numpy.py`` in a run directory or a download must not run
-(``python -P -m trustrl`` keeps it off from the start).
+(``python -P -m trustrl`` keeps it off from the start, before ``runpy`` and its imports).
 """
 
 import os
