@@ -88,6 +88,9 @@ def test_no_module_is_imported_from_a_run_directory(shipped_run, tmp_path, args,
     if code == 2:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: cannot import module 'shipped_envs'"), result.stderr
+        if extra == ("run",):  # the run on the import path: the message says why its module is not taken
+            assert lines[0].endswith(f"the one in {run.resolve()} is inside a run directory, never imported: "
+                                     "keep it outside runs"), result.stderr
         assert "Traceback" not in result.stderr
 
 

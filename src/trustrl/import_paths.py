@@ -29,6 +29,17 @@ def is_run_directory_path(entry: str) -> bool:
     return any(real == run or real.startswith(run.rstrip(os.sep) + os.sep) for run in _RUN_DIRECTORIES)
 
 
+def found_in_run_directory(name: str) -> str | None:
+    """The run folder on ``sys.path`` that holds module ``name`` (a file or a package), if one does: for messages."""
+    top = name.split(".")[0]
+    for entry in sys.path:
+        folder = entry or os.curdir
+        if is_run_directory_path(entry) and (os.path.isfile(os.path.join(folder, top + ".py"))
+                                             or os.path.isdir(os.path.join(folder, top))):
+            return os.path.abspath(folder)
+    return None
+
+
 def import_env_module(name: str) -> ModuleType:
     """``importlib.import_module(name)`` with the entries of loaded runs taken off ``sys.path`` meanwhile.
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 
 from trustrl.errors import ConfigError, EnvUnavailableError
-from trustrl.import_paths import import_env_module
+from trustrl.import_paths import found_in_run_directory, import_env_module
 
 #: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
 FACTORY_NAMESPACE = "trustrl-factory"
@@ -32,6 +32,9 @@ def import_env_modules(modules: Iterable[Any]) -> None:
         except Exception as exc:  # noqa: BLE001 -- the module's own error, whatever it is, named in one line
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
+            shipped = found_in_run_directory(name) if isinstance(exc, ModuleNotFoundError) else None
+            if shipped is not None:
+                hint = f"; the one in {shipped} is inside a run directory, never imported: keep it outside runs"
             raise EnvUnavailableError(f"cannot import module {name!r} for the env: {type(exc).__name__}"
                                       f"{': ' + detail if detail else ''}{hint}") from None
 
