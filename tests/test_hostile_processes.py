@@ -18,7 +18,7 @@ from killing import alive, descendants, survivors
 SRC = Path(__file__).resolve().parents[1] / "src"
 TRUSTRL = Path(sys.executable).parent / "trustrl"
 HANG_ENV = '''
-import os, pathlib, sys, time
+import multiprocessing, os, pathlib, sys, time
 import gymnasium as gym
 import numpy as np
 
@@ -36,7 +36,8 @@ class Hang(gym.Env):
 
     def step(self, action):
         self.steps += 1
-        if self.steps >= self.at and "trustrl.cli" not in sys.modules:  # a worker or an actor, not the learner
+        # a worker, an actor or an async copy; never the learner
+        if self.steps >= self.at and ("trustrl.cli" not in sys.modules or multiprocessing.parent_process()):
             pathlib.Path(os.environ["HANG_MARKERS"], f"hung-{os.getpid()}").touch()
             while True:
                 if self.how == "sleep":
@@ -106,6 +107,17 @@ def test_workers_whose_env_hangs_in_step_end_with_the_learner(tmp_path, sig, how
     before, left = _kill_and_count(proc, sig, grace=10)
     assert set(hung) <= set(before) and all(not alive(pid) for pid in hung)
     assert left == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=lambda v: v.name)
+def test_async_env_copies_whose_env_hangs_in_step_end_with_the_learner(tmp_path, sig):
+    proc, markers = _start(tmp_path, ["train", "hang_env:Hang-v0", "--run-dir", str(tmp_path / "run"), "--quiet",
+                                      "--total-steps", "100000", "--set", "env.vectorization='async'",
+                                      "--set", "env.n_envs=2", "--set", "run.n_steps=256"])
+    _wait_for(lambda: len(list(markers.iterdir())) == 2, 60, proc)
+    hung = [int(p.name.split("-")[1]) for p in markers.iterdir()]
+    before, left = _kill_and_count(proc, sig, grace=10)
+    assert set(hung) <= set(before) and left == []
 
 
 def test_tune_trials_end_with_the_study(tmp_path):

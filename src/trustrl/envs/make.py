@@ -8,7 +8,8 @@ read an :class:`~trustrl.config.EnvConfig`'s fields and nothing else of a config
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import os
+from typing import TYPE_CHECKING, Any, Callable
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -20,6 +21,7 @@ from trustrl.envs.registry import registered_id
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds, clip_if_box
 from trustrl.errors import ConfigError
+from trustrl.lifeline import die_with_parent
 
 if TYPE_CHECKING:
     from trustrl.config import EnvConfig
@@ -67,13 +69,26 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[lambda env: prepared(env, cfg), clip_if_box],
+                wrappers=[lambda env: prepared(env, cfg), clip_if_box, tied_to_process(os.getpid())],
                 **kwargs,
             )
     except (gym.error.Error, TypeError, ImportError) as exc:
         raise ConfigError(f"cannot make environment {cfg.id!r}: {exc}") from None
     check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)
     return envs
+
+
+def tied_to_process(learner_pid: int) -> Callable[[gym.Env], gym.Env]:
+    """A "wrapper" that wraps nothing: made in an async copy's own process, it ties that process's life to the
+    learner's (:mod:`trustrl.lifeline`), so a copy whose env hangs in ``step`` ends with a killed learner."""
+    def tie(env: gym.Env) -> gym.Env:
+        # gymnasium makes one copy in the learner too, to read the spaces; a copy started by a fork server
+        # has another parent, and ends when its pipe to the learner closes
+        if os.getpid() != learner_pid and os.getppid() == learner_pid:
+            die_with_parent(learner_pid)
+        return env
+
+    return tie
 
 
 def prepared(env: gym.Env, cfg: EnvConfig) -> gym.Env:
