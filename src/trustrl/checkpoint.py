@@ -43,6 +43,7 @@ from trustrl.checkpoint_files import FORMAT_VERSION, MAX_WEIGHTS_BYTES
 from trustrl.checkpoint_files import read_record as _read_record
 from trustrl.checkpoint_files import read_weights as _read_weights
 from trustrl.errors import CheckpointError
+from trustrl.import_paths import never_import_from
 from trustrl.links import inside, refuse_link
 
 TAGS = ("best", "last")
@@ -166,6 +167,8 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
     size and nesting are bounded, before anything is built from it.
     """
     record_path = resolve(path, tag)
+    folder = record_path.parent  # the run's folder (a record's own, outside a run): data, not env modules
+    never_import_from(folder.parent if folder.name == "checkpoints" else folder)
     for attempt in range(_READS):
         record = _read_record(record_path)
         try:

@@ -188,13 +188,44 @@ def _fail_stale(study, log: Callable[[str], None]) -> None:
 
 
 def _run_jobs(task: tuple, jobs: int, log: Callable[[str], None]) -> None:
-    """:func:`_run_trials` here, or in ``jobs`` processes of their own."""
+    """:func:`_run_trials` here, or in ``jobs`` processes of their own, which end when this one dies (a study
+    killed with ``kill -9`` leaves no trial running on without its lock).
+
+    A spawned process starts as ``python -c ...``, which searches the working directory before the standard
+    library (a ``pickle.py`` there would run): PYTHONSAFEPATH keeps it off while they start."""
     if jobs == 1:
         _run_trials(*task, worker=0, log=log)
         return
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        for future in [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]:
+    given = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:  # the pool starts multiprocessing's resource tracker, and each submit a trial process
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_trial_process,
+                                   initargs=(os.getpid(), given))
+        try:
+            futures = [pool.submit(_run_trials, *task, worker=w) for w in range(jobs)]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    finally:
+        _set_safe_path(given)
+    with pool:
+        for future in futures:
             future.result()
+
+
+def _start_trial_process(parent_pid: int, safe_path: str | None) -> None:
+    """In a trial process: end with the study's process; PYTHONSAFEPATH as the user had it, for what it starts."""
+    from trustrl.lifeline import die_with_parent
+
+    die_with_parent(parent_pid)
+    _set_safe_path(safe_path)
+
+
+def _set_safe_path(value: str | None) -> None:
+    if value is None:
+        os.environ.pop("PYTHONSAFEPATH", None)
+    else:
+        os.environ["PYTHONSAFEPATH"] = value
 
 
 def _searched(params: list[str]) -> list[Param]:

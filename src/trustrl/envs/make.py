@@ -8,8 +8,9 @@ read an :class:`~trustrl.config.EnvConfig`'s fields and nothing else of a config
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -23,6 +24,7 @@ from trustrl.envs.registry import registered_id
 from trustrl.envs.vector import SyncVecEnv
 from trustrl.envs.wrappers import ClipToBounds, clip_if_box
 from trustrl.errors import ConfigError, TrustrlError
+from trustrl.lifeline import die_with_parent
 
 if TYPE_CHECKING:
     from trustrl.config import EnvConfig
@@ -62,7 +64,7 @@ def make_vec_env(cfg: EnvConfig) -> "SyncVecEnv | gym.vector.VectorEnv":
                 num_envs=cfg.n_envs,
                 vectorization_mode="async",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP, "shared_memory": True},
-                wrappers=[lambda env: prepared(env, cfg), CheckedCopy, clip_if_box],
+                wrappers=[lambda env: prepared(env, cfg), CheckedCopy, clip_if_box, tied_to_process(os.getpid())],
                 **kwargs,
             )
     check_spaces(envs.single_observation_space, envs.single_action_space, cfg.id)
@@ -96,6 +98,19 @@ def _making(env_id: str) -> Iterator[None]:
         if isinstance(exc, Exception) and is_gl_failure(exc):
             raise  # OpenGL, not the env: said with the packages to install (trustrl.display.gl_failures_explained)
         raise ConfigError(f"cannot make environment {env_id!r}: it raised {describe_exception(exc)}") from None
+
+
+def tied_to_process(learner_pid: int) -> Callable[[gym.Env], gym.Env]:
+    """A "wrapper" that wraps nothing: made in an async copy's own process, it ties that process's life to the
+    learner's (:mod:`trustrl.lifeline`), so a copy whose env hangs in ``step`` ends with a killed learner."""
+    def tie(env: gym.Env) -> gym.Env:
+        # gymnasium makes one copy in the learner too, to read the spaces; a copy started by a fork server
+        # has another parent, and ends when its pipe to the learner closes
+        if os.getpid() != learner_pid and os.getppid() == learner_pid:
+            die_with_parent(learner_pid)
+        return env
+
+    return tie
 
 
 def prepared(env: gym.Env, cfg: EnvConfig) -> gym.Env:

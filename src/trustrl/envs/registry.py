@@ -6,13 +6,13 @@ actor is sent the function pickled (:func:`factory_payload`) and registers it th
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any, Callable, Iterable
 
 import gymnasium as gym
 
 from trustrl.errors import ConfigError, EnvUnavailableError, TrustrlError
+from trustrl.import_paths import found_in_run_directory, import_env_module
 from trustrl.suggestions import close_matches, did_you_mean
 
 #: Ids of envs made by a Python function (``trustrl.train(cfg, env=make)``) live in this gymnasium namespace.
@@ -22,18 +22,22 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 def import_env_modules(modules: Iterable[Any]) -> None:
-    """Import each module (dotted name), so the env ids it registers with gymnasium exist."""
+    """Import each module (dotted name), so the env ids it registers with gymnasium exist; never from a loaded
+    run's folder (:mod:`trustrl.import_paths`)."""
     for name in modules:
         if not isinstance(name, str) or not _MODULE_NAME.match(name):
             raise ConfigError(f"env.imports: {name!r} is not a module name (e.g. mypkg.envs)")
         try:
-            importlib.import_module(name)
+            import_env_module(name)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 -- the module's own error (or exit), in one line
             if isinstance(exc, SystemExit):
                 raise EnvUnavailableError(f"cannot import module {name!r} for the env: it called "
                                           f"sys.exit({exc.code!r})") from None
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             hint = "; is its folder on PYTHONPATH?" if isinstance(exc, ModuleNotFoundError) else ""
+            shipped = found_in_run_directory(name) if isinstance(exc, ModuleNotFoundError) else None
+            if shipped is not None:
+                hint = f"; the one in {shipped} is inside a run directory, never imported: keep it outside runs"
             raise EnvUnavailableError(f"cannot import module {name!r} for the env: {type(exc).__name__}"
                                       f"{': ' + detail if detail else ''}{hint}") from None
 

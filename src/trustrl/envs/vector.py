@@ -7,17 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from trustrl.envs.checks import (
-    FLAG_TYPES,
-    REAL_TYPES,
-    call_env,
-    check_reset,
-    check_step,
-    checked_reset,
-    checked_step,
-    close_env,
-    step_failed,
-)
+from trustrl.envs.checks import (FLAG_TYPES, REAL_TYPES, call_env, check_reset, check_step, checked_reset,
+                                 checked_step, close_env, step_failed)
 from trustrl.envs.state import prepare_restore, snapshot
 from trustrl.errors import ConfigError, EnvError
 

@@ -27,6 +27,7 @@ from trustrl.config.overrides import with_device
 from trustrl.envs import describe_spaces
 from trustrl.envs.registry import is_factory_id, register_again
 from trustrl.errors import CheckpointError, ConfigError, EnvUnavailableError, TrustrlError, WorkerError
+from trustrl.import_paths import never_import_from
 from trustrl.nets import make_critic, make_policy
 from trustrl.run.build import Builder, offline, online
 from trustrl.run.evaluation import legacy_eval_seeds
@@ -121,6 +122,7 @@ def resume(
     try:
         if _never_checkpointed(given):  # killed before its first ``last``: the run starts again, from its config
             ckpt, where = None, given / "config.toml"
+            never_import_from(given)  # as checkpoint.load does for a run with a checkpoint
             saved = _read_config(where)
         else:
             ckpt = checkpoint.load(run_dir, "last")

@@ -8,7 +8,7 @@ the learner waits once per batch. All replies are gathered before an error
 is raised, so one failing share never leaves another's reply unread.
 
 - :class:`LocalPool`: the copies in this process (``run.workers = 1``).
-- :class:`ProcessPool`: ``run.workers`` processes (``python -m trustrl.samplers.worker``), one socket each.
+- :class:`ProcessPool`: ``run.workers`` processes (``python -P -m trustrl.samplers.worker``), one socket each.
 - :class:`~trustrl.samplers.ray.RayPool`: ``run.workers`` Ray actors, on this machine or a cluster.
 
 :func:`~trustrl.samplers.placement.make_pool` picks one for a config.
@@ -26,6 +26,7 @@ from typing import Any
 from trustrl.config.sections import EnvConfig
 from trustrl.envs import factory_payload
 from trustrl.errors import ConfigError, WorkerError
+from trustrl.import_paths import is_run_directory_path
 from trustrl.samplers.fragments import FragmentCollector
 
 
@@ -161,8 +162,9 @@ class ProcessPool(WorkerPool):
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         }  # fmt: skip
         try:
+            # -P: the working directory is not put first on the worker's import path (a numpy.py there would run)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "trustrl.samplers.worker", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "trustrl.samplers.worker", str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
             )  # fmt: skip
         finally:
@@ -230,13 +232,16 @@ class ProcessPool(WorkerPool):
 def _import_path() -> list[str]:
     """PYTHONPATH for a worker: trustrl however this process found it, PYTHONPATH, then the folders this process
     added to ``sys.path`` (its script's folder, a test's) -- so the modules of ``module:Id`` envs, ``env.imports``
-    and env functions import there as they do here. The interpreter's own folders it finds by itself."""
+    and env functions import there as they do here. The interpreter's own folders it finds by itself. Nothing
+    more: the working directory only if this process searches it too, and no folder of a loaded run
+    (:mod:`trustrl.import_paths`). Entries are absolute, as the worker resolves them with no help."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["trustrl"].__file__)))
     own = tuple(os.path.abspath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
     added = [os.path.abspath(p or os.curdir) for p in sys.path
              if not os.path.abspath(p or os.curdir).startswith(own)]
-    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *added]
-    return list(dict.fromkeys(paths))
+    given = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [package_root, *given, *added]
+    return [p for p in dict.fromkeys(paths) if not is_run_directory_path(p)]
 
 
 def copies_label(share: range) -> str:

@@ -3,7 +3,10 @@
 ``ray.init()`` is called only when Ray is not already initialised, and then
 honours ``RAY_ADDRESS`` (``auto``, or a head node's address): the command that
 runs on a laptop runs on a cluster. A Ray instance trustrl started itself is
-shut down when the run ends. Each actor imports :mod:`trustrl.samplers.fragments` (no
+shut down when the run ends, and its processes are killed by a
+:class:`~trustrl.lifeline.Reaper` if the learner dies first (``kill -9``
+included). Ray puts the driver's working directory first on every actor's
+import path; trustrl starts Ray from the folder it was imported from instead. Each actor imports :mod:`trustrl.samplers.fragments` (no
 torch), so every node needs trustrl and the env's packages installed, as on
 the machine that trains. The acting policy and the statistics go into the
 object store once per batch (:meth:`RayPool.share`) and every actor reads them
@@ -17,6 +20,7 @@ from typing import Any
 
 from trustrl.config.sections import EnvConfig
 from trustrl.errors import ConfigError, TrustrlError, WorkerError
+from trustrl.lifeline import Reaper
 from trustrl.samplers.fragments import CollectorService
 from trustrl.samplers.pools import WorkerPool, copies_label, split_copies
 
@@ -34,12 +38,16 @@ class RayPool(WorkerPool):
         self.copies = split_copies(env_cfg.n_envs, workers)
         self.env_id = env_cfg.id
         self.started_ray = False
+        self.reaper: Reaper | None = None
         if not ray.is_initialized():
             options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-            if not os.environ.get("RAY_ADDRESS"):
+            local = not os.environ.get("RAY_ADDRESS")
+            if local:
                 options["include_dashboard"] = False  # a local instance: no dashboard server to start
-            ray.init(**options)
+            _init_away_from_working_directory(ray, options)
             self.started_ray = True
+            if local:
+                self.reaper = Reaper(_ray_processes(ray))
         self.actors: list = []
         self._refs: list = []
         try:
@@ -90,3 +98,25 @@ class RayPool(WorkerPool):
         if self.started_ray:
             self.ray.shutdown()
             self.started_ray = False
+        if self.reaper is not None:
+            self.reaper.stop()  # whatever a shutdown left running
+            self.reaper = None
+
+
+def _init_away_from_working_directory(ray, options: dict[str, Any]) -> None:
+    """``ray.init(**options)`` run from trustrl's own folder: Ray puts the driver's working directory first on
+    every actor's import path, and a ``numpy.py`` there (a download, a run directory) would run in each."""
+    here = os.getcwd()
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.chdir(package_root)  # the folder trustrl was imported from: on the import path already
+    try:
+        ray.init(**options)
+    finally:
+        os.chdir(here)
+
+
+def _ray_processes(ray) -> list[int]:
+    """The pids of the processes ``ray.init`` started here (gcs, raylet, monitors); their children follow."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    processes = getattr(node, "all_processes", {}) or {}
+    return [info.process.pid for infos in processes.values() for info in infos if info.process is not None]
