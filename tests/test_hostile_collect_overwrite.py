@@ -6,7 +6,6 @@ of the attempt may be left beside it.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys

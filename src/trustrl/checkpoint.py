@@ -37,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trustrl.errors import CheckpointError
+from trustrl.files import cause, check_name_length
 
 FORMAT_VERSION = 2  # 2 added the training state; version-1 records still load
 TAGS = ("best", "last")
@@ -97,6 +98,23 @@ def save(
     problem = check_finite(policy, critic, obs_norm)
     if problem is not None:
         raise CheckpointError(f"refusing to write checkpoint {tag} at step {step}: its {problem} are not finite")
+    weights_name = f"{tag}-{step:09d}.safetensors"
+    written: list[Path] = []  # what this call created, removed again if it cannot finish
+    try:
+        return _save(directory, tag, weights_name, written, policy, critic, config=config, spaces=spaces,
+                     obs_norm=obs_norm, reward_norm=reward_norm, step=step, update=update, extra=extra, state=state)
+    except OSError as exc:  # a full disk, ulimit -f, a read-only or missing folder: the previous checkpoint stands
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {tag} at step {step} in {directory}: {cause(exc)}"
+                              f"{f' ({exc.filename})' if exc.filename else ''}; the previous {tag} is intact") from None
+
+
+def _save(directory: Path, tag: str, weights_name: str, written: list[Path], policy: torch.nn.Module,
+          critic: torch.nn.Module, *, config: dict[str, Any], spaces: dict[str, Any], obs_norm: dict[str, Any],
+          reward_norm: dict[str, Any], step: int, update: int, extra: dict[str, Any] | None,
+          state: dict[str, Any] | None) -> Path:
+    """:func:`save`'s writes; every file it creates is listed in ``written`` until the record names it."""
     directory.mkdir(parents=True, exist_ok=True)
     record_path = directory / f"{tag}.json"
     previous = _previous_weights(record_path)
@@ -107,16 +125,24 @@ def save(
     if state is not None:
         state_json, state_tensors = split_tensors(state)
         tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
-    weights_name = f"{tag}-{step:09d}.safetensors"
     weights_path = directory / weights_name
     tmp = _temp_path(directory, weights_name)
+    written.append(tmp)
     # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
     # order and the same weights would not give the same bytes (and SHA-256) from run to run.
-    save_file(tensors, str(tmp), metadata={"format": "trustrl"})
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "trustrl"})
+    except SafetensorError as exc:  # safetensors wraps the OS's refusal (a full disk, ulimit -f) in its own error
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
     os.chmod(tmp, _FILE_MODE)  # the file save_file leaves is 0600
     digest = _sha256(tmp)
     _fsync(tmp)  # on disk before the record that names it can be
     os.replace(tmp, weights_path)
+    if previous != weights_name:  # a rewrite of the same step replaces the named file: never delete that one
+        written.append(weights_path)
     _fsync(directory)
 
     record = {
@@ -137,6 +163,7 @@ def save(
     if state_json is not None:
         record["state"] = state_json
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
+    written.clear()  # committed: the record names the weights
     _fsync(directory)
     if previous and previous != weights_name and Path(previous).name == previous:  # never outside `directory`
         (directory / previous).unlink(missing_ok=True)
@@ -269,7 +296,7 @@ def _flat(value: Any) -> list:
 def resolve(path: str | Path, tag: str = "last") -> Path:
     """Find ``<tag>.json`` given a run directory, its ``checkpoints/`` folder, or the file itself."""
     check_tag(tag)
-    path = Path(path)
+    path = check_name_length(path, "checkpoint path")
     if path.suffix == ".json":
         candidates = [path]
     else:
@@ -366,11 +393,14 @@ _FILE_MODE = _default_file_mode()
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = _temp_path(path.parent, path.name)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

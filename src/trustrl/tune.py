@@ -26,14 +26,16 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from trustrl import config as config_mod
 from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
+from trustrl.files import writing
 
 if TYPE_CHECKING:
     from trustrl.callbacks import TrainingAgent
@@ -156,24 +158,49 @@ def tune(
     lock = RunLock(out, what="study directory")
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = _study(out, sampler_seed, prune, prune_after, steps)
-        started = study.user_attrs.get("spec")
-        if started is not None and started != json.loads(json.dumps(spec)):
-            raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
-                              "continue it with the same ones, or choose another --out")
-        study.set_user_attr("spec", spec)
-        _fail_stale(study, log)
-        remaining = trials - _counted(study)
-        jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
-        if remaining > 0:
-            log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
-            task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
-                    prune_after)
-            _run_jobs(task, jobs, log)
-        study = _study(out, sampler_seed, prune, prune_after, steps)
-        return _summarise(study, out, searched)
+        with _database(out):
+            return _tune(out, spec, trials, jobs, base_data, searched, seeds, sampler_seed, prune, prune_after,
+                         steps, log)
     finally:
         lock.release()
+
+
+@contextmanager
+def _database(out: Path) -> Iterator[None]:
+    """A study database that is not one (corrupt, a folder) or that the disk cannot hold is one line, not an
+    SQL traceback."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    db = out / "study.db"
+    if db.exists() and not db.is_file():
+        raise TrustrlError(f"the study database {db} is not a file; move it away to start a new study")
+    try:
+        yield
+    except (DatabaseError, OperationalError) as exc:  # OperationalError: also a full disk, a read-only file
+        detail = str(getattr(exc, "orig", exc) or exc).splitlines()[0][:160]
+        raise TrustrlError(f"the study database {db} cannot be used ({detail}); if it is corrupt, move it away "
+                           "to start a new study") from None
+
+
+def _tune(out: Path, spec: dict, trials: int, jobs: int, base_data: dict, searched: list[Param], seeds: int,
+          sampler_seed: int, prune: bool, prune_after: int, steps: int, log: Callable[[str], None]) -> TuneResult:
+    """The study's trials, continued to ``trials`` finished ones (with the study directory's lock held)."""
+    study = _study(out, sampler_seed, prune, prune_after, steps)
+    started = study.user_attrs.get("spec")
+    if started is not None and started != json.loads(json.dumps(spec)):
+        raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
+                          "continue it with the same ones, or choose another --out")
+    study.set_user_attr("spec", spec)
+    _fail_stale(study, log)
+    remaining = trials - _counted(study)
+    jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
+    if remaining > 0:
+        log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
+        task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
+                prune_after)
+        _run_jobs(task, jobs, log)
+    study = _study(out, sampler_seed, prune, prune_after, steps)
+    return _summarise(study, out, searched)
 
 
 def _fail_stale(study, log: Callable[[str], None]) -> None:
@@ -352,6 +379,10 @@ def _summarise(study, out: Path, searched: list[Param]) -> TuneResult:
         writer.writerow([r["trial"], r["state"], repr(r["value"]), *[r["params"].get(p.key, "") for p in searched],
                          f"{r['seconds']:.1f}", " ".join(r["run_dirs"]), r["error"]])
     tmp = out / ".summary.csv.tmp"
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, out / "summary.csv")
+    with writing("the study summary", out / "summary.csv"):
+        try:
+            tmp.write_text(buffer.getvalue())
+            os.replace(tmp, out / "summary.csv")
+        finally:
+            tmp.unlink(missing_ok=True)
     return TuneResult(out, rows, best, importances, note)

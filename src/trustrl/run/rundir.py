@@ -22,6 +22,7 @@ from pathlib import Path
 
 from trustrl.config import Config
 from trustrl.errors import TrustrlError
+from trustrl.files import check_name_length, writing
 
 #: Files and folders a run writes; their presence means "this directory holds a run".
 RUN_ARTIFACTS = ("config.toml", "command.txt", "metrics.csv", "timing.csv", "tensorboard", "checkpoints", "videos",
@@ -38,7 +39,7 @@ class RunLock:
     """The one-writer lock of a run directory (created if missing); :meth:`release` or process exit frees it."""
 
     def __init__(self, run_dir: Path, what: str = "run directory"):
-        self.run_dir = run_dir
+        self.run_dir = check_name_length(run_dir, what)
         if run_dir.exists() and not run_dir.is_dir():
             raise TrustrlError(f"{what} {run_dir} exists and is not a directory")
         try:
@@ -201,7 +202,12 @@ def check_writable(run_dir: Path) -> None:
 def write_run_files(run_dir: Path, cfg: Config, command: list[str], resumed: bool = False) -> None:
     """``config.toml`` (the resolved config) and ``command.txt``; a resumed run appends its command line."""
     tmp = run_dir / ".config.toml.tmp"
-    tmp.write_text(cfg.to_toml())
-    os.replace(tmp, run_dir / "config.toml")  # whole or not at all
-    with open(run_dir / "command.txt", "a" if resumed else "w") as f:
+    with writing("the run's config", run_dir / "config.toml"):
+        try:
+            tmp.write_text(cfg.to_toml())
+            os.replace(tmp, run_dir / "config.toml")  # whole or not at all
+        finally:
+            tmp.unlink(missing_ok=True)
+    with writing("the run's command line", run_dir / "command.txt"), \
+            open(run_dir / "command.txt", "a" if resumed else "w") as f:
         f.write(" ".join(command) + "\n")
