@@ -9,6 +9,7 @@ training knows beta exactly.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def collect(
     """
     _check_dataset_id(dataset_id)
     for note in settle(_dataset_dir(dataset_id)):  # what a killed collect left, before the id is looked at
-        warnings.warn(note, stacklevel=2)
+        print(note, file=sys.stderr)
     target = _check_request(dataset_id, episodes, steps, seed, overwrite)
     loaded = None
     if run is not None:

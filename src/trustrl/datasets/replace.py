@@ -24,6 +24,13 @@ NAMESPACE_FILE = "namespace_metadata.json"
 
 def settle(target: Path) -> list[str]:
     """Finish what a killed ``collect`` left at ``target`` (a dataset's directory); returns what was done."""
+    try:
+        return _settle(target)
+    except OSError as exc:  # a read-only Minari root: the set-aside dataset stays where it is, named
+        raise write_error("the dataset an interrupted collect --overwrite set aside, back to", target, exc) from None
+
+
+def _settle(target: Path) -> list[str]:
     done = []
     parent = target.parent
     if not parent.is_dir():
