@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import trustrl
 from trustrl.cli import main
 from trustrl.datasets.read import read_dataset
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(trustrl.__file__).resolve().parents[1])  # child processes run the code this test imports
 OLD_EPISODES, NEW_EPISODES = 3, 40
 
 # Injected into the collect process before trustrl's CLI runs: each kills the process at one moment.
@@ -93,7 +94,7 @@ def test_collect_overwrite_killed_at_any_step_keeps_a_whole_dataset(minari_root,
 def test_collect_overwrite_killed_from_outside_while_writing_keeps_a_whole_dataset(minari_root, delay):
     proc = collect_process("", minari_root)
     started = time.monotonic()
-    while proc.poll() is None and not list(minari_root.glob(".trustrl-writing-*")):
+    while proc.poll() is None and not [*minari_root.glob(".*"), *(minari_root / "cp").glob(".*")]:  # writing began
         assert time.monotonic() - started < 120
         time.sleep(0.002)
     time.sleep(delay)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+import trustrl
 import trustrl.checkpoint
 import trustrl.metrics
 from trustrl import checkpoint
 from trustrl.agent import load
 from trustrl.cli import main
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(trustrl.__file__).resolve().parents[1])  # child processes run the code this test imports
 SHORT = ["--total-steps", "2048", "--set", "run.n_steps=256", "--quiet"]
 RESUME = ["train", "--resume", "{run}", "--total-steps", "4096", "--quiet"]
 
