@@ -7,7 +7,8 @@ import pytest
 
 from trustrl.cli import main
 from trustrl.errors import ConfigError
-from trustrl.tune import Param, parse_param, tune
+from trustrl.search_space import Param, parse_param
+from trustrl.tune import tune
 
 SEARCH = ["algo.max_kl=0.02,0.0000001"]  # a step size that learns, and one that barely moves
 

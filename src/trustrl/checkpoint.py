@@ -43,8 +43,10 @@ from trustrl.checkpoint_files import FORMAT_VERSION, MAX_WEIGHTS_BYTES
 from trustrl.checkpoint_files import read_record as _read_record
 from trustrl.checkpoint_files import read_weights as _read_weights
 from trustrl.errors import CheckpointError
+from trustrl.files import cause, check_name_length
 from trustrl.import_paths import never_import_from
 from trustrl.links import inside, refuse_link
+from trustrl.tensor_tree import join_tensors, split_tensors
 
 TAGS = ("best", "last")
 #: A copy of the policy a run kept at step N (``trustrl.callbacks.SaveEvery``): checkpoint ``step-<N>``.
@@ -110,6 +112,23 @@ def save(
     if problem is not None:
         raise CheckpointError(f"refusing to write checkpoint {tag} at step {step}: its {problem} are not finite")
     refuse_link(directory, CheckpointError)  # another run's checkpoints/ must not be written through a link
+    weights_file = weights_name(tag, step)
+    written: list[Path] = []  # what this call created, removed again if it cannot finish
+    try:
+        return _save(directory, tag, weights_file, written, policy, critic, config=config, spaces=spaces,
+                     obs_norm=obs_norm, reward_norm=reward_norm, step=step, update=update, extra=extra, state=state)
+    except OSError as exc:  # a full disk, ulimit -f, a read-only or missing folder: the previous checkpoint stands
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {tag} at step {step} in {directory}: {cause(exc)}"
+                              f"{f' ({exc.filename})' if exc.filename else ''}; the previous {tag} is intact") from None
+
+
+def _save(directory: Path, tag: str, weights_file: str, written: list[Path], policy: torch.nn.Module,
+          critic: torch.nn.Module, *, config: dict[str, Any], spaces: dict[str, Any], obs_norm: dict[str, Any],
+          reward_norm: dict[str, Any], step: int, update: int, extra: dict[str, Any] | None,
+          state: dict[str, Any] | None) -> Path:
+    """:func:`save`'s writes; every file it creates is listed in ``written`` until the record names it."""
     directory.mkdir(parents=True, exist_ok=True)
     record_path = directory / f"{tag}.json"
     previous = _previous_weights(record_path)
@@ -120,16 +139,24 @@ def save(
     if state is not None:
         state_json, state_tensors = split_tensors(state)
         tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
-    weights_file = weights_name(tag, step)
     weights_path = directory / weights_file
     tmp = _temp_path(directory, weights_file)
+    written.append(tmp)
     # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
     # order and the same weights would not give the same bytes (and SHA-256) from run to run.
-    save_file(tensors, str(tmp), metadata={"format": "trustrl"})
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "trustrl"})
+    except SafetensorError as exc:  # safetensors wraps the OS's refusal (a full disk, ulimit -f) in its own error
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
     os.chmod(tmp, _FILE_MODE)  # the file save_file leaves is 0600
     digest = _sha256(tmp)
     _fsync(tmp)  # on disk before the record that names it can be
     os.replace(tmp, weights_path)
+    if previous != weights_file:  # a rewrite of the same step replaces the named file: never delete that one
+        written.append(weights_path)
     _fsync(directory)
 
     record = {
@@ -151,6 +178,7 @@ def save(
     if state_json is not None:
         record["state"] = state_json
     _write_atomic(record_path, json.dumps(record, indent=1, allow_nan=True))
+    written.clear()  # committed: the record names the weights
     _fsync(directory)
     if previous and previous != weights_file and _is_weights_of(previous, tag):  # never another tag's (a record
         (directory / previous).unlink(missing_ok=True)  # edited to name best's), never outside ``directory``
@@ -241,7 +269,7 @@ def _flat(value: Any) -> list:
 def resolve(path: str | Path, tag: str = "last") -> Path:
     """Find ``<tag>.json`` given a run directory, its ``checkpoints/`` folder, or the file itself."""
     check_tag(tag)
-    path = Path(path)
+    path = check_name_length(path, "checkpoint path")
     if path.suffix == ".json":
         candidates = [path]
     else:
@@ -252,45 +280,6 @@ def resolve(path: str | Path, tag: str = "last") -> Path:
     if not path.exists():
         raise CheckpointError(f"no run or checkpoint at {path}")
     raise CheckpointError(f"no {tag!r} checkpoint in {path} (looked for {', '.join(str(c) for c in candidates)})")
-
-
-_TENSOR = "__tensor__"
-
-
-def split_tensors(tree: Any) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Replace every tensor in a nested dict/list structure by a reference; return both parts.
-
-    Dict keys become strings (JSON's rule); integer keys, as in an optimiser's
-    ``state_dict``, are restored by :func:`join_tensors` from a marker.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-
-    def walk(node: Any, path: str) -> Any:
-        if isinstance(node, torch.Tensor):
-            tensors[path] = node.detach().cpu().contiguous()
-            return {_TENSOR: path}
-        if isinstance(node, dict):
-            int_keys = bool(node) and all(isinstance(k, int) for k in node)
-            out = {str(k): walk(v, f"{path}.{k}") for k, v in node.items()}
-            return {"__int_keys__": out} if int_keys else out
-        if isinstance(node, (list, tuple)):
-            return [walk(v, f"{path}.{i}") for i, v in enumerate(node)]
-        return node
-
-    return walk(tree, "s"), tensors
-
-
-def join_tensors(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`split_tensors`."""
-    if isinstance(tree, dict):
-        if set(tree) == {_TENSOR}:
-            return tensors[tree[_TENSOR]]
-        if set(tree) == {"__int_keys__"}:
-            return {int(k): join_tensors(v, tensors) for k, v in tree["__int_keys__"].items()}
-        return {k: join_tensors(v, tensors) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [join_tensors(v, tensors) for v in tree]
-    return tree
 
 
 def versions() -> dict[str, str]:
@@ -353,11 +342,14 @@ _FILE_MODE = _default_file_mode()
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = _temp_path(path.parent, path.name)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

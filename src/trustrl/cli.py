@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrustrlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a write site not covered yet (a library's own file): the file system refused it
+        from trustrl.files import REFUSALS, cause
+
+        if exc.errno not in REFUSALS:
+            raise
+        print(f"error: {exc.filename or 'a file'}: {cause(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

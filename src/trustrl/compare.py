@@ -41,6 +41,7 @@ from trustrl.api import build_config, evaluate, train
 from trustrl.config import MAX_EPISODES, check_count
 from trustrl.envs.registry import similar_env_ids
 from trustrl.errors import ConfigError
+from trustrl.files import check_name_length, writing
 from trustrl.plots import plot_runs, read_series
 from trustrl.suggestions import close_matches, did_you_mean
 
@@ -138,7 +139,7 @@ def compare(
     if algos is not None and not algos:
         raise ConfigError("--algos needs at least one algorithm")
     check_count("--eval-episodes", eval_episodes, MAX_EPISODES)
-    out = Path(out)
+    out = check_name_length(out, "--out")
     configs = _configs(env, algos, total_steps)  # every config made before anything is trained
     taken = [out / a / f"seed{k}" for a in configs for k in range(seeds) if (out / a / f"seed{k}" / "config.toml").exists()]
     if taken and not overwrite:  # refuse before training anything, not when that seed comes up
@@ -159,8 +160,9 @@ def compare(
                 log(f"{env_id} {algo} seed {seed}: eval {ev.mean_return:.1f} ± {ev.std_return:.1f} "
                     f"after {result.steps} steps ({result.seconds:.0f}s)")
     summaries = summarize(records)
-    out.mkdir(parents=True, exist_ok=True)
-    write_summary(out / "summary.csv", env_id, summaries)
+    with writing("the comparison summary", out / "summary.csv"):
+        out.mkdir(parents=True, exist_ok=True)
+        write_summary(out / "summary.csv", env_id, summaries)
     run_dirs = [out / r.algo / f"seed{r.seed}" for r in records]
     plot_runs(run_dirs, out / "curves.png", labels=[r.algo for r in records], overwrite=True,  # this comparison's own
               title=f"{env_id}: mean return of the last 20 training episodes (band: ± 1 std over seeds)")

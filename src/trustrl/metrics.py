@@ -27,6 +27,8 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from trustrl.errors import TrustrlError
+from trustrl.files import cause, writing
 from trustrl.links import nofollow_opener
 from trustrl.mirrors import WandbMirror, write_hparams
 
@@ -47,7 +49,8 @@ class MetricsLogger:
         self._writer = None
         if resume_step is not None:
             for name in ("metrics.csv", "timing.csv"):
-                self._files[name] = _reopen(run_dir / name, resume_step)
+                with writing("the metrics file", run_dir / name):
+                    self._files[name] = _reopen(run_dir / name, resume_step)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -109,6 +112,10 @@ class MetricsLogger:
             self._progress.update(self._task, description=_evaluating(done, total) if done < total else "train")
 
     def _append(self, name: str, row: dict[str, float]) -> None:
+        with writing("the metrics file", self.run_dir / name):
+            self._append_row(name, row)
+
+    def _append_row(self, name: str, row: dict[str, float]) -> None:
         if name not in self._files:
             f = open(self.run_dir / name, "w", newline="", opener=nofollow_opener)
             writer = csv.DictWriter(f, fieldnames=list(row), restval="nan")
@@ -241,7 +248,10 @@ def _widen(path: Path, fieldnames: list[str]) -> tuple[IO[str], csv.DictWriter]:
 
 
 def _reopen(path: Path, last_step: int) -> tuple[IO[str], csv.DictWriter]:
-    """Keep the rows of a resumed run's CSV up to ``last_step`` and reopen it for appending."""
+    """Keep the rows of a resumed run's CSV up to ``last_step`` and reopen it for appending.
+
+    A file whose rows cannot be told apart by step (no ``step`` column, not a CSV) is refused rather than
+    emptied: every row of it would be dropped as "after the checkpoint"."""
     try:
         with open(path, newline="", opener=nofollow_opener) as f:
             reader = csv.DictReader(f)
@@ -249,6 +259,12 @@ def _reopen(path: Path, last_step: int) -> tuple[IO[str], csv.DictWriter]:
             fieldnames = list(reader.fieldnames or ["step"])
     except FileNotFoundError:
         rows, fieldnames = [], ["step"]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        detail = cause(exc) if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+        raise TrustrlError(f"cannot read {path} to continue it ({detail})") from None
+    if "step" not in fieldnames:
+        raise TrustrlError(f"{path} has no step column (columns: {', '.join(fieldnames)[:200]}), so the rows "
+                           "after the checkpoint cannot be told apart; restore the file or move it away")
     return _rewrite(path, fieldnames, rows)
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from trustrl.errors import TrustrlError
+from trustrl.files import check_name_length
 from trustrl.links import inside
 
 FORMATS = (".png", ".svg")
@@ -100,7 +101,7 @@ def read_series(
     training episodes: its ``episode_return_mean`` is read from its online
     evaluations (``eval_return_mean``).
     """
-    run_dir = Path(run_dir)
+    run_dir = check_name_length(run_dir, "run directory")
     if metric == "episode_return_mean" and _is_offline(run_dir):
         metric = "eval_return_mean"
     path = _run_file(run_dir, "metrics.csv")
@@ -115,6 +116,9 @@ def read_series(
     columns = list(rows[0]) if rows else []
     if not rows:
         raise TrustrlError(f"{path} has no rows yet")
+    if "step" not in columns:
+        raise TrustrlError(f"{path} has no step column (columns: {', '.join(columns)[:200]}); "
+                           "a run's metrics.csv starts with one")
     if metric not in columns:
         options = ", ".join(c for c in columns if c != "step")
         raise TrustrlError(f"{path} has no column {metric!r}; columns: {options}")
@@ -159,7 +163,7 @@ def plot_runs(
 
     An existing ``out`` is kept unless ``overwrite``; the file appears whole (written beside it, then renamed).
     """
-    out = Path(out)
+    out = check_name_length(out, "plot output")
     if out.suffix.lower() not in FORMATS:
         raise TrustrlError(f"plot output {out} must end in {' or '.join(FORMATS)}")
     if out.exists() and not overwrite:
@@ -172,6 +176,8 @@ def plot_runs(
         raise TrustrlError(f"give one --label for all runs or one per run ({len(run_dirs)}), not {len(labels)}")
     if labels and len(labels) == 1:
         labels = list(labels) * len(run_dirs)
+    for what, text in [("--title", title), *(("--label", label) for label in labels or ())]:
+        _check_mathtext(what, text)
     series = [read_series(d, metric, labels[i] if labels else None, x) for i, d in enumerate(run_dirs)]
     bands = aggregate_series(series)
 
@@ -245,16 +251,37 @@ def _run_file(run_dir: Path, name: str) -> Path:
     return inside(run_dir / name, run_dir)
 
 
-def _is_offline(run_dir: Path) -> bool:
+def _check_mathtext(what: str, text: str | None) -> None:
+    """A title or label with ``$...$`` is drawn as matplotlib mathtext: one that does not parse is refused here,
+    not as a parser traceback at drawing time."""
+    if text is None:
+        return
+    from matplotlib import cbook
+    from matplotlib.mathtext import MathTextParser
+
+    if cbook.is_math_text(text):
+        try:
+            MathTextParser("path").parse(text)
+        except ValueError as exc:
+            detail = " ".join(str(exc).split())[:120]
+            raise TrustrlError(f"{what} {text!r} is not valid matplotlib mathtext ({detail}); "
+                               r"write \$ for a literal dollar sign") from None
+
+
+def _saved_config(run_dir: Path) -> dict:
+    """A run's config.toml as data, or {} when it cannot be read (the plot then uses defaults); a link out of
+    the run is refused."""
     try:
         config = tomllib.loads(_run_file(run_dir, "config.toml").read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False
-    return bool(config.get("offline", {}).get("dataset"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return {}
+    return config
+
+
+def _is_offline(run_dir: Path) -> bool:
+    offline = _saved_config(run_dir).get("offline")
+    return isinstance(offline, dict) and bool(offline.get("dataset"))
 
 
 def _config_name(run_dir: Path) -> str:
-    try:
-        return str(tomllib.loads(_run_file(run_dir, "config.toml").read_text()).get("name", run_dir.name))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return run_dir.name
+    return str(_saved_config(run_dir).get("name", run_dir.name))

@@ -26,88 +26,22 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from trustrl import config as config_mod
 from trustrl.config import check_count, check_seed
 from trustrl.errors import ConfigError, TrustrlError
-from trustrl.suggestions import did_you_mean
+from trustrl.files import writing
+from trustrl.search_space import Param, searched_params
 
 if TYPE_CHECKING:
     from trustrl.callbacks import TrainingAgent
 
-KINDS = ("float", "log", "int", "logint")
 STATES_COUNTED = ("COMPLETE", "PRUNED", "FAIL")  # a trial in any of these is one of ``--trials``
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched config key: a range (``kind`` float, log, int, logint) or a list of choices."""
-
-    key: str
-    kind: str  # one of KINDS, or "choice"
-    low: float = 0.0
-    high: float = 0.0
-    choices: tuple = ()
-
-    def suggest(self, trial) -> Any:
-        if self.kind == "choice":
-            index = trial.suggest_categorical(self.key, list(range(len(self.choices))))
-            return self.choices[index]  # by index: Optuna stores only scalars, a choice may be a list
-        if self.kind in ("int", "logint"):
-            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.kind == "logint")
-        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
-
-    def override(self, value: Any) -> str:
-        """``section.key=value`` in the TOML syntax ``--set`` reads."""
-        return f"{self.key}={config_mod.toml_value(value)}"
-
-    def endpoints(self) -> list[Any]:
-        """Values every trial's draw lies between (or among): checked against the config before any trial."""
-        if self.kind == "choice":
-            return list(self.choices)
-        cast = int if self.kind in ("int", "logint") else float
-        return [cast(self.low), cast(self.high)]
-
-
-def parse_param(text: str) -> Param:
-    """``KEY=SPEC`` (see the module docstring) -> a :class:`Param`; one error naming what is wrong."""
-    key, sep, spec = text.partition("=")
-    key, spec = key.strip(), spec.strip()
-    if not sep or not key or not spec:
-        raise ConfigError(f"--param expects KEY=SPEC (e.g. algo.max_kl=log:0.005:0.05), got {text!r}")
-    if len(key.split(".")) != 2:
-        raise ConfigError(f"--param {text!r}: the key must be section.key (e.g. algo.max_kl)"
-                          f"{did_you_mean(config_mod.similar_keys(key))}")
-    if key == "run.seed":
-        raise ConfigError("--param run.seed: the seeds of a trial are --seeds, not a searched value")
-    kind, colon, rest = spec.partition(":")
-    if colon and kind in KINDS:
-        low_text, colon2, high_text = rest.partition(":")
-        try:
-            low, high = float(low_text), float(high_text)
-        except ValueError:
-            low = high = math.nan
-        if not colon2 or not (math.isfinite(low) and math.isfinite(high)):
-            raise ConfigError(f"--param {key}: a range is {kind}:LOW:HIGH with two numbers, got {spec!r}")
-        if not low < high:
-            raise ConfigError(f"--param {key}: LOW must be below HIGH, got {low:g} and {high:g}")
-        if kind in ("log", "logint") and low <= 0:
-            raise ConfigError(f"--param {key}: a log range needs LOW > 0, got {low:g}")
-        if kind in ("int", "logint") and not (low.is_integer() and high.is_integer()):
-            raise ConfigError(f"--param {key}: an integer range needs integer ends, got {low:g} and {high:g}")
-        return Param(key, kind, low, high)
-    if colon and kind.isalpha() and not spec.startswith(("[", "{", '"')):
-        raise ConfigError(f"--param {key}: unknown range kind {kind!r}; use {', '.join(KINDS)}, or choices a,b,c")
-    parts = spec.split("|") if "|" in spec else spec.split(",")
-    choices = tuple(config_mod.parse_value(p.strip()) for p in parts if p.strip())
-    if len(choices) < 2 or len(set(map(repr, choices))) != len(choices):
-        raise ConfigError(f"--param {key}: give a range (log:LOW:HIGH, ...) or two or more distinct choices, "
-                          f"got {spec!r}")
-    return Param(key, "choice", choices=choices)
 
 
 @dataclass
@@ -145,7 +79,7 @@ def tune(
     check_count("--seeds", seeds, 100)
     check_count("--prune-after", prune_after, 10_000)
     check_seed("--sampler-seed", sampler_seed)
-    searched = _searched(params)
+    searched = searched_params(params)
     base_data = _base_data(config, algo, total_steps, overrides, seeds, searched)
     steps = base_data["run"]["total_steps"]
     spec = {"config": base_data, "params": params, "seeds": seeds}
@@ -158,24 +92,49 @@ def tune(
     lock = RunLock(out, what="study directory")
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = _study(out, sampler_seed, prune, prune_after, steps)
-        started = study.user_attrs.get("spec")
-        if started is not None and started != json.loads(json.dumps(spec)):
-            raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
-                              "continue it with the same ones, or choose another --out")
-        study.set_user_attr("spec", spec)
-        _fail_stale(study, log)
-        remaining = trials - _counted(study)
-        jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
-        if remaining > 0:
-            log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
-            task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
-                    prune_after)
-            _run_jobs(task, jobs, log)
-        study = _study(out, sampler_seed, prune, prune_after, steps)
-        return _summarise(study, out, searched)
+        with _database(out):
+            return _tune(out, spec, trials, jobs, base_data, searched, seeds, sampler_seed, prune, prune_after,
+                         steps, log)
     finally:
         lock.release()
+
+
+@contextmanager
+def _database(out: Path) -> Iterator[None]:
+    """A study database that is not one (corrupt, a folder) or that the disk cannot hold is one line, not an
+    SQL traceback."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    db = out / "study.db"
+    if db.exists() and not db.is_file():
+        raise TrustrlError(f"the study database {db} is not a file; move it away to start a new study")
+    try:
+        yield
+    except (DatabaseError, OperationalError) as exc:  # OperationalError: also a full disk, a read-only file
+        detail = str(getattr(exc, "orig", exc) or exc).splitlines()[0][:160]
+        raise TrustrlError(f"the study database {db} cannot be used ({detail}); if it is corrupt, move it away "
+                           "to start a new study") from None
+
+
+def _tune(out: Path, spec: dict, trials: int, jobs: int, base_data: dict, searched: list[Param], seeds: int,
+          sampler_seed: int, prune: bool, prune_after: int, steps: int, log: Callable[[str], None]) -> TuneResult:
+    """The study's trials, continued to ``trials`` finished ones (with the study directory's lock held)."""
+    study = _study(out, sampler_seed, prune, prune_after, steps)
+    started = study.user_attrs.get("spec")
+    if started is not None and started != json.loads(json.dumps(spec)):
+        raise ConfigError(f"the study in {out} was started with another config, --param list or --seeds; "
+                          "continue it with the same ones, or choose another --out")
+    study.set_user_attr("spec", spec)
+    _fail_stale(study, log)
+    remaining = trials - _counted(study)
+    jobs = min(jobs, max(remaining, 1))  # never more processes than trials to run
+    if remaining > 0:
+        log(f"study {out}: {remaining} trial(s) to run ({trials} in all), {jobs} at a time")
+        task = (str(out), base_data, [p.__dict__ for p in searched], seeds, trials, sampler_seed, prune,
+                prune_after)
+        _run_jobs(task, jobs, log)
+    study = _study(out, sampler_seed, prune, prune_after, steps)
+    return _summarise(study, out, searched)
 
 
 def _fail_stale(study, log: Callable[[str], None]) -> None:
@@ -226,17 +185,6 @@ def _set_safe_path(value: str | None) -> None:
         os.environ.pop("PYTHONSAFEPATH", None)
     else:
         os.environ["PYTHONSAFEPATH"] = value
-
-
-def _searched(params: list[str]) -> list[Param]:
-    """The ``--param`` specs parsed, at least one and no key twice."""
-    searched = [parse_param(p) for p in params]
-    if not searched:
-        raise ConfigError("tune needs at least one --param KEY=SPEC")
-    keys = [p.key for p in searched]
-    if len(set(keys)) != len(keys):
-        raise ConfigError(f"--param {next(k for k in keys if keys.count(k) > 1)} is given twice")
-    return searched
 
 
 def _base_data(config: str, algo: str | None, total_steps: int | None, overrides: list[str] | tuple[str, ...],
@@ -385,6 +333,10 @@ def _summarise(study, out: Path, searched: list[Param]) -> TuneResult:
         writer.writerow([r["trial"], r["state"], repr(r["value"]), *[r["params"].get(p.key, "") for p in searched],
                          f"{r['seconds']:.1f}", " ".join(r["run_dirs"]), r["error"]])
     tmp = out / ".summary.csv.tmp"
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, out / "summary.csv")
+    with writing("the study summary", out / "summary.csv"):
+        try:
+            tmp.write_text(buffer.getvalue())
+            os.replace(tmp, out / "summary.csv")
+        finally:
+            tmp.unlink(missing_ok=True)
     return TuneResult(out, rows, best, importances, note)

@@ -171,6 +171,8 @@ def _read_spec(spec: str, algo: str | None = None) -> tuple[dict[str, Any], str]
             return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{spec}: not valid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError(f"{spec}: nested too deeply to be a config") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{spec}: not a UTF-8 text file (byte {exc.start}); TOML files are UTF-8") from None
         except OSError as exc:

@@ -46,6 +46,8 @@ def parse_value(raw: str) -> Any:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    except RecursionError:
+        raise ConfigError(f"value {raw[:40]!r}... is nested too deeply") from None
 
 
 def build_section(cls: type, values: dict[str, Any], section: str, source: str,

@@ -10,8 +10,7 @@ training knows beta exactly. An episode of an env with no time limit is cut at
 
 from __future__ import annotations
 
-import os
-import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,14 @@ from trustrl import checkpoint
 from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
 from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
+from trustrl.datasets.replace import settle, staged, swap_in
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.distributions import Bernoulli, Categorical, Distribution, MultiCategorical
 from trustrl.envs import make_env
 from trustrl.envs.checks import checked_reset, checked_step, close_env
 from trustrl.episodes import step_cap
 from trustrl.errors import TrustrlError
+from trustrl.files import check_room, write_error
 from trustrl.seeding import COLLECTION, reset_seed
 
 #: How messages name the env a dataset is collected in.
@@ -69,6 +70,9 @@ def collect(
     from neighbouring seeds share no episode. An existing dataset id is refused unless
     ``overwrite``; then the old one is replaced only once the new one is written.
     """
+    _check_dataset_id(dataset_id)
+    for note in settle(_dataset_dir(dataset_id)):  # what a killed collect left, before the id is looked at
+        print(note, file=sys.stderr)
     target = _check_request(dataset_id, episodes, steps, seed, overwrite)
     loaded = None
     if run is not None:
@@ -258,37 +262,40 @@ def _roll_out(env: gym.Env, behaviour, episodes: int | None, steps: int | None, 
 
 
 def _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random) -> None:
-    """Write a new dataset; an existing one is set aside first and restored if writing fails."""
+    """Write a new dataset beside the one it replaces, then swap it in (:mod:`trustrl.datasets.replace`)."""
     import minari
 
     target = _dataset_dir(dataset_id)
-    aside = None
-    if target.exists():
-        if not overwrite:
-            raise TrustrlError(f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it")
-        aside = target.with_name(f".{target.name}.replaced-{os.getpid()}")
-        os.replace(target, aside)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink: none to give
-            dataset = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffers,
-                env=env,
-                eval_env=env,
-                observation_space=env.observation_space,
-                action_space=env.action_space,
-                algorithm_name="random" if random else "trustrl",
-                description=description,
-            )
-        dataset.storage.update_metadata({"trustrl": extra})
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        if aside is not None:
-            os.replace(aside, target)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    if target.exists() and not overwrite:
+        raise TrustrlError(f"dataset {dataset_id} already exists at {target}; pass --overwrite to replace it")
+    check_room(target.parent, _size_on_disk(buffers), f"the dataset {target}")
+    with staged(dataset_id) as written:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*is set to None.*")  # author, permalink: none to give
+                dataset = minari.create_dataset_from_buffers(
+                    dataset_id,
+                    buffers,
+                    env=env,
+                    eval_env=env,
+                    observation_space=env.observation_space,
+                    action_space=env.action_space,
+                    algorithm_name="random" if random else "trustrl",
+                    description=description,
+                )
+            dataset.storage.update_metadata({"trustrl": extra})
+        except OSError as exc:  # a full disk, ulimit -f: nothing of the old dataset was touched
+            raise write_error("the dataset", target, exc) from None
+        swap_in(written, target)
+
+
+def _size_on_disk(buffers) -> int:
+    """About how many bytes Minari's HDF5 file of these episodes takes: their arrays, and some 24 KiB of
+    HDF5 headers per episode (measured: 67 KB for 3 short CartPole episodes)."""
+    arrays = sum(np.asarray(a).nbytes for b in buffers for a in (b.observations, b.actions, b.rewards,
+                                                                 b.terminations, b.truncations))
+    infos = sum(np.asarray(v).nbytes for b in buffers for v in (b.infos or {}).values())
+    return int(1.25 * (arrays + infos)) + 24 * 1024 * len(buffers)
 
 
 def _check_dataset_id(dataset_id: str) -> None:

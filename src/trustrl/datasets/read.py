@@ -23,6 +23,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from trustrl.datasets.replace import settle
 from trustrl.envs import check_spaces, describe_spaces
 from trustrl.errors import ConfigError, TrustrlError
 
@@ -79,6 +80,8 @@ def open_dataset(spec: str | Path):
     from minari.storage import get_dataset_path
 
     spec = str(spec)
+    if valid_id(spec):
+        settle(get_dataset_path(spec))  # a dataset an interrupted collect --overwrite set aside goes back first
     if valid_id(spec) and (get_dataset_path(spec) / "data" / "metadata.json").is_file():
         return _open(lambda: minari.load_dataset(spec, download=False), spec)
     path = Path(spec).expanduser()
@@ -97,8 +100,18 @@ def open_dataset(spec: str | Path):
 
 
 def read_dataset(spec: str | Path) -> OfflineData:
-    """Read a dataset's episodes and its behaviour log-probabilities / parameters when present."""
+    """Read a dataset's episodes and its behaviour log-probabilities / parameters when present; a truncated or
+    corrupt file is one error naming the dataset."""
     dataset = open_dataset(spec)
+    try:
+        return _read(dataset, spec)
+    except (OSError, ValueError, KeyError) as exc:  # h5py: OSError, KeyError; numpy: ValueError
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise TrustrlError(f"cannot read Minari dataset {str(spec)!r}: its data is truncated or corrupt "
+                           f"({detail})") from None
+
+
+def _read(dataset, spec: str | Path) -> OfflineData:
     obs_space, act_space = dataset.observation_space, dataset.action_space
     try:
         check_spaces(obs_space, act_space, f"dataset {dataset.id}")

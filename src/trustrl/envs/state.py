@@ -250,7 +250,7 @@ def prepare_restore(env: gym.Env, snap: dict):
         apply_wrappers = _prepare_wrappers(env, snap["wrappers"])
         apply_state = _PREPARE[kind](env.unwrapped, snap)
         generator, seed = _decode_rng(snap["rng"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: an RNG integer too large
         raise ConfigError(f"{name}: snapshot does not fit this env ({exc})") from None
 
     def apply() -> None:
@@ -318,7 +318,7 @@ def _prepare_mujoco(base: Any, snap: dict):
 
 def _prepare_classic(base: Any, snap: dict):
     recorded = snap["attributes"]
-    attributes = {key: _decode_value(value) for key, value in recorded.items() if _is_restorable_key(key)}
+    attributes = {key: _decode_value(value) for key, value in recorded.items() if _is_restorable_key(base, key)}
     if len(attributes) != len(recorded):
         raise ValueError(f"attributes {sorted(set(recorded) - set(attributes))} cannot be restored")
     unrecorded = sorted(
@@ -334,8 +334,10 @@ def _prepare_classic(base: Any, snap: dict):
     return apply
 
 
-def _is_restorable_key(key: Any) -> bool:
-    return isinstance(key, str) and key.isidentifier() and _is_episode_attribute(key, None)
+def _is_restorable_key(base: Any, key: Any) -> bool:
+    """A plain attribute of the instance: never one that would shadow a method or class attribute (``step``)."""
+    return (isinstance(key, str) and key.isidentifier() and _is_episode_attribute(key, None)
+            and (key in vars(base) or not hasattr(type(base), key)))
 
 
 def _capture_custom(base: Any) -> dict:

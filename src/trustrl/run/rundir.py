@@ -30,6 +30,7 @@ from trustrl import checkpoint
 from trustrl.checkpoint_files import MAX_COUNT
 from trustrl.config import Config
 from trustrl.errors import TrustrlError
+from trustrl.files import check_name_length, writing
 from trustrl.links import open_nofollow, refuse_link, write_new
 
 #: Files and folders a run writes; their presence means "this directory holds a run".
@@ -47,7 +48,7 @@ class RunLock:
     """The one-writer lock of a run directory (created if missing); :meth:`release` or process exit frees it."""
 
     def __init__(self, run_dir: Path, what: str = "run directory"):
-        self.run_dir = run_dir
+        self.run_dir = check_name_length(run_dir, what)
         if run_dir.exists() and not run_dir.is_dir():
             raise TrustrlError(f"{what} {run_dir} exists and is not a directory")
         self.created = not run_dir.exists()  # so a start that fails can take the directory away again
@@ -257,8 +258,13 @@ def check_writable(run_dir: Path) -> None:
 def write_run_files(run_dir: Path, cfg: Config, command: list[str], resumed: bool = False) -> None:
     """``config.toml`` (the resolved config) and ``command.txt``; a resumed run appends its command line."""
     tmp = run_dir / ".config.toml.tmp"
-    write_new(tmp, cfg.to_toml().encode())
-    os.replace(tmp, run_dir / "config.toml")  # whole or not at all
+    with writing("the run's config", run_dir / "config.toml"):
+        try:
+            write_new(tmp, cfg.to_toml().encode())
+            os.replace(tmp, run_dir / "config.toml")  # whole or not at all
+        finally:
+            tmp.unlink(missing_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if resumed else os.O_TRUNC)
-    with os.fdopen(open_nofollow(run_dir / "command.txt", flags), "w") as f:
+    with writing("the run's command line", run_dir / "command.txt"), \
+            os.fdopen(open_nofollow(run_dir / "command.txt", flags), "w") as f:
         f.write(" ".join(command) + "\n")

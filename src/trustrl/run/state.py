@@ -25,8 +25,35 @@ class LoopState:
 
     @classmethod
     def from_json(cls, data: dict) -> "LoopState":
+        """The state a checkpoint recorded; a value of the wrong type or out of range (an edited record) is a
+        ValueError naming it, never a silent conversion."""
+        if not isinstance(data, dict):
+            raise ValueError(f"the loop state must be a table, got {type(data).__name__}")
         state = cls()
         for key, default in vars(cls()).items():
-            value = data.get(key, default)
-            setattr(state, key, default if value is None else type(default)(value))
+            value = data.get(key)  # missing (an older record) or null (not finite): the default
+            setattr(state, key, default if value is None else _checked(key, value, default))
         return state
+
+
+MAX_COUNT = 10**15  # updates, episodes, lengths: far beyond any run
+_ITEMS = {"recent_returns": float, "recent_lengths": int, "eval_seeds": int}
+
+
+def _checked(key: str, value: object, default: object) -> object:
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ValueError(f"loop.{key} must be a list, got {type(value).__name__}")
+        return [_number(f"loop.{key}[{i}]", item, _ITEMS[key]) for i, item in enumerate(value)]
+    return _number(f"loop.{key}", value, type(default))
+
+
+def _number(name: str, value: object, kind: type) -> int | float:
+    """An int in [0, MAX_COUNT], or a finite float (infinities are recorded as null)."""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            raise ValueError(f"{name} must be an integer from 0 to {MAX_COUNT:.0e}, got {value!r:.40}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r:.40}")
+    return float(value)

@@ -165,6 +165,8 @@ def _read_config(path: Path) -> dict:
         return tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CheckpointError(f"{path} cannot be read as a config ({str(exc).splitlines()[0][:200]})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} cannot be read as a config (nested too deeply)") from None
 
 
 def _register_env_again(saved: dict, where: Path, env: EnvFactory) -> None:
