@@ -21,6 +21,7 @@ import pytest
 import trustrl
 import trustrl.checkpoint
 import trustrl.metrics
+import trustrl.run.rundir
 from trustrl import checkpoint
 from trustrl.agent import load
 from trustrl.cli import main
@@ -62,6 +63,19 @@ def refuse_text_named(monkeypatch, suffix: str, code: int = errno.ENOSPC) -> Non
     monkeypatch.setattr(pathlib.Path, "write_text", full)
 
 
+def refuse_new_file_named(monkeypatch, suffix: str, code: int = errno.ENOSPC) -> None:
+    """A run directory's files created afresh (``write_new``) whose name ends with ``suffix`` fail as on a full
+    disk."""
+    write_new = trustrl.run.rundir.write_new
+
+    def full(path, data):
+        if path.name.endswith(suffix):
+            raise OSError(code, os.strerror(code), str(path))
+        return write_new(path, data)
+
+    monkeypatch.setattr(trustrl.run.rundir, "write_new", full)
+
+
 def refuse_open_in(monkeypatch, module, code: int = errno.ENOSPC) -> None:
     """``open`` for writing, as ``module`` calls it, fails as on a full disk."""
     def full(file, mode="r", *args, **kwargs):
@@ -88,7 +102,7 @@ IN_PROCESS = [
      "cannot write checkpoint best at step 4096 in {run}/checkpoints: the disk is full"),
     ("metrics.csv, full disk", lambda mp: refuse_open_in(mp, trustrl.metrics),
      "cannot write the metrics file {run}/metrics.csv: the disk is full"),
-    ("config.toml, full disk", lambda mp: refuse_text_named(mp, ".config.toml.tmp"),
+    ("config.toml, full disk", lambda mp: refuse_new_file_named(mp, ".config.toml.tmp"),
      "cannot write the run's config {run}/config.toml: the disk is full"),
 ]  # fmt: skip
 
