@@ -245,6 +245,33 @@ def test_trpo_learns_which_half_of_the_image_holds_the_dot(tmp_path):
     np.testing.assert_array_equal(agent.predict(np.stack([obs, obs]), deterministic=True)[0], [raw.unwrapped.side] * 2)
 
 
+def test_an_image_policy_exports_continues_and_is_seen_by_callbacks_as_it_acts(tmp_path):
+    """Images meet the other features: the exported module, predict on a flat image, --init-from between image
+    runs, and the agent a callback is given all take the observations the env gives."""
+    seen = []
+
+    def watch(step, row, agent):
+        obs, _ = gym.make("Dot-v0").reset(seed=step)
+        seen.append(agent.act(obs) == agent.act(obs.reshape(-1)))
+
+    sets = [IMPORTS, "run.n_steps=64"]
+    run = tmp_path / "dot"
+    trustrl.train("Dot-v0", overrides=sets, total_steps=512, run_dir=run, progress=False, callbacks=[watch])
+    assert seen and all(seen)
+    agent = trustrl.load(run)
+    raw = gym.make("Dot-v0")
+    images = np.stack([raw.reset(seed=s)[0] for s in range(64)])
+    flat = images.reshape(len(images), -1)
+    module = agent.to_torch()
+    np.testing.assert_array_equal(module(torch.from_numpy(flat.astype(np.float32))).numpy(), agent.act_batch(images))
+    traced = torch.jit.trace(module, torch.zeros(2, flat.shape[1]))
+    np.testing.assert_array_equal(traced(torch.from_numpy(flat.astype(np.float32))).numpy(), agent.act_batch(flat))
+    assert agent.predict(flat[0], deterministic=True)[0] == agent.act(images[0])  # one flat image: one action
+    again = trustrl.train("Dot-v0", overrides=sets, total_steps=512, run_dir=tmp_path / "again", progress=False,
+                          init_from=f"{run}:last")  # env.norm_obs is on by default; images have no statistics
+    assert again.steps == 512
+
+
 def dot_run(tmp_path, name, *layout):
     sets = [IMPORTS, "env.kwargs={channels_first = true}", "run.n_steps=32", "env.n_envs=4", *layout]
     assert main(["train", "Dot-v0", *[a for s in sets for a in ("--set", s)], "--total-steps", "384", "--quiet",

@@ -126,7 +126,7 @@ class Agent:
         if isinstance(observation, (list, tuple)) and observation and isinstance(observation[0], dict):
             return self.act_batch(observation, deterministic), state
         obs = np.asarray(observation)
-        shapes = [self.obs_norm.rms.shape]  # the normaliser is made with the (flat) observation space's shape
+        shapes = [self._observation_shape() or self.obs_norm.rms.shape]  # one flat observation
         if isinstance(self.observation_space, FlatBox) and self.observation_space.source.shape:
             shapes.append(tuple(self.observation_space.source.shape))  # a raw image
         if obs.shape in shapes:
@@ -139,9 +139,12 @@ class Agent:
     def to_torch(self) -> torch.nn.Module:
         """A plain ``torch.nn.Module``, detached from this agent, mapping a batch of raw float32 observations
         ``(B, obs_dim)`` to what ``act_batch(obs, deterministic=True)`` returns -- the normalisation and its
-        clip, the mean (Box, clipped to the bounds) or arg-max (Discrete, int64) -- as tensors; ready for
-        ``torch.jit.trace`` or ``torch.onnx.export`` (see :mod:`trustrl.exporting`)."""
-        return DeterministicPolicy(self.policy, self.obs_norm, self.action_space).eval()
+        clip, the mean (Box, clipped to the bounds) or the most likely action -- as tensors; ready for
+        ``torch.jit.trace`` or ``torch.onnx.export`` (see :mod:`trustrl.exporting`). Dict and image
+        observations go in flat, as the env trustrl makes gives them."""
+        shape = self._observation_shape()
+        obs_dim = None if shape is None else int(np.prod(shape))
+        return DeterministicPolicy(self.policy, self.obs_norm, self.action_space, obs_dim).eval()
 
     def check_env(self, env: gym.Env) -> None:
         """Refuse an env whose spaces differ from the checkpoint's (a policy still in training has none)."""

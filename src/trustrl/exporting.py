@@ -39,17 +39,21 @@ _INSTALL_HINT = "pip install 'trustrl[export]'"
 
 
 class DeterministicPolicy(nn.Module):
-    """Raw observations ``(B, obs_dim)`` float32 -> deterministic actions: ``(B, act_dim)`` float32 (Box) or
-    ``(B,)`` int64 (Discrete).
+    """Raw observations ``(B, obs_dim)`` float32 (flat: Dicts and images flattened as the env made by trustrl
+    gives them) -> deterministic actions: ``(B, act_dim)`` float32 (Box), ``(B,)`` int64 (Discrete), ``(B, k)``
+    int64 (MultiDiscrete, ``start`` included) or int8 (MultiBinary) -- the values and dtypes :meth:`Agent.act`
+    gives.
 
     A frozen snapshot: the policy is copied to the CPU with gradients off, and the normaliser's mean and
     ``sqrt(var + eps)`` are buffers. Normalising runs in float64, as :meth:`ObsNormalizer.normalize` does in
     numpy, so the network sees the very numbers :meth:`Agent.act` gives it.
     """
 
-    def __init__(self, policy: Policy, obs_norm: ObsNormalizer, action_space: gym.Space | None = None):
+    def __init__(self, policy: Policy, obs_norm: ObsNormalizer, action_space: gym.Space | None = None,
+                 obs_dim: int | None = None):
         super().__init__()
         self.policy = copy.deepcopy(policy).cpu().eval().requires_grad_(False)
+        self.obs_dim = int(obs_dim if obs_dim is not None else obs_norm.rms.shape[0])  # images: no statistics
         self.normalize = bool(obs_norm.enabled)
         self.obs_clip = float(obs_norm.clip)
         self.register_buffer("obs_mean", torch.as_tensor(np.asarray(obs_norm.rms.mean, np.float64)))
@@ -58,6 +62,7 @@ class DeterministicPolicy(nn.Module):
         if self.clip_action:
             self.register_buffer("action_low", torch.as_tensor(action_space.low))
             self.register_buffer("action_high", torch.as_tensor(action_space.high))
+        self.as_int8 = isinstance(action_space, gym.spaces.MultiBinary)  # the space's dtype, as act gives it
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.normalize:
@@ -67,12 +72,16 @@ class DeterministicPolicy(nn.Module):
         action = self.policy(x).mode()
         if self.clip_action:  # minimum/maximum, not clamp: ONNX's Clip takes scalar bounds only
             action = torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+        if self.as_int8:
+            action = action.to(torch.int8)
         return action
 
 
 def example_observations(module: DeterministicPolicy, batch: int = 2) -> Tensor:
     """A batch of observations to trace the module with (more than one row, so no size is taken as fixed)."""
-    return module.obs_mean.float().expand(batch, *module.obs_mean.shape).clone()
+    if module.normalize:
+        return module.obs_mean.float().expand(batch, module.obs_dim).clone()
+    return torch.zeros(batch, module.obs_dim)
 
 
 def check_output(out: str | Path, format: str, overwrite: bool = False) -> Path:

@@ -46,10 +46,10 @@ def start_from(parts: Parts, source: str) -> str:
         raise CheckpointError(f"run.init_from {source}: its policy does not fit this run's "
                               f"({_differences(record.config, cfg.to_dict(), 'policy') or policy_misfit})")
     normalised = bool(record.obs_norm.get("enabled", False))
-    if normalised != cfg.env.norm_obs:
+    if normalised != sampler.obs_norm.enabled:  # the normaliser built (off for images, whatever env.norm_obs says)
         raise CheckpointError(f"run.init_from {source}: env.norm_obs {toml_value(normalised)} vs "
-                              f"{toml_value(cfg.env.norm_obs)} (the policy acts on observations normalised as it "
-                              "was trained)")
+                              f"{toml_value(sampler.obs_norm.enabled)} (the policy acts on observations normalised "
+                              "as it was trained)")
     try:
         sampler.obs_norm.load_state(record.obs_norm)
     except (KeyError, ValueError, TypeError) as exc:

@@ -210,7 +210,8 @@ class Recorder:
         update (the run resumable from the policy it saw), and its exception goes on."""
         sampler = self.parts.sampler
         agent = TrainingAgent(self.parts.policy, done.obs_norm.copy(), None, self.parts.cfg, sampler.action_space,
-                              step_before=done.step_before, keep_copy=lambda: self._keep(done, row))
+                              sampler.observation_space, step_before=done.step_before,
+                              keep_copy=lambda: self._keep(done, row))
         stop = False
         try:
             with torch.random.fork_rng(devices=[]):  # a callback's draws are not the run's
