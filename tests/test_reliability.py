@@ -287,18 +287,20 @@ def test_an_overwrite_that_fails_before_its_first_checkpoint_leaves_the_old_run_
     assert files_of(run) == before
 
 
-def test_a_start_that_cannot_open_wandb_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "no-such-mode")  # W&B refuses it at once, after the run's first files exist
+def test_a_start_that_cannot_open_wandb_leaves_nothing_that_blocks_the_retry(tmp_path):
     fresh, mine = tmp_path / "fresh", tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's own")
-    for run in (fresh, mine):
-        assert main(["train", "cartpole-trpo", "--run-dir", str(run), "--set", "run.wandb=true", *SHORT]) == 2
-        assert "cannot start the Weights & Biases run" in one_error_line(capsys)
+    for run in (fresh, mine):  # in a process of its own: W&B keeps settings from a run earlier in this one
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+               "WANDB_MODE": "no-such-mode"}  # W&B refuses it at once, after the run's first files exist
+        proc = subprocess.run([sys.executable, "-m", "trustrl", "train", "cartpole-trpo", "--run-dir", str(run),
+                               "--set", "run.wandb=true", *SHORT], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith("error: ") and "cannot start the Weights & Biases run" in proc.stderr
     assert not fresh.exists()  # made by the start that failed: taken away with its files
     assert sorted(p.name for p in mine.iterdir()) == [".trustrl.lock", "notes.txt"]
     assert (mine / "notes.txt").read_text() == "the user's own"
-    monkeypatch.delenv("WANDB_MODE")
     for run in (fresh, mine):  # the same command, corrected: no --overwrite, no --resume needed
         assert main(["train", "cartpole-trpo", "--run-dir", str(run), *SHORT]) == 0
         assert checkpoint.load(run, "last").step == 2048
