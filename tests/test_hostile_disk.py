@@ -95,7 +95,7 @@ IN_PROCESS = [
      "cannot write checkpoint best at step 4096 in {run}/checkpoints: the disk is full"),
     ("weights, read-only file system", lambda mp: mp.setattr(trustrl.checkpoint, "save_file", refused(errno.EROFS)),
      "cannot write checkpoint best at step 4096 in {run}/checkpoints: the file system is read-only"),
-    ("weights temp file, permission denied", lambda mp: mp.setattr(trustrl.checkpoint, "_temp_path",
+    ("weights temp file, permission denied", lambda mp: mp.setattr(trustrl.checkpoint, "temp_beside",
                                                                    refused(errno.EACCES)),
      "cannot write checkpoint best at step 4096 in {run}/checkpoints: permission denied"),
     ("record, full disk", lambda mp: refuse_open_in(mp, trustrl.checkpoint),

@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from trustrl.checkpoint_files import FORMAT_VERSION, MAX_WEIGHTS_BYTES
 from trustrl.checkpoint_files import read_record as _read_record
 from trustrl.checkpoint_files import read_weights as _read_weights
 from trustrl.errors import CheckpointError
-from trustrl.files import cause, check_name_length
+from trustrl.files import FILE_MODE, cause, check_name_length, temp_beside
 from trustrl.import_paths import never_import_from
 from trustrl.links import inside, refuse_link
 from trustrl.tensor_tree import join_tensors, split_tensors
@@ -140,7 +139,7 @@ def _save(directory: Path, tag: str, weights_file: str, written: list[Path], pol
         state_json, state_tensors = split_tensors(state)
         tensors.update({f"state/{k}": v for k, v in state_tensors.items()})
     weights_path = directory / weights_file
-    tmp = _temp_path(directory, weights_file)
+    tmp = temp_beside(directory, weights_file)
     written.append(tmp)
     # One metadata key: safetensors keeps metadata in a hash map, so two keys come out in either
     # order and the same weights would not give the same bytes (and SHA-256) from run to run.
@@ -151,7 +150,7 @@ def _save(directory: Path, tag: str, weights_file: str, written: list[Path], pol
         if code is None:
             raise
         raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
-    os.chmod(tmp, _FILE_MODE)  # the file save_file leaves is 0600
+    os.chmod(tmp, FILE_MODE)  # the file save_file leaves is 0600
     digest = _sha256(tmp)
     _fsync(tmp)  # on disk before the record that names it can be
     os.replace(tmp, weights_path)
@@ -319,29 +318,8 @@ def has_digest(path: Path, digest: object) -> bool:
         return False
 
 
-def _temp_path(directory: Path, name: str) -> Path:
-    """A fresh temporary file beside ``name``, with the mode any file this process creates gets (mkstemp's
-    is 0600, which would hide checkpoints from a teammate who can read the rest of the run)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-    finally:
-        os.close(fd)
-    return Path(tmp)
-
-
-def _default_file_mode() -> int:
-    """0666 less the process's umask, read once (setting the umask to read it is not thread-safe later)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _default_file_mode()
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = _temp_path(path.parent, path.name)
+    tmp = temp_beside(path.parent, path.name)
     try:
         with open(tmp, "w") as f:
             f.write(text)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trustrl.checkpoint import _temp_path  # the one place that makes a file beside its target, with the usual mode
 from trustrl.errors import TrustrlError
+from trustrl.files import temp_beside
 
 if TYPE_CHECKING:
     from trustrl.nets import Policy
@@ -109,7 +109,7 @@ def export_module(module: DeterministicPolicy, out: str | Path, format: str, ove
     """
     out = check_output(out, format, overwrite)
     writer = _write_onnx if format == "onnx" else _write_torchscript
-    tmp = _temp_path(out.parent, out.name)  # with the mode of any file this process writes
+    tmp = temp_beside(out.parent, out.name)  # with the mode of any file this process writes
     try:
         writer(module, tmp)
         os.replace(tmp, out)

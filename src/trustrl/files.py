@@ -12,6 +12,7 @@ import errno
 import os
 import resource
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -89,3 +90,26 @@ def check_name_length(path: str | os.PathLike, what: str) -> Path:
     if len(os.fsencode(str(path.absolute()))) >= 4096:
         raise TrustrlError(f"{what} {str(path)[:80]}...: the path is longer than the file system allows (4096)")
     return path
+
+
+def temp_beside(directory: Path, name: str) -> Path:
+    """A fresh temporary file in ``directory`` for writing ``name`` and renaming it into place, with the mode
+    any file this process creates gets (mkstemp's is 0600, which would hide checkpoints from a teammate who can
+    read the rest of the run)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
+def _default_file_mode() -> int:
+    """0666 less the process's umask, read once (setting the umask to read it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: The mode a file this process creates gets: 0666 less the umask.
+FILE_MODE = _default_file_mode()
