@@ -84,7 +84,9 @@ def test_collect_by_steps_keeps_whole_episodes_and_box_actions_in_bounds(tmp_pat
         with torch.no_grad():
             dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(ep.observations[:-1])))
         np.testing.assert_allclose(mean, dist.mean, atol=1e-5)
-        np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(ep.actions)), atol=1e-4)
+        draws = ep.infos["behaviour_draw"][:-1]  # the log-probability is the draw's, before clipping
+        np.testing.assert_array_equal(np.clip(draws, -2.0, 2.0), ep.actions)
+        np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(draws)), atol=1e-4)
 
 
 def test_an_existing_dataset_is_kept_unless_overwrite(behaviour_run, minari_root, capsys):

@@ -57,6 +57,25 @@ class DiagGaussian:
         return {"mean": self.mean, "log_std": self.log_std}
 
 
+def censored_log_prob(dist: DiagGaussian, actions: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """log-likelihood of actions that were clipped to ``[low, high]`` after a draw from ``dist``.
+
+    A coordinate exactly on a finite bound stands for every draw beyond it: its likelihood is the Gaussian's
+    tail mass there, log P(x >= high) or log P(x <= low), not the density at the bound (which is no
+    probability, so pi/beta of two densities at a bound is no importance weight). Other coordinates -- inside
+    the bounds, or beyond them (a stored draw) -- keep the density. Summed over action dimensions.
+    """
+    std = dist.std
+    z = (actions - dist.mean) / std
+    density = -0.5 * z.pow(2) - dist.log_std - 0.5 * _LOG_2PI
+    # an infinite bound censors nothing; finite stand-ins keep the unused branch (and its gradient) finite
+    finite_high, finite_low = torch.isfinite(high), torch.isfinite(low)
+    upper = torch.special.log_ndtr((dist.mean - torch.where(finite_high, high, 0.0)) / std)
+    lower = torch.special.log_ndtr((torch.where(finite_low, low, 0.0) - dist.mean) / std)
+    on_high, on_low = (actions == high) & finite_high, (actions == low) & finite_low
+    return torch.where(on_high, upper, torch.where(on_low, lower, density)).sum(-1)
+
+
 class Categorical:
     """A batch of categorical distributions over ``n`` actions, from unnormalised logits."""
 

@@ -43,9 +43,10 @@ def make_algorithm(cfg: Config, policy: Policy, critic: ValueNet, generator: tor
 
 
 def make_offline_algorithm(
-    cfg: Config, policy: Policy, critic: ValueNet, generator: torch.Generator, behaviour_return: float
+    cfg: Config, policy: Policy, critic: ValueNet, generator: torch.Generator, behaviour_return: float,
+    censor_at: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> OfflineTRPO:
     if not ALGORITHMS[cfg.algo.name].capabilities.offline:
         raise ConfigError(f"offline training takes trust-region steps: algo.name must be "
                           f"{' or '.join(able('offline'))}, got {cfg.algo.name!r}")
-    return OfflineTRPO(policy, critic, cfg.algo, cfg.critic, generator, cfg.offline, behaviour_return)
+    return OfflineTRPO(policy, critic, cfg.algo, cfg.critic, generator, cfg.offline, behaviour_return, censor_at)

@@ -14,6 +14,10 @@ Schulman et al. 2015, eq. 14, with the sampling distribution q = beta:
   recomputing its targets.
 - A_beta: GAE over the dataset's episodes with that critic (the run loop
   computes it; the data and the critic no longer change).
+- Box actions: a dataset trustrl collected holds the draws before clipping (and their log-probabilities),
+  which training uses. Another tool's dataset holds only executed actions: a coordinate exactly on a bound
+  was clipped there, and its likelihood is the Gaussian's tail mass beyond the bound, for pi and beta alike
+  (:func:`~trustrl.distributions.censored_log_prob`; the maximum-likelihood fit is censored the same way).
 - Importance weights: ``self-normalised`` by default -- w / mean(w) over the
   minibatch (weighted importance sampling: biased by O(1/n), but bounded, and
   its gradient subtracts the surrogate's value as a baseline); or ``clipped``
@@ -33,6 +37,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,7 +47,7 @@ from trustrl.algos.base import Algorithm, make_fitter
 from trustrl.algos.natural import bound_holds
 from trustrl.algos.trpo import TRPOConfig, step_stats
 from trustrl.batch import Batch
-from trustrl.distributions import Distribution
+from trustrl.distributions import Distribution, censored_log_prob
 from trustrl.nets import Policy, ValueNet, distribution_of, keep_in_bounds
 from trustrl.trust_region import scheduled_max_kl, trust_region_step
 
@@ -62,6 +68,14 @@ def importance_weights(log_ratio: Tensor, scheme: str, clip: float) -> Tensor:
     return w / w.mean()
 
 
+def censoring_bounds(space: gym.Space, device: str = "cpu") -> tuple[Tensor, Tensor] | None:
+    """A Box space's bounds, where actions on them were clipped there; None for other spaces or no finite bound."""
+    if not isinstance(space, gym.spaces.Box) or not np.isfinite(np.r_[space.low, space.high]).any():
+        return None
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.float32).reshape(-1), device=device)  # noqa: E731
+    return as_tensor(space.low), as_tensor(space.high)
+
+
 class OfflineTRPO(Algorithm):
     def __init__(
         self,
@@ -72,6 +86,7 @@ class OfflineTRPO(Algorithm):
         generator: torch.Generator,
         offline: OfflineConfig,
         behaviour_return: float = float("nan"),
+        censor_at: tuple[Tensor, Tensor] | None = None,
     ):
         self.policy = policy
         self.critic = critic
@@ -84,6 +99,20 @@ class OfflineTRPO(Algorithm):
         self.estimated_log_probs: Tensor | None = None
         self.critic_stats: dict[str, float] = {}
         self.behaviour_return = behaviour_return  # the dataset's mean episode return, for metrics.csv
+        self.censor_at = censor_at  # (low, high): the dataset's Box actions were clipped to these, no draws kept
+
+    def log_prob(self, dist: Distribution, actions: Tensor) -> Tensor:
+        """log pi(a|s) of the dataset's actions: censored at the bounds when they are executed (clipped) ones."""
+        if self.censor_at is None:
+            return dist.log_prob(actions)
+        return censored_log_prob(dist, actions, *self.censor_at)
+
+    def _on_bound(self, actions: Tensor) -> int:
+        """Steps with a coordinate on a finite bound: clipped actions, when the dataset keeps no draws."""
+        if self.censor_at is None:
+            return 0
+        low, high = self.censor_at
+        return int(((actions == low) | (actions == high)).reshape(len(actions), -1).any(-1).sum())
 
     def prepare(self, batch: Batch) -> list[str]:
         obs, actions = batch.flat("obs"), batch.flat("actions")
@@ -93,7 +122,7 @@ class OfflineTRPO(Algorithm):
             fitted = self.policy(obs)
         self.beta_source = "dataset" if batch.behaviour_log_probs is not None else "maximum likelihood"
         if batch.behaviour_log_probs is None:
-            self.estimated_log_probs = fitted.log_prob(actions).detach()
+            self.estimated_log_probs = self.log_prob(fitted, actions).detach()
             notes.append("the dataset has no behaviour log-probabilities: estimated beta by maximum likelihood "
                          f"({self.offline.bc_epochs} epochs, mean negative log-likelihood {nll:.3f})")
         if batch.behaviour_params is None:
@@ -101,6 +130,14 @@ class OfflineTRPO(Algorithm):
             if batch.behaviour_log_probs is not None:
                 notes.append("the dataset has no behaviour distribution parameters: KL(beta || pi) uses beta's "
                              "maximum-likelihood estimate")
+        clipped = self._on_bound(actions)
+        if clipped:
+            if batch.behaviour_log_probs is not None:  # densities at a bound: recomputed as tail masses
+                with torch.no_grad():
+                    self.estimated_log_probs = self.log_prob(self._beta(batch), actions)
+            notes.append(f"{clipped} of {len(actions)} actions have a coordinate on a bound of the action space "
+                         "and the dataset keeps no draws before clipping: there, log pi and log beta are the "
+                         "Gaussian's tail mass beyond the bound (censored)")
         for _ in range(self.offline.critic_rounds):
             compute_advantages(batch, self.critic, self.cfg.gamma, self.cfg.gae_lambda, normalize=False)
             self.critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
@@ -152,7 +189,7 @@ class OfflineTRPO(Algorithm):
             old = self.policy(obs).detach()
 
         def surrogate(dist: Distribution) -> Tensor:
-            w = importance_weights(dist.log_prob(actions) - beta_log_probs, offline.weights, offline.weight_clip)
+            w = importance_weights(self.log_prob(dist, actions) - beta_log_probs, offline.weights, offline.weight_clip)
             return (w * advantages).mean() + cfg.entropy_coef * dist.entropy().mean()
 
         def start() -> tuple[Tensor, Tensor]:
@@ -175,7 +212,7 @@ class OfflineTRPO(Algorithm):
         keep_in_bounds(self.policy)  # after every step: the next minibatch starts with log-std inside its bounds
         with torch.no_grad():
             dist = self.policy(obs)
-            w = (dist.log_prob(actions) - beta_log_probs).clamp(-30.0, 30.0).exp()
+            w = (self.log_prob(dist, actions) - beta_log_probs).clamp(-30.0, 30.0).exp()
             kl = float(old.kl(dist).mean())
         return {
             **step_stats(step),
@@ -192,13 +229,13 @@ class OfflineTRPO(Algorithm):
             order = torch.randperm(n, generator=self.generator)
             for lo in range(0, n, self.offline.bc_minibatch):
                 idx = order[lo : lo + self.offline.bc_minibatch]
-                loss = -self.policy(obs[idx]).log_prob(actions[idx]).mean()
+                loss = -self.log_prob(self.policy(obs[idx]), actions[idx]).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
         keep_in_bounds(self.policy)  # Adam knows no bound: the first trust-region step starts inside them
         with torch.no_grad():
-            return float(-self.policy(obs).log_prob(actions).mean())
+            return float(-self.log_prob(self.policy(obs), actions).mean())
 
     def info(self) -> dict:
         return {"behaviour_source": self.beta_source}

@@ -1,9 +1,11 @@
 """Collecting Minari datasets: roll out a checkpoint's policy (or a uniform one) and write what it did.
 
 Observations are stored raw (unnormalised); for Box actions the stored action
-is the one the env executed (clipped to the bounds). Each episode's ``infos``
-records the behaviour policy's log-probability of each action and its
-distribution parameters (see :mod:`trustrl.datasets.read`), so offline
+is the one the env executed (clipped to the bounds), and ``infos`` keeps the
+Gaussian's draw before clipping with the draw's log-probability: a clipped
+action has no density, the draw does. Each episode's ``infos`` records the
+behaviour policy's log-probability of each action (of each draw, for Box) and
+its distribution parameters (see :mod:`trustrl.datasets.read`), so offline
 training knows beta exactly. An episode of an env with no time limit is cut at
 :data:`trustrl.episodes.EPISODE_STEP_CAP` steps and stored as truncated.
 """
@@ -23,7 +25,7 @@ import torch
 from trustrl import checkpoint
 from trustrl.agent import Agent, load
 from trustrl.config import EnvConfig, check_count, check_seed
-from trustrl.datasets.read import LOG_PROB_KEY, PARAM_PREFIX, valid_id
+from trustrl.datasets.read import DRAW_KEY, LOG_PROB_KEY, PARAM_PREFIX, valid_id
 from trustrl.datasets.replace import settle, staged, swap_in
 from trustrl.display import NOT_RENDERING, gl_failures_explained
 from trustrl.distributions import Bernoulli, Categorical, Distribution, MultiCategorical
@@ -92,7 +94,8 @@ def collect(
         action_space = env.action_space
         behaviour = _RandomBehaviour(action_space) if random else _PolicyBehaviour(loaded, action_space)
         buffers, returns = _roll_out(env, behaviour, episodes, steps, seed)
-        description, extra = _provenance(env_cfg.id, None if random else loaded, tag, seed, len(buffers))
+        description, extra = _provenance(env_cfg.id, None if random else loaded, tag, seed, len(buffers),
+                                         isinstance(action_space, gym.spaces.Box))
         _write_dataset(dataset_id, buffers, env, overwrite, description, extra, random)
     finally:
         close_env(env, COLLECTION_ENV)
@@ -125,7 +128,8 @@ def _check_request(dataset_id: str, episodes: int | None, steps: int | None, see
     return target
 
 
-def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes: int) -> tuple[str, dict]:
+def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes: int,
+                box: bool) -> tuple[str, dict]:
     """The dataset's description and the metadata that say where it came from (``loaded`` None: random actions)."""
     source = "a uniform random policy" if loaded is None else (
         f"the {tag!r} checkpoint of {loaded.checkpoint.path.parent.parent} (step {loaded.checkpoint.step})"
@@ -136,6 +140,10 @@ def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes
         f"infos['{PARAM_PREFIX}<param>'][t] = the behaviour distribution's parameters at observations[t] "
         "(logits, or mean and log_std); the last entry of each (the final observation) is NaN."
     )
+    if loaded is not None and box:
+        description += (f" Box actions: actions[t] is what the env executed, clipped to the bounds; "
+                        f"infos['{DRAW_KEY}'][t] is the Gaussian draw before clipping, and "
+                        f"infos['{LOG_PROB_KEY}'][t] the draw's log-density.")
     extra = {
         "behaviour": "random" if loaded is None else "policy",
         "checkpoint": None if loaded is None else str(loaded.checkpoint.path),
@@ -147,7 +155,8 @@ def _provenance(env_id: str, loaded: Agent | None, tag: str, seed: int, episodes
 
 
 class _PolicyBehaviour:
-    """Samples from a checkpoint's policy; Box actions are clipped to the bounds before storing."""
+    """Samples from a checkpoint's policy. A Box draw is clipped to the bounds for the env (and stored so);
+    its log-probability is the draw's, which is recorded too (``params['draw']``)."""
 
     def __init__(self, loaded: Agent, action_space: gym.Space):
         self.loaded = loaded
@@ -158,13 +167,15 @@ class _PolicyBehaviour:
     def __call__(self, obs: np.ndarray) -> tuple[Any, float, dict[str, np.ndarray]]:
         x = torch.from_numpy(self.loaded.obs_norm.normalize(np.asarray(obs)[None]))
         dist = self.loaded.policy(x)
-        action = dist.sample()
-        if self.box:
-            low = torch.as_tensor(self.space.low, dtype=action.dtype)
-            high = torch.as_tensor(self.space.high, dtype=action.dtype)
-            action = torch.maximum(torch.minimum(action, high), low)
-        log_prob = float(dist.log_prob(action)[0])
+        draw = dist.sample()
+        log_prob = float(dist.log_prob(draw)[0])
         params = {k: v[0].numpy().astype(np.float32) for k, v in dist.params().items()}
+        action = draw
+        if self.box:
+            low = torch.as_tensor(self.space.low, dtype=draw.dtype)
+            high = torch.as_tensor(self.space.high, dtype=draw.dtype)
+            action = torch.maximum(torch.minimum(draw, high), low)
+            params["draw"] = draw[0].numpy().astype(np.float32)
         return _stored(action[0], self.space), log_prob, params
 
 

@@ -9,9 +9,15 @@ for the final observation, is NaN):
     log beta(a_t | s_t) of the stored action under the behaviour policy.
 ``behaviour_logits`` / ``behaviour_mean`` and ``behaviour_log_std``
     the behaviour distribution's parameters (Discrete, MultiDiscrete, MultiBinary / Box).
+``behaviour_draw``
+    Box actions: the Gaussian's draw before it was clipped to the bounds into the stored (executed) action;
+    ``behaviour_log_prob`` is then the draw's log-density. Offline training learns from the draws: the
+    draw, unlike the clipped action, has a density under every Gaussian, so pi/beta is an importance weight.
 
 trustrl's own ``collect`` writes them (:mod:`trustrl.datasets.collect`);
-another tool's dataset without them is still read.
+another tool's dataset without them is still read. There, a Box action exactly on a bound was (most likely)
+clipped there: offline training gives that coordinate the Gaussian's tail mass beyond the bound
+(:func:`trustrl.distributions.censored_log_prob`), for pi and beta alike.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from trustrl.errors import ConfigError, TrustrlError
 
 LOG_PROB_KEY = "behaviour_log_prob"
 PARAM_PREFIX = "behaviour_"
+DRAW_KEY = "behaviour_draw"
 
 @dataclass
 class Episode:
@@ -41,6 +48,7 @@ class Episode:
     truncated: np.ndarray  # (T,) bool; an episode that just stops is marked truncated at its last step
     log_probs: np.ndarray | None  # (T,) behaviour log-probabilities, if recorded
     params: dict[str, np.ndarray] | None  # behaviour distribution parameters, (T, k) each, if recorded
+    draws: np.ndarray | None = None  # (T, act_dim) Box actions before clipping, if recorded
 
     @property
     def length(self) -> int:
@@ -64,6 +72,10 @@ class OfflineData:
     @property
     def has_params(self) -> bool:
         return all(ep.params is not None for ep in self.episodes)
+
+    @property
+    def has_draws(self) -> bool:
+        return all(ep.draws is not None for ep in self.episodes)
 
     @property
     def n_steps(self) -> int:
@@ -132,6 +144,8 @@ def _read(dataset, spec: str | Path) -> OfflineData:
         log_probs = _info(infos, LOG_PROB_KEY, T)
         params = {name: _info(infos, PARAM_PREFIX + name, T) for name in _param_names(act_space)}
         params = params if all(v is not None for v in params.values()) else None
+        where = f"dataset {dataset.id}, episode {ep.id}"
+        draws = _draws(where, infos, np.asarray(ep.actions), act_space) if log_probs is not None else None
         episodes.append(
             Episode(
                 observations=obs,
@@ -141,6 +155,7 @@ def _read(dataset, spec: str | Path) -> OfflineData:
                 truncated=truncated,
                 log_probs=log_probs,
                 params=params,
+                draws=draws,
             )
         )
     if not episodes:
@@ -193,6 +208,23 @@ def _outside(space: gym.Space, actions: np.ndarray) -> int | None:
     else:
         return None
     return _first_step((actions < low) | (actions > high) | (actions != np.round(actions)))
+
+
+def _draws(where: str, infos: dict, actions: np.ndarray, space: gym.Space) -> np.ndarray | None:
+    """The recorded draws behind Box actions, or None; draws that do not clip to the stored actions are an
+    error (their log-probabilities would weigh actions that were never executed)."""
+    if not isinstance(space, gym.spaces.Box) or DRAW_KEY not in infos:
+        return None
+    T = len(actions)
+    draws = _info(infos, DRAW_KEY, T)
+    if draws is None or draws.shape != (T, *space.shape):
+        return None
+    clipped = np.clip(draws.astype(np.float32), space.low, space.high)
+    bad = _first_step(clipped != actions.reshape(clipped.shape).astype(np.float32))
+    if bad is not None:
+        raise TrustrlError(f"{where}: infos['{DRAW_KEY}'] at step {bad} does not clip to the stored action "
+                           f"(the action space's bounds): the dataset's records disagree")
+    return draws
 
 
 def check_dataset_fits(data: OfflineData, env: gym.Env) -> None:

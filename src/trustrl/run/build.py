@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from trustrl.algos import make_algorithm, make_offline_algorithm
+from trustrl.algos.offline_trpo import censoring_bounds
 from trustrl.config import Config
 from trustrl.datasets.read import check_dataset_fits, read_dataset
 from trustrl.display import NOT_RENDERING, gl_failures_explained
@@ -118,7 +119,9 @@ def offline(cfg: Config, policy_factory, log) -> Parts:
         columns=64,
         device=cfg.run.device,
     )
-    algo = make_offline_algorithm(cfg, policy, critic, generator, sampler.behaviour_return)
+    # executed Box actions, without the draws behind them, are censored at the bounds they were clipped to
+    censor_at = None if data.has_draws else censoring_bounds(act_space, cfg.run.device)
+    algo = make_offline_algorithm(cfg, policy, critic, generator, sampler.behaviour_return, censor_at)
     message = (f"dataset {data.dataset_id}: {len(data.episodes)} episodes, {data.n_steps} transitions, "
                f"behaviour return {sampler.behaviour_return:.1f} ± {float(data.returns.std()):.1f}")
     log(message)

@@ -4,7 +4,8 @@ Episodes are packed end to end into ``N`` columns of near-equal length, so a
 dataset reads as one ``T x N`` :class:`Batch` (``T ~ n / N``) and GAE runs
 over ``T`` rows instead of ``n``. Columns are padded at the bottom with
 terminated zero-reward steps that ``Batch.valid`` leaves out; every column's
-last real step ends an episode, so no value leaks across. Observation (and,
+last real step ends an episode, so no value leaks across. Box actions recorded with
+their draws before clipping are learned from as those draws (see :mod:`trustrl.datasets.read`). Observation (and,
 with reward normalisation, reward) statistics are computed once from the
 dataset and frozen: they are the data's, not the learner's.
 """
@@ -86,6 +87,7 @@ def dataset_digest(data: OfflineData) -> str:
         arrays = [ep.observations, ep.actions, ep.rewards, ep.terminated, ep.truncated]
         arrays += [ep.log_probs] if ep.log_probs is not None else []
         arrays += [ep.params[k] for k in sorted(ep.params)] if ep.params is not None else []
+        arrays += [ep.draws] if ep.draws is not None else []
         for array in arrays:
             array = np.ascontiguousarray(array)
             h.update(f"{array.dtype.str}{array.shape}".encode())
@@ -135,7 +137,7 @@ def pack(data: OfflineData, obs_norm: ObsNormalizer, reward_scaler: RewardScaler
             ep = episodes[i]
             sl = slice(t, t + ep.length)
             obs[sl, c] = obs_norm.normalize(ep.observations[:-1])
-            act[sl, c] = ep.actions.reshape(ep.length, *act_shape)
+            act[sl, c] = (ep.draws if data.has_draws else ep.actions).reshape(ep.length, *act_shape)
             rew[sl, c] = reward_scaler.scale(ep.rewards)
             term[sl, c] = ep.terminated
             trunc[sl, c] = ep.truncated & ~ep.terminated
