@@ -80,13 +80,16 @@ def test_the_bench_lock_adds_only_what_the_default_lock_lacks():
     assert {"stable-baselines3", "sb3-contrib"} <= set(bench) and not set(bench) & set(LOCK)
 
 
-def test_the_lock_refresh_refuses_a_cuda_torch():
+def test_the_lock_refresh_refuses_a_cuda_torch(capsys):
     spec = importlib.util.spec_from_file_location("lock_tool", ROOT / "tools" / "lock.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     tool.check_cpu_torch({"torch": ("2.13.0+cpu", "0" * 64), "numpy": ("2.4.6", "1" * 64)})
-    with pytest.raises(SystemExit, match="^error: pip resolved torch 2.13.0 with nvidia-cublas"):
+    with pytest.raises(SystemExit) as stop:
         tool.check_cpu_torch({"torch": ("2.13.0", "0" * 64), "nvidia-cublas": ("13.0", "1" * 64)})
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: pip resolved torch 2.13.0 with nvidia-cublas")
+    assert len(err.splitlines()) == 1
 
 
 def _installed(name: str) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -34,7 +35,7 @@ TORCH = "torch==2.13.0"
 #: install (built without isolation, from the lock) and the installer itself.
 TOOLS = ("setuptools>=77", "pip")
 HEADER = """\
-# {what}, pinned with the SHA-256 of the file pip installs on Linux x86_64, CPython 3.11.
+# {what}, pinned with the SHA-256 of the file pip installs on {platform}.
 # Made by `make lock` (tools/lock.py); installed by `make {target}` with pip --require-hashes --no-deps.
 # trustrl itself is installed editable from the checkout and is not listed.
 """
@@ -71,15 +72,17 @@ def resolve(requirements: list[str], constraints: dict[str, str] | None = None) 
 
 def render(pins: dict[str, tuple[str, str]], what: str, target: str) -> str:
     lines = [f"{name}=={version} --hash=sha256:{sha}" for name, (version, sha) in sorted(pins.items())]
-    return HEADER.format(what=what, target=target) + "\n".join(lines) + "\n"
+    here = f"{platform.system()} {platform.machine()}, CPython {sys.version_info.major}.{sys.version_info.minor}"
+    return HEADER.format(what=what, target=target, platform=here) + "\n".join(lines) + "\n"
 
 
 def check_cpu_torch(pins: dict[str, tuple[str, str]]) -> None:
     version = pins.get("torch", ("none", ""))[0]
     cuda = sorted(name for name in pins if name.startswith("nvidia-"))
     if not version.endswith("+cpu") or cuda:
-        sys.exit(f"error: pip resolved torch {version}{' with ' + ', '.join(cuda[:3]) if cuda else ''}, not the CPU "
-                 "build: run `make lock` where the torch==2.13.0+cpu wheel is on pip's find-links")
+        print(f"error: pip resolved torch {version}{' with ' + ', '.join(cuda[:3]) if cuda else ''}, not the CPU "
+              "build: run `make lock` where the torch==2.13.0+cpu wheel is on pip's find-links", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:
