@@ -29,6 +29,7 @@ from trustrl.errors import CheckpointError, EnvUnavailableError, TrustrlError
 from trustrl.exporting import DeterministicPolicy
 from trustrl.nets import Policy, make_policy
 from trustrl.normalization import ObsNormalizer
+from trustrl.versions import note_differences
 
 #: A function that makes a new env each time it is called (``render_mode`` is passed when filming).
 EnvFactory = Callable[..., gym.Env]
@@ -165,6 +166,7 @@ def load(run: str | Path, checkpoint: str = "last", env: EnvSpec | None = None,
     ckpt.check_tag(checkpoint)
     env_kwargs = arguments.mapping("env_kwargs", env_kwargs)
     record = ckpt.load(arguments.path("run", run), checkpoint)
+    note_differences(record.versions, record.path)
     if env is not None and not isinstance(env, str):  # the function that made the run's env keeps its id
         env = register_again(env, record.config.get("env", {}).get("id", ""))
     config = _config_of(record, env, env_kwargs or {})

@@ -27,9 +27,8 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save_file
 
+from trustrl import versions as library_versions
 from trustrl.checkpoint_files import FORMAT_VERSION, MAX_WEIGHTS_BYTES
 from trustrl.checkpoint_files import read_record as _read_record
 from trustrl.checkpoint_files import read_weights as _read_weights
@@ -85,6 +85,7 @@ class Checkpoint:
     critic_state: dict[str, torch.Tensor]
     extra: dict[str, Any]
     state: dict[str, Any] | None = None  # the training state (``last`` only), tensors restored in place
+    versions: dict[str, str] = field(default_factory=dict)  # the libraries it was written with (none: an old one)
 
 
 def save(
@@ -241,6 +242,7 @@ def load(path: str | Path, tag: str = "last") -> Checkpoint:
         critic_state=critic_state,
         extra=record.get("extra", {}),
         state=state,
+        versions=library_versions.recorded(record.get("versions")),
     )
 
 
@@ -282,18 +284,8 @@ def resolve(path: str | Path, tag: str = "last") -> Path:
 
 
 def versions() -> dict[str, str]:
-    import gymnasium
-    import numpy
-
-    import trustrl
-
-    return {
-        "trustrl": trustrl.__version__,
-        "torch": torch.__version__,
-        "gymnasium": gymnasium.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
+    """The library versions a checkpoint records (:mod:`trustrl.versions`)."""
+    return library_versions.running()
 
 
 def _previous_weights(record_path: Path) -> str | None:

@@ -37,6 +37,7 @@ from trustrl.run.result import TrainResult
 from trustrl.run.rundir import ASIDE, RunLock, check_writable, prepare_run_dir, recover, write_run_files
 from trustrl.run.state import LoopState
 from trustrl.run.writer import RunWriter
+from trustrl.versions import note_differences
 
 
 def train(
@@ -133,6 +134,7 @@ def resume(
                 raise CheckpointError(f"checkpoint {ckpt.path} holds no training state (written by an older "
                                       "trustrl); it can be evaluated but not resumed")
             saved, where = ckpt.config, ckpt.path
+            note_differences(ckpt.versions, ckpt.path)
         if env is not None:
             _register_env_again(saved, where, env)
         cfg = _resumed_config(saved, where, total_steps, epochs, layout, env_kwargs or {})
