@@ -195,3 +195,43 @@ def test_a_dataset_from_minaris_data_collector_fits_beta_and_censors_clipped_act
     assert any("estimated beta by maximum likelihood" in n for n in notes)
     assert any("have a coordinate on a bound of the action space" in n and "censored" in n for n in notes), notes
     assert math.isfinite(result.eval_last)
+
+
+def test_recorded_densities_at_a_bound_are_replaced_by_tail_masses_of_the_recorded_beta():
+    """A dataset that records beta's parameters and log-densities of clipped actions (what collect wrote
+    before it kept the draws): at a bound the log-probability is recomputed as the tail mass of the
+    recorded Gaussian; elsewhere the recorded value is kept."""
+    from minari.data_collector import EpisodeBuffer
+
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(3)
+    T, mean, std = 40, 1.2, 1.0
+    draws = mean + std * rng.standard_normal((T, 1))
+    actions = np.clip(draws, -2.0, 2.0).astype(np.float32)
+    density = -0.5 * ((actions[:, 0] - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
+    obs, _ = env.reset(seed=0)
+    nan = np.full((1, 1), np.nan, np.float32)
+    buffer = EpisodeBuffer(
+        id=0, observations=np.repeat(obs[None], T + 1, 0), actions=actions, rewards=np.zeros(T),
+        terminations=np.zeros(T, bool), truncations=np.r_[np.zeros(T - 1, bool), True],
+        infos={LOG_PROB_KEY: np.r_[density, np.nan].astype(np.float32),
+               "behaviour_mean": np.r_[np.full((T, 1), mean, np.float32), nan],
+               "behaviour_log_std": np.r_[np.full((T, 1), math.log(std), np.float32), nan]})
+    with pytest.warns(UserWarning):
+        minari.create_dataset_from_buffers("pendulum/densities-v0", [buffer], env=env)
+    data = read_dataset("pendulum/densities-v0")
+    assert data.has_log_probs and data.has_params and not data.has_draws
+    batch = DatasetSampler(data, ObsNormalizer((3,), False), RewardScaler(1, 0.99, False)).batch
+    cfg = config.load("pendulum-trpo", ["offline.bc_epochs=1", "offline.critic_rounds=1"])
+    policy = GaussianPolicy(3, 1, cfg.policy)
+    algo = OfflineTRPO(policy, make_critic(gym.spaces.Box(-np.inf, np.inf, (3,)), cfg.critic), cfg.algo, cfg.critic,
+                       torch.Generator().manual_seed(0), cfg.offline,
+                       censor_at=censoring_bounds(env.action_space))
+    notes = algo.prepare(batch)
+    on_bound = np.abs(actions[:, 0]) == 2.0
+    assert on_bound.sum() >= 5
+    assert any(f"{on_bound.sum()} of {T} actions have a coordinate on a bound" in n for n in notes), notes
+    tail = np.where(actions[:, 0] >= 2.0, np.log(1 - _cdf((2.0 - mean) / std)), np.log(_cdf((-2.0 - mean) / std)))
+    want = np.where(on_bound, tail, density)
+    np.testing.assert_array_equal(batch.actions[batch.valid].numpy(), actions)  # one episode: rows in order
+    np.testing.assert_allclose(algo.estimated_log_probs.numpy(), want, rtol=1e-5)
