@@ -203,11 +203,14 @@ def test_offline_trpo_beats_the_behaviour_policy(medium, tmp_path, seed):
     assert final.deterministic and final.mean_return > behaviour, (final.returns, behaviour)
 
 
-def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path):
+@pytest.mark.parametrize("fisher", [[], ["algo.fvp_samples=256"]], ids=["whole-fisher", "fisher-rows"])
+def test_offline_run_resumed_is_the_run_in_one_go(medium, tmp_path, fisher):
+    """Also with the Fisher-vector products on random rows: their stream resumes where it was."""
     from trustrl.run import resume
 
     common = ["offline.eval_episodes=1", "offline.bc_epochs=2", "offline.critic_rounds=1", "critic.epochs=2",
-              "offline.minibatch=1024", "offline.eval_every=3", "run.checkpoint_every=1"]  # split off the schedule
+              "offline.minibatch=1024", "offline.eval_every=3", "run.checkpoint_every=1",  # split off the schedule
+              *fisher]
     quiet = dict(progress=False, log=lambda msg: None)
     train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=4"]), tmp_path / "whole", dataset=medium, **quiet)
     train_offline(config.load("cartpole-trpo", [*common, "offline.epochs=2"]), tmp_path / "split", dataset=medium, **quiet)

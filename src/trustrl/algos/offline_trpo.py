@@ -44,7 +44,7 @@ from torch import Tensor
 
 from trustrl.advantages import compute_advantages
 from trustrl.algos.base import Algorithm, make_fitter
-from trustrl.algos.natural import bound_holds
+from trustrl.algos.natural import bound_holds, fisher_generator, fvp_rows
 from trustrl.algos.trpo import TRPOConfig, step_stats
 from trustrl.batch import Batch
 from trustrl.distributions import Distribution, censored_log_prob
@@ -94,6 +94,7 @@ class OfflineTRPO(Algorithm):
         self.offline = offline
         self.generator = generator
         self.critic_fitter = make_fitter(critic, critic_cfg, generator)
+        self.fvp_generator = fisher_generator(generator)  # the Fisher's rows: a stream of their own, as online
         self.beta_source = ""  # "dataset" or "maximum likelihood"
         self.estimated_beta: dict[str, Tensor] | None = None  # beta's parameters when estimated, per valid step
         self.estimated_log_probs: Tensor | None = None
@@ -180,8 +181,8 @@ class OfflineTRPO(Algorithm):
     def _step(self, obs, actions, advantages, beta_log_probs, beta: Distribution) -> dict[str, float]:
         """One trust-region step on the importance-weighted surrogate, inside both trust regions.
 
-        Fisher-vector products use the whole (mini)batch (``algo.fvp_fraction`` and ``algo.fvp_samples`` are
-        online settings).
+        Fisher-vector products use ``algo.fvp_samples`` random rows of the (mini)batch (or ``algo.fvp_fraction``
+        of it), as online TRPO's do; by default the whole of it.
         """
         cfg, offline = self.cfg, self.offline
         max_kl = scheduled_max_kl(cfg.max_kl, cfg.max_kl_final, cfg.max_kl_schedule, self.progress)
@@ -194,7 +195,9 @@ class OfflineTRPO(Algorithm):
 
         def start() -> tuple[Tensor, Tensor]:
             dist = self.policy(obs)
-            return surrogate(dist), old.kl(dist).mean()
+            rows = fvp_rows(len(obs), cfg.fvp_fraction, cfg.fvp_samples, self.fvp_generator)
+            current = dist if isinstance(rows, slice) else self.policy(obs[rows])
+            return surrogate(dist), old[rows].kl(current).mean()
 
         def both_regions() -> tuple[Tensor, Tensor]:
             """The surrogate, and both trust regions as one number: <= 1 exactly when both KLs are within
@@ -248,6 +251,7 @@ class OfflineTRPO(Algorithm):
             "estimated_log_probs": self.estimated_log_probs,
             "critic_stats": self.critic_stats,
             "finished": self.finished,
+            "fvp_generator": self.fvp_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -257,4 +261,6 @@ class OfflineTRPO(Algorithm):
         self.estimated_log_probs = state["estimated_log_probs"]
         self.critic_stats = dict(state["critic_stats"])
         self.finished = bool(state["finished"])
+        if "fvp_generator" in state:  # a run saved before offline TRPO sub-sampled the Fisher starts it afresh
+            self.fvp_generator.set_state(state["fvp_generator"])
 
