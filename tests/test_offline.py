@@ -84,6 +84,7 @@ def test_collect_by_steps_keeps_whole_episodes_and_box_actions_in_bounds(tmp_pat
         with torch.no_grad():
             dist = loaded.policy(torch.from_numpy(loaded.obs_norm.normalize(ep.observations[:-1])))
         np.testing.assert_allclose(mean, dist.mean, atol=1e-5)
+        np.testing.assert_allclose(log_std, dist.log_std, atol=1e-6)
         draws = ep.infos["behaviour_draw"][:-1]  # the log-probability is the draw's, before clipping
         np.testing.assert_array_equal(np.clip(draws, -2.0, 2.0), ep.actions)
         np.testing.assert_allclose(ep.infos[LOG_PROB_KEY][:-1], dist.log_prob(torch.from_numpy(draws)), atol=1e-4)
@@ -247,6 +248,17 @@ def test_offline_resume_refuses_a_changed_dataset_and_a_run_that_stopped_early(b
     assert checkpoint_update(stuck) == 1
     assert main(["train", "--resume", str(stuck), "--epochs", "9"]) == 2
     assert "ended after 1 updates with a step its algorithm could not improve on" in capsys.readouterr().err
+
+
+def test_a_start_outside_the_data_trust_region_is_named(medium, tmp_path):
+    """The maximum-likelihood start is never exactly beta: a trust region around the data narrower than the
+    start's own KL(beta || pi) lets no step through, and the log says so with the KL to raise it above."""
+    notes = []
+    cfg = config.load("cartpole-trpo", ["offline.epochs=1", "offline.eval_episodes=1", "offline.critic_rounds=1",
+                                        "offline.max_kl_behaviour=1e-12"])
+    train_offline(cfg, tmp_path / "r", dataset=medium, progress=False, log=notes.append)
+    assert any("the maximum-likelihood start is already at KL(beta || pi)" in n
+               and "beyond offline.max_kl_behaviour 1e-12" in n for n in notes), notes
 
 
 def checkpoint_update(run):

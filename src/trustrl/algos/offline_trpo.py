@@ -139,6 +139,12 @@ class OfflineTRPO(Algorithm):
             notes.append(f"{clipped} of {len(actions)} actions have a coordinate on a bound of the action space "
                          "and the dataset keeps no draws before clipping: there, log pi and log beta are the "
                          "Gaussian's tail mass beyond the bound (censored)")
+        with torch.no_grad():
+            start_kl = float(self._beta(batch).kl(fitted).mean())
+        if start_kl > self.offline.max_kl_behaviour:
+            notes.append(f"the maximum-likelihood start is already at KL(beta || pi) {start_kl:.3g} from beta, beyond "
+                         f"offline.max_kl_behaviour {self.offline.max_kl_behaviour:g}: only a step back inside it can be "
+                         "accepted (raise it above the start's KL to let the policy move)")
         for _ in range(self.offline.critic_rounds):
             compute_advantages(batch, self.critic, self.cfg.gamma, self.cfg.gae_lambda, normalize=False)
             self.critic_stats = self.critic_fitter.fit(obs, batch.flat("returns"))
