@@ -9,7 +9,8 @@ from trustrl.errors import ConfigError
 def test_every_preset_loads_and_validates():
     names = config.preset_names()
     family = {f"{env}-{algo}" for env in ("cartpole", "pendulum") for algo in config.ALGO_CONFIGS}
-    mujoco = {f"{env}-trpo" for env in ("walker2d", "hopper", "halfcheetah", "ant", "swimmer", "humanoid")}
+    mujoco = {f"{env}-trpo" for env in ("walker2d", "hopper", "halfcheetah", "ant", "swimmer", "humanoid",
+                                        "invertedpendulum", "inverteddoublependulum", "reacher", "pusher")}
     assert {"walker2d-trpo-notebook", "walker2d-ppo", "cartpole-trpo-vine", "pendulum-trpo-vine", *family,
             *mujoco} <= set(names)
     for name in names:
