@@ -160,8 +160,7 @@ def stage_table(args) -> None:
                 steps = sorted(evaluations)
                 per_seed.append((seed, evaluations[steps[0]], evaluations[steps[-1]], _behaviour_return(run_dir)))
                 curves.setdefault((env, kind), []).append(
-                    (np.array(steps) / steps[1] if len(steps) > 1 else np.zeros(1),  # epochs
-                     np.array([score(evaluations[s]) for s in steps])))
+                    (np.array(steps) / _transitions(run_dir), np.array([score(evaluations[s]) for s in steps])))
             if not per_seed:
                 continue
             bc = np.array([score(b) for _, b, _, _ in per_seed])
@@ -172,6 +171,14 @@ def stage_table(args) -> None:
     (args.out / "table.md").write_text(table)
     print(table)
     _plot(curves, rows, args.out / "curves.png")
+
+
+def _transitions(run_dir: Path) -> int:
+    """The dataset's transitions: the step count of one epoch (the row of update 1 in metrics.csv)."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return next(int(row["step"]) for row in csv.DictReader(f) if row["update"] == "1")
 
 
 def _behaviour_return(run_dir: Path) -> float:
@@ -187,11 +194,11 @@ def _behaviour_return(run_dir: Path) -> float:
 
 def _markdown(rows, references) -> str:
     lines = [
-        "| dataset | dataset mean | BC | offline TRPO | TRPO - BC | seeds (TRPO per seed) |",
+        "| dataset | dataset mean | BC | offline TRPO | TRPO - BC | per seed: BC → offline TRPO |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for env, kind, data, bc, trpo, seeds in rows:
-        per_seed = ", ".join(f"{s}: {t:.1f}" for s, t in zip(seeds, trpo))
+        per_seed = ", ".join(f"{s}: {b:.1f} → {t:.1f}" for s, b, t in zip(seeds, bc, trpo))
         lines.append(f"| {env}-{kind} | {data:.1f} | {bc.mean():.1f} ± {bc.std():.1f} | "
                      f"{trpo.mean():.1f} ± {trpo.std():.1f} | {trpo.mean() - bc.mean():+.1f} | {per_seed} |")
     lines += ["", "| env | random return (0) | expert return (100) | medium policy (step, evaluation) |",
