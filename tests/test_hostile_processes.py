@@ -76,8 +76,8 @@ def _kill_and_count(proc: subprocess.Popen, sig: int, grace: float) -> tuple[lis
     """Send ``sig`` to the learner; its descendants just before, and those still running ``grace`` s after it ended."""
     before = descendants(proc.pid)
     os.kill(proc.pid, sig)
-    try:
-        proc.wait(timeout=20)
+    try:  # closing hung workers may take 5 s each to answer and 5 s each to exit before they are killed
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
