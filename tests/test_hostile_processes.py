@@ -57,8 +57,16 @@ def _start(tmp_path: Path, args: list[str]) -> tuple[subprocess.Popen, Path]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(tmp_path / "lib")]),
            "HANG_MARKERS": str(markers)}
     proc = subprocess.Popen([str(TRUSTRL), *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_as_from_a_terminal)
     return proc, markers
+
+
+def _as_from_a_terminal() -> None:
+    """The learner starts with the signals a terminal's command gets: a suite run under ``nohup`` (or in a
+    background job) would otherwise hand it SIGHUP (or SIGINT) ignored, and the signal under test would do
+    nothing."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, seconds: float, proc: subprocess.Popen) -> None:
@@ -76,8 +84,8 @@ def _kill_and_count(proc: subprocess.Popen, sig: int, grace: float) -> tuple[lis
     """Send ``sig`` to the learner; its descendants just before, and those still running ``grace`` s after it ended."""
     before = descendants(proc.pid)
     os.kill(proc.pid, sig)
-    try:  # closing hung workers may take 5 s each to answer and 5 s each to exit before they are killed
-        proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
