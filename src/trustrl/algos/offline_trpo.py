@@ -202,8 +202,9 @@ class OfflineTRPO(Algorithm):
         def start() -> tuple[Tensor, Tensor]:
             dist = self.policy(obs)
             rows = fvp_rows(len(obs), cfg.fvp_fraction, cfg.fvp_samples, self.fvp_generator)
-            current = dist if isinstance(rows, slice) else self.policy(obs[rows])
-            return surrogate(dist), old[rows].kl(current).mean()
+            if isinstance(rows, slice):  # the whole batch: old as it is (indexing re-normalises logits)
+                return surrogate(dist), old.kl(dist).mean()
+            return surrogate(dist), old[rows].kl(self.policy(obs[rows])).mean()
 
         def both_regions() -> tuple[Tensor, Tensor]:
             """The surrogate, and both trust regions as one number: <= 1 exactly when both KLs are within
