@@ -79,11 +79,18 @@ def read_plan(path: Path) -> list[tuple[str, int]]:
     return jobs
 
 
+def within_tenth_of(final: float, top: float) -> bool:
+    """Whether ``final`` is no more than 10% of ``top``'s size below it: 90% of a positive top, and for a
+    negative one (Reacher, Pusher) at most a tenth of its size lower."""
+    return final >= top - 0.1 * abs(top)
+
+
 def table(out: Path) -> str:
     """One row per run, and per config the mean ± std over its seeds of the final and best returns. ``top eval``
-    is the highest evaluation during training (the final one included), which a stable run ends near."""
-    lines = ["| config | seed | final (last) return | best return | top eval | steps | wall time |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    is the highest evaluation during training (the final one included), which a stable run ends near; ``≥ 90%``
+    says whether the final checkpoint's return is within a tenth of it."""
+    lines = ["| config | seed | final (last) return | best return | top eval | final ≥ 90% of top | steps | wall time |",
+             "|---|---:|---:|---:|---:|:---:|---:|---:|"]
     spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
     for config_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         runs = sorted(config_dir.glob("seed*/summary.json"), key=lambda p: int(p.parent.name[4:]))
@@ -99,10 +106,12 @@ def table(out: Path) -> str:
             lines.append(
                 f"| {config_dir.name} | {path.parent.name[4:]} | {n(r['last']['mean'])} ± {n(r['last']['std'])} | "
                 f"{n(r['best']['mean'])} ± {n(r['best']['std'])} (step {r['best']['step']}) | "
-                f"{n(top[0])} (step {top[1]}) | {r['steps']} | {r['wall_s'] / 60:.1f} min |")
+                f"{n(top[0])} (step {top[1]}) | {'yes' if within_tenth_of(r['last']['mean'], top[0]) else 'no'} | "
+                f"{r['steps']} | {r['wall_s'] / 60:.1f} min |")
+        stable = sum(within_tenth_of(r["last"]["mean"], top_eval(path.parent)[0]) for path, r in zip(runs, summaries))
         lines.append(f"| **{config_dir.name}**, {len(finals)} seeds | | **{n(statistics.mean(finals))} ± "
                      f"{n(spread(finals))}** (min {n(min(finals))}) | {n(statistics.mean(bests))} ± "
-                     f"{n(spread(bests))} | | | |")
+                     f"{n(spread(bests))} | | {stable} of {len(finals)} | | |")
     return "\n".join(lines)
 
 
