@@ -148,8 +148,7 @@ def stage_table(args) -> None:
     _write_json(args.out / "references.json", references)
     rows, curves = [], {}
     for env in args.envs:
-        ref = references[env]
-        score = lambda r: 100.0 * (r - ref["random"]) / (ref["expert"] - ref["random"])  # noqa: E731
+        score = lambda r: _normalised(r, references[env])  # noqa: E731
         for kind in args.kinds:
             per_seed = []
             for seed in args.seeds:
@@ -175,21 +174,21 @@ def stage_table(args) -> None:
 
 def _transitions(run_dir: Path) -> int:
     """The dataset's transitions: the step count of one epoch (the row of update 1 in metrics.csv)."""
-    import csv
-
-    with open(run_dir / "metrics.csv") as f:
-        return next(int(row["step"]) for row in csv.DictReader(f) if row["update"] == "1")
+    updates = _recorded(run_dir, "update")
+    return next(step for step, update in updates.items() if update == 1)
 
 
 def _behaviour_return(run_dir: Path) -> float:
     """The dataset's mean episode return, as the offline run recorded it in metrics.csv."""
-    import csv
+    recorded = _recorded(run_dir, "behaviour_return_mean")
+    if not recorded:
+        raise ValueError(f"{run_dir}: no behaviour_return_mean in metrics.csv")
+    return recorded[min(recorded)]
 
-    with open(run_dir / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("behaviour_return_mean") not in (None, "", "nan"):
-                return float(row["behaviour_return_mean"])
-    raise ValueError(f"{run_dir}: no behaviour_return_mean in metrics.csv")
+
+def _normalised(value: float, reference: dict) -> float:
+    """A return on the D4RL scale: 0 for the random dataset's mean, 100 for the expert's evaluation."""
+    return 100.0 * (value - reference["random"]) / (reference["expert"] - reference["random"])
 
 
 def _markdown(rows, references) -> str:
@@ -226,7 +225,7 @@ def _datasets_table(envs: list[str], kinds: list[str], references: dict) -> str:
             returns = data.returns
             clipped = (np.concatenate([np.any(ep.draws != ep.actions, axis=1) for ep in data.episodes]).mean()
                        if data.has_draws else 0.0)
-            score = 100.0 * (returns.mean() - ref["random"]) / (ref["expert"] - ref["random"])
+            score = _normalised(returns.mean(), ref)
             lines.append(f"| {env}-{kind} | {len(data.episodes)} | {data.n_steps} | {returns.mean():.1f} ± "
                          f"{returns.std():.1f} | {score:.1f} | {100 * clipped:.0f}% |")
     return "\n".join(lines) + "\n"
@@ -277,11 +276,15 @@ def _remove_dataset(dataset_id: str) -> None:
 
 def _evaluations(run_dir: Path) -> dict[int, float]:
     """step -> eval_return_mean of every evaluated row of a run's metrics.csv."""
-    import csv
+    return _recorded(run_dir, "eval_return_mean")
 
-    with open(run_dir / "metrics.csv") as f:
-        return {int(row["step"]): float(row["eval_return_mean"]) for row in csv.DictReader(f)
-                if row.get("eval_return_mean") not in (None, "", "nan")}
+
+def _recorded(run_dir: Path, column: str) -> dict[int, float]:
+    """step -> ``column`` of every row of a run's metrics.csv that has a value in it."""
+    from trustrl.plots import read_series
+
+    curve = read_series(run_dir, column)
+    return {int(step): float(value) for step, value in zip(curve.steps, curve.values) if not math.isnan(value)}
 
 
 def _env_id(run_dir: Path) -> str:

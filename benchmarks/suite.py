@@ -64,9 +64,13 @@ def summarize(run_dir: Path, episodes: int) -> dict:
 
 def top_eval(run_dir: Path) -> tuple[float, int]:
     """The highest ``eval_return_mean`` in the run's metrics, and its step."""
-    rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["eval_return_mean"] not in ("", "nan")]
-    best = max(rows, key=lambda r: float(r["eval_return_mean"]))
-    return float(best["eval_return_mean"]), int(best["step"])
+    import numpy as np
+
+    from trustrl.plots import read_series
+
+    curve = read_series(run_dir, "eval_return_mean")
+    i = int(np.nanargmax(curve.values))
+    return float(curve.values[i]), int(curve.steps[i])
 
 
 def read_plan(path: Path) -> list[tuple[str, int]]:
@@ -101,14 +105,14 @@ def table(out: Path) -> str:
         bests = [r["best"]["mean"] for r in summaries]
         # returns of order 1 to 100 (Reacher, Pusher) keep two decimals; whole numbers hide them
         n = lambda x: f"{x:.0f}" if max(map(abs, finals)) >= 100 else f"{x:.2f}"  # noqa: E731
-        for path, r in zip(runs, summaries):
-            top = top_eval(path.parent)
+        tops = [top_eval(path.parent) for path in runs]
+        for path, r, top in zip(runs, summaries, tops):
             lines.append(
                 f"| {config_dir.name} | {path.parent.name[4:]} | {n(r['last']['mean'])} ± {n(r['last']['std'])} | "
                 f"{n(r['best']['mean'])} ± {n(r['best']['std'])} (step {r['best']['step']}) | "
                 f"{n(top[0])} (step {top[1]}) | {'yes' if within_tenth_of(r['last']['mean'], top[0]) else 'no'} | "
                 f"{r['steps']} | {r['wall_s'] / 60:.1f} min |")
-        stable = sum(within_tenth_of(r["last"]["mean"], top_eval(path.parent)[0]) for path, r in zip(runs, summaries))
+        stable = sum(within_tenth_of(r["last"]["mean"], top[0]) for r, top in zip(summaries, tops))
         lines.append(f"| **{config_dir.name}**, {len(finals)} seeds | | **{n(statistics.mean(finals))} ± "
                      f"{n(spread(finals))}** (min {n(min(finals))}) | {n(statistics.mean(bests))} ± "
                      f"{n(spread(bests))} | | {stable} of {len(finals)} | | |")
