@@ -12,6 +12,7 @@ from continued import assert_extended_is_the_run_in_one_go
 
 from trustrl import checkpoint, config
 from trustrl.advantages import compute_advantages
+from trustrl.algos import make_algorithm
 from trustrl.algos.natural import vine_objective
 from trustrl.algos.vine import vine_surrogate
 from trustrl.cli import main
@@ -146,6 +147,57 @@ def test_branches_find_the_exact_q_values_of_a_tiny_mdp_and_the_surrogate_its_ex
     sampler.close()
 
 
+def test_the_kl_can_cover_the_whole_trunk_and_the_critic_learn_the_values_the_branches_found():
+    cfg = _two_stage("algo.normalize_advantage=false", "vine.kl_states=trunk", "vine.critic_on_branches=true",
+                     "vine.bootstrap=true")
+    sampler, policy, critic = _vine_sampler(cfg)
+    batch = sampler.collect(policy)
+    compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, False)
+    branches, trunk = batch.branches, batch.flat("obs")
+    # A rollout state's value from its branches: sum_a pi_old(a|s) Q(s, a), Q exact on this MDP.
+    with torch.no_grad():
+        old_pi = torch.softmax(policy.logits_net(trunk), -1)
+        pi = torch.softmax(policy.logits_net(branches.obs), -1)
+    q = np.stack([exact_q(o) for o in branches.obs.numpy()])
+    np.testing.assert_allclose(branches.values.numpy(), (pi.numpy() * q).sum(-1), rtol=1e-5)
+
+    algo = make_algorithm(cfg, policy, critic, torch.Generator().manual_seed(0))
+    over_trunk = algo.objective(batch)
+    over_rollout = vine_objective(policy, branches, cfg.algo, torch.Generator().manual_seed(0))
+    branches.kl_states = "rollout"  # the paper's constraint, on the states of the surrogate only
+    as_in_the_paper = algo.objective(batch)
+    assert over_trunk.surrogate().item() == over_rollout.surrogate().item()  # the surrogate is the rollout states'
+    with torch.no_grad():  # move the policy; the two KLs are then means over different states
+        for p in policy.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+        new_pi = torch.softmax(policy.logits_net(trunk), -1)
+    per_state = (old_pi * (old_pi.log() - new_pi.log())).sum(-1)  # KL(old || new) of a categorical, by hand
+    rows = branches.index[:, 0] * batch.obs.shape[1] + branches.index[:, 1]  # (t, n) -> row of the flat trunk
+    assert len(trunk) == 16 and len(branches.obs) == 8
+    assert over_trunk.mean_kl().item() == pytest.approx(per_state.mean().item(), rel=1e-5)
+    assert over_rollout.mean_kl().item() == pytest.approx(per_state[rows].mean().item(), rel=1e-5)
+    assert over_trunk.mean_kl().item() != pytest.approx(over_rollout.mean_kl().item(), rel=1e-3)
+    assert as_in_the_paper.mean_kl().item() == over_rollout.mean_kl().item()
+
+    seen = {}
+    algo.critic_fitter.fit = lambda obs, returns: seen.update(obs=obs, returns=returns) or {}
+    algo.fit_critic(batch)
+    torch.testing.assert_close(seen["obs"], torch.cat([trunk, branches.obs]))
+    torch.testing.assert_close(seen["returns"], torch.cat([batch.flat("returns"), branches.values]))
+    sampler.close()
+
+
+def test_with_sampled_actions_a_states_value_from_its_branches_is_the_mean_of_their_q_values():
+    cfg = config.load("pendulum-trpo-vine", ["env.n_envs=2", "run.n_steps=8", "vine.rollout_set=6", "vine.horizon=4"])
+    sampler, policy, critic = _vine_sampler(cfg)
+    batch = sampler.collect(policy)
+    compute_advantages(batch, critic, cfg.algo.gamma, cfg.algo.gae_lambda, False)
+    q = batch.branches.q_values.numpy()
+    np.testing.assert_allclose(batch.branches.values.numpy(), q.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(batch.branches.advantages.numpy(), q - q.mean(-1, keepdims=True), rtol=1e-5, atol=1e-6)
+    sampler.close()
+
+
 def test_the_self_normalised_surrogate_and_its_gradient_match_independent_formulas():
     torch.manual_seed(3)
     space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -262,9 +314,10 @@ def test_a_vine_run_is_the_same_bits_in_two_worker_processes_and_after_a_resume(
     assert_extended_is_the_run_in_one_go(half, one, boundary)
 
 
-def test_continuous_vine_runs_the_same_in_two_worker_processes(tmp_path):
+@pytest.mark.parametrize("options", [[], ["vine.kl_states=trunk", "vine.critic_on_branches=true"]])
+def test_continuous_vine_runs_the_same_in_two_worker_processes(tmp_path, options):
     pendulum = ["env.n_envs=2", "run.n_steps=16", "run.total_steps=1500", "run.seed=1", "vine.rollout_set=4",
-                "vine.horizon=5", "run.eval_every=0"]
+                "vine.horizon=5", "run.eval_every=0", *options]
     runs = [train(config.load("pendulum-trpo-vine", [*pendulum, *extra]), tmp_path / name, progress=False).run_dir
             for name, extra in (("one", []), ("two", ["run.workers=2"]))]
     assert (runs[0] / "metrics.csv").read_bytes() == (runs[1] / "metrics.csv").read_bytes()
@@ -283,6 +336,8 @@ def test_a_vine_run_on_ray_actors_is_the_run_of_one_process(tmp_path, ray_cluste
     ("cartpole-trpo", ["run.sampling=vine", "run.async_sampling=true"], "cannot be combined"),
     ("cartpole-trpo", ["run.sampling=vine", "vine.rollout_set=100", "run.n_steps=8"], "needs 13 states from each"),
     ("cartpole-trpo", ["run.sampling=vine", "vine.branches=1"], "vine.branches must be >= 2"),
+    ("cartpole-trpo", ["run.sampling=vine", "vine.kl_states=all"], "vine.kl_states must be one of rollout, trunk"),
+    ("cartpole-trpo-vine", ["vine.critic_on_branches=true"], "vine.critic_on_branches needs vine.bootstrap = true"),
     ("cartpole-trpo", ["run.sampling=vine", "env.vectorization=async"], "env.vectorization must be 'sync'"),
 ])  # fmt: skip
 def test_vine_settings_that_cannot_work_are_refused_by_the_config(preset, overrides, message):

@@ -91,15 +91,14 @@ def branch_q_values(
     return q + torch.where(bootstrap, tail, torch.zeros_like(tail))
 
 
-def branch_advantages(q_values: Tensor, old_log_probs: Tensor, exact: bool) -> Tensor:
-    """Q minus each state's baseline: the pi_old-weighted mean over every action (``exact``), else the plain
-    mean over the sampled actions. Both vine surrogates are unchanged by a per-state constant, so this only
+def branch_baseline(q_values: Tensor, old_log_probs: Tensor, exact: bool) -> Tensor:
+    """Each state's value from its branches, ``(M,)``: the pi_old-weighted mean of Q over every action
+    (``exact``), else the plain mean over the sampled actions (an unbiased estimate of V(s_n) when they were
+    drawn from pi_old). Both vine surrogates are unchanged by a per-state constant, so subtracting it only
     centres the numbers the trust-region step sees."""
     if exact:
-        baseline = (old_log_probs.exp() * q_values).sum(-1, keepdim=True)
-    else:
-        baseline = q_values.mean(-1, keepdim=True)
-    return q_values - baseline
+        return (old_log_probs.exp() * q_values).sum(-1)
+    return q_values.mean(-1)
 
 
 @torch.no_grad()
@@ -111,10 +110,11 @@ def attach_branch_advantages(branches: Branches, critic: ValueNet | None, gamma:
     else:
         end_values = critic(branches.end_obs.reshape(M * K, -1)).reshape(M, K)
     q = branch_q_values(branches.rewards, branches.lengths, end_values, branches.bootstrap, gamma)
-    advantages = branch_advantages(q, branches.log_probs.to(torch.float64), branches.exact)
+    baseline = branch_baseline(q, branches.log_probs.to(torch.float64), branches.exact)
+    advantages = q - baseline.unsqueeze(-1)
     if normalize:
         advantages = standardize(advantages)
-    branches.q_values, branches.advantages = q.float(), advantages.float()
+    branches.q_values, branches.values, branches.advantages = q.float(), baseline.float(), advantages.float()
 
 
 def compute_advantages(batch: Batch, critic: ValueNet | None, gamma: float, lam: float, normalize: bool) -> None:

@@ -28,8 +28,11 @@ class Branches:
     end_obs: Tensor  # (M, K, obs_dim) normalised: where each branch stopped
     bootstrap: Tensor  # (M, K) bool: add gamma^length V(end_obs)
     exact: bool  # a Discrete space: the K branches are every action, and the surrogate sums over them
+    kl_states: str = "trunk"  # where the trust region's KL is measured: the rollout states or the whole trunk
+    critic_on_branches: bool = False  # the critic is fitted on ``values`` at ``obs`` too
     # Filled by trustrl.advantages:
     q_values: Tensor | None = None  # (M, K)
+    values: Tensor | None = None  # (M,) each rollout state's value from its branches (the advantages' baseline)
     advantages: Tensor | None = None  # (M, K) Q minus the state's baseline (standardised if asked)
 
 

@@ -131,21 +131,35 @@ def policy_objective(
 
 
 def vine_objective(
-    policy: Policy, branches: Branches, cfg: NaturalGradientConfig, generator: torch.Generator
+    policy: Policy, branches: Branches, cfg: NaturalGradientConfig, generator: torch.Generator,
+    trunk_obs: Tensor | None = None,
 ) -> PolicyObjective:
     """The closures of a vine batch: :func:`~trustrl.algos.vine.vine_surrogate` over the rollout states, and
-    the mean KL over the same states (the trunk's other states take no part in the policy step)."""
+    the mean KL over the same states -- or, given ``trunk_obs`` (``vine.kl_states = "trunk"``), over every
+    state of the trunk, the Fisher then on ``cfg``'s rows of them."""
     obs, old_log_probs, advantages = branches.obs, branches.log_probs, branches.advantages
     actions = branches.actions.transpose(0, 1)  # (K, M, ...): broadcast against the M states' distributions
-    with torch.no_grad():
-        old_dist = policy(obs)
 
     def surrogate(dist: Distribution) -> Tensor:
         log_probs = dist.log_prob(actions).T
         return (vine_surrogate(log_probs, old_log_probs, advantages, branches.exact)
                 + cfg.entropy_coef * dist.entropy().mean())
 
-    return _objective(policy, obs, old_dist, surrogate, cfg, generator)
+    if trunk_obs is None:
+        with torch.no_grad():
+            old_dist = policy(obs)
+        return _objective(policy, obs, old_dist, surrogate, cfg, generator)
+    with torch.no_grad():
+        old_dist = policy(trunk_obs)
+
+    def start() -> tuple[Tensor, Tensor]:
+        rows = fvp_rows(len(trunk_obs), cfg.fvp_fraction, cfg.fvp_samples, generator)
+        return surrogate(policy(obs)), old_dist[rows].kl(policy(trunk_obs[rows])).mean()
+
+    def evaluate() -> tuple[Tensor, Tensor]:
+        return surrogate(policy(obs)), old_dist.kl(policy(trunk_obs)).mean()
+
+    return PolicyObjective(old_dist, start, evaluate)
 
 
 def _objective(policy: Policy, obs: Tensor, old_dist: Distribution, surrogate: Callable[[Distribution], Tensor],
@@ -235,7 +249,8 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
 
     def objective(self, batch: Batch) -> PolicyObjective:
         if batch.branches is not None:
-            return vine_objective(self.policy, batch.branches, self.cfg, self.fvp_generator)
+            trunk_obs = batch.flat("obs") if batch.branches.kl_states == "trunk" else None
+            return vine_objective(self.policy, batch.branches, self.cfg, self.fvp_generator, trunk_obs)
         behaviour = batch.flat("log_probs") if batch.stale else None
         return policy_objective(self.policy, batch.flat("obs"), batch.flat("actions"), batch.flat("advantages"),
                                 self.cfg, self.fvp_generator, behaviour)
@@ -256,4 +271,8 @@ class NaturalGradientAlgorithm(SeparateCriticAlgorithm):
         return scheduled_max_kl(self.cfg.max_kl, self.cfg.max_kl_final, self.cfg.max_kl_schedule, self.progress)
 
     def fit_critic(self, batch: Batch) -> dict[str, float]:
-        return self.critic_fitter.fit(batch.flat("obs"), batch.flat("returns"))
+        obs, returns = batch.flat("obs"), batch.flat("returns")
+        branches = batch.branches
+        if branches is not None and branches.critic_on_branches:  # vine: the rollout states' values too
+            obs, returns = torch.cat([obs, branches.obs]), torch.cat([returns, branches.values.to(returns.dtype)])
+        return self.critic_fitter.fit(obs, returns)

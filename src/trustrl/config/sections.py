@@ -237,6 +237,7 @@ class RunConfig:
 
 PLACEMENTS = ("local", "ray")
 SAMPLING_SCHEMES = ("single-path", "vine")
+VINE_KL_STATES = ("rollout", "trunk")
 
 
 @dataclass
@@ -261,14 +262,26 @@ class VineConfig:
     common_random_numbers: bool = True
     """The branches from one state share one noise sequence after their first action, so differences of
     their Q-values reflect the action, not the noise."""
+    kl_states: str = "trunk"
+    """Where the trust region's mean KL (and the Fisher matrix) is measured: ``trunk`` -- every state of the
+    trunk, so a step is held to how far the policy moves wherever it acted, not only at a few hundred
+    states; ``rollout`` -- only the rollout states, where the surrogate is (the TRPO paper's vine)."""
+    critic_on_branches: bool = False
+    """Fit the critic on the rollout states' values from their branches (the mean of their Q-values; for a
+    Discrete space, weighted by pi_old) as well as on the trunk's returns. Needs ``bootstrap``: a branch cut
+    at the horizon without gamma^h V(s_h) is a truncated return, short of the value the critic learns."""
 
     def validate(self) -> None:
+        choice("vine.kl_states", self.kl_states, VINE_KL_STATES)
         positive("vine.rollout_set", self.rollout_set, MAX_BATCH)
         if self.branches < 2:
             raise ConfigError(f"vine.branches must be >= 2 (one action per state gives no gradient), "
                               f"got {self.branches}")
         positive("vine.branches", self.branches, 1_024)
         positive("vine.horizon", self.horizon, 10**6)
+        if self.critic_on_branches and not self.bootstrap:
+            raise ConfigError("vine.critic_on_branches needs vine.bootstrap = true: a branch cut at the horizon "
+                              "without gamma^h V(s_h) is a truncated return, not a value for the critic")
 
 
 WEIGHTINGS = ("self-normalised", "clipped")

@@ -108,6 +108,7 @@ class VineSampler:
         batch.branches = Branches(
             index=index, obs=obs, actions=actions_t, log_probs=log_probs, rewards=to(rewards),
             lengths=to(lengths), end_obs=to(ends), bootstrap=to(~terminated & self.cfg.bootstrap), exact=self.exact,
+            kl_states=self.cfg.kl_states, critic_on_branches=self.cfg.critic_on_branches,
         )  # fmt: skip
         return batch
 
