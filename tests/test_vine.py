@@ -314,7 +314,8 @@ def test_a_vine_run_is_the_same_bits_in_two_worker_processes_and_after_a_resume(
     assert_extended_is_the_run_in_one_go(half, one, boundary)
 
 
-@pytest.mark.parametrize("options", [[], ["vine.kl_states=trunk", "vine.critic_on_branches=true"]])
+@pytest.mark.parametrize("options", [["vine.kl_states=rollout", "vine.critic_on_branches=false"],
+                                     ["vine.kl_states=trunk", "vine.critic_on_branches=true"]])
 def test_continuous_vine_runs_the_same_in_two_worker_processes(tmp_path, options):
     pendulum = ["env.n_envs=2", "run.n_steps=16", "run.total_steps=1500", "run.seed=1", "vine.rollout_set=4",
                 "vine.horizon=5", "run.eval_every=0", *options]
