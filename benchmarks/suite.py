@@ -93,8 +93,8 @@ def table(out: Path) -> str:
     """One row per run, and per config the mean ± std over its seeds of the final and best returns. ``top eval``
     is the highest evaluation during training (the final one included), which a stable run ends near; ``≥ 90%``
     says whether the final checkpoint's return is within a tenth of it."""
-    lines = ["| config | seed | final (last) return | best return | top eval | final ≥ 90% of top | steps | wall time |",
-             "|---|---:|---:|---:|---:|:---:|---:|---:|"]
+    lines = ["| config | seed | final (last) return | best return | top eval | final ≥ 90% of top | steps "
+             "| wall time |", "|---|---:|---:|---:|---:|:---:|---:|---:|"]
     spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
     for config_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         runs = sorted(config_dir.glob("seed*/summary.json"), key=lambda p: int(p.parent.name[4:]))
@@ -106,16 +106,16 @@ def table(out: Path) -> str:
         # returns of order 1 to 100 (Reacher, Pusher) keep two decimals; whole numbers hide them
         n = lambda x: f"{x:.0f}" if max(map(abs, finals)) >= 100 else f"{x:.2f}"  # noqa: E731
         tops = [top_eval(path.parent) for path in runs]
-        for path, r, top in zip(runs, summaries, tops):
+        stable = [within_tenth_of(r["last"]["mean"], top[0]) for r, top in zip(summaries, tops)]
+        for path, r, top, steady in zip(runs, summaries, tops, stable):
             lines.append(
                 f"| {config_dir.name} | {path.parent.name[4:]} | {n(r['last']['mean'])} ± {n(r['last']['std'])} | "
                 f"{n(r['best']['mean'])} ± {n(r['best']['std'])} (step {r['best']['step']}) | "
-                f"{n(top[0])} (step {top[1]}) | {'yes' if within_tenth_of(r['last']['mean'], top[0]) else 'no'} | "
+                f"{n(top[0])} (step {top[1]}) | {'yes' if steady else 'no'} | "
                 f"{r['steps']} | {r['wall_s'] / 60:.1f} min |")
-        stable = sum(within_tenth_of(r["last"]["mean"], top[0]) for r, top in zip(summaries, tops))
         lines.append(f"| **{config_dir.name}**, {len(finals)} seeds | | **{n(statistics.mean(finals))} ± "
                      f"{n(spread(finals))}** (min {n(min(finals))}) | {n(statistics.mean(bests))} ± "
-                     f"{n(spread(bests))} | | {stable} of {len(finals)} | | |")
+                     f"{n(spread(bests))} | | {sum(stable)} of {len(finals)} | | |")
     return "\n".join(lines)
 
 

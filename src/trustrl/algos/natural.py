@@ -145,38 +145,32 @@ def vine_objective(
         return (vine_surrogate(log_probs, old_log_probs, advantages, branches.exact)
                 + cfg.entropy_coef * dist.entropy().mean())
 
-    if trunk_obs is None:
-        with torch.no_grad():
-            old_dist = policy(obs)
-        return _objective(policy, obs, old_dist, surrogate, cfg, generator)
+    kl_obs = obs if trunk_obs is None else trunk_obs
     with torch.no_grad():
-        old_dist = policy(trunk_obs)
-
-    def start() -> tuple[Tensor, Tensor]:
-        rows = fvp_rows(len(trunk_obs), cfg.fvp_fraction, cfg.fvp_samples, generator)
-        return surrogate(policy(obs)), old_dist[rows].kl(policy(trunk_obs[rows])).mean()
-
-    def evaluate() -> tuple[Tensor, Tensor]:
-        return surrogate(policy(obs)), old_dist.kl(policy(trunk_obs)).mean()
-
-    return PolicyObjective(old_dist, start, evaluate)
+        old_dist = policy(kl_obs)
+    surrogate_obs = None if trunk_obs is None else obs
+    return _objective(policy, kl_obs, old_dist, surrogate, cfg, generator, surrogate_obs)
 
 
 def _objective(policy: Policy, obs: Tensor, old_dist: Distribution, surrogate: Callable[[Distribution], Tensor],
-               cfg: NaturalGradientConfig, generator: torch.Generator) -> PolicyObjective:
-    """The closures over ``surrogate(dist)``: the Fisher KL shares the surrogate's forward pass when it
-    takes the whole batch, and runs its own on the sub-sample otherwise."""
+               cfg: NaturalGradientConfig, generator: torch.Generator,
+               surrogate_obs: Tensor | None = None) -> PolicyObjective:
+    """The closures over ``surrogate(dist)`` and the mean KL from ``old_dist`` (pi_old at ``obs``). The surrogate
+    is taken at ``obs`` too unless ``surrogate_obs`` names other states (vine's rollout states, its KL over the
+    trunk). The Fisher KL shares the surrogate's forward pass when both take the same whole batch, and runs its
+    own otherwise."""
+    shared = surrogate_obs is None
 
     def start() -> tuple[Tensor, Tensor]:
-        dist = policy(obs)
+        dist = policy(obs if shared else surrogate_obs)
         value = surrogate(dist)
         rows = fvp_rows(len(obs), cfg.fvp_fraction, cfg.fvp_samples, generator)
-        current = dist if isinstance(rows, slice) else policy(obs[rows])
+        current = dist if shared and isinstance(rows, slice) else policy(obs[rows])
         return value, old_dist[rows].kl(current).mean()
 
     def evaluate() -> tuple[Tensor, Tensor]:
         dist = policy(obs)
-        return surrogate(dist), old_dist.kl(dist).mean()
+        return surrogate(dist if shared else policy(surrogate_obs)), old_dist.kl(dist).mean()
 
     return PolicyObjective(old_dist, start, evaluate)
 
