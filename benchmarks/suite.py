@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/suite.py run --spec hopper-trpo halfcheetah-trpo --seeds 0 1 2 --jobs 2 --out runs/bench-suite
     .venv/bin/python benchmarks/suite.py run --plan plan.txt --jobs 16 --out runs/bench-suite
     .venv/bin/python benchmarks/suite.py table --out runs/bench-suite
+    .venv/bin/python benchmarks/suite.py reach runs/bench-suite/humanoid-trpo/seed* --returns 1000 3000 5000
 
 A spec is anything ``trustrl train`` takes (a preset, a .toml file, an env id). Each (spec, seed)
 trains in its own process into ``OUT/<name>/seed<k>`` (``name``: the preset's name or the file's
@@ -10,7 +11,9 @@ stem), one core each, in the order given (a plan file lists ``spec seed`` a line
 matter most start first). Then the ``last`` and ``best`` checkpoints are each evaluated for 10
 deterministic episodes on other episodes than training saw (``trustrl eval``'s seeds), into
 ``summary.json`` beside the run. A run that already has its summary is skipped, so a stopped suite
-resumes where it was. ``table`` prints one Markdown table of every summary under OUT.
+resumes where it was. ``table`` prints one Markdown table of every summary under OUT; ``reach`` the
+steps and training wall clock at which each run's evaluations first reached given returns (a budget
+study, also of a run still training).
 """
 
 from __future__ import annotations
@@ -71,6 +74,39 @@ def top_eval(run_dir: Path) -> tuple[float, int]:
     curve = read_series(run_dir, "eval_return_mean")
     i = int(np.nanargmax(curve.values))
     return float(curve.values[i]), int(curve.steps[i])
+
+
+def first_reached(run_dir: Path, threshold: float) -> tuple[int, float] | None:
+    """The step and training wall-clock seconds of the run's first evaluation at or above ``threshold``.
+
+    None: never. The seconds are the training loop's own (evaluations included, a resumed run's
+    invocations laid end to end), as ``trustrl plot --x seconds`` draws them.
+    """
+    from trustrl.plots import read_series
+
+    by_step = read_series(run_dir, "eval_return_mean")
+    by_time = read_series(run_dir, "eval_return_mean", x="seconds")
+    for step, seconds, value in zip(by_step.steps, by_time.steps, by_step.values):
+        if value >= threshold:
+            return int(step), float(seconds)
+    return None
+
+
+def reach_table(run_dirs: list[Path], returns: list[float]) -> str:
+    """One row a run: its steps so far and, per return, the steps and wall clock to first reach it."""
+    from trustrl.plots import read_series
+
+    head = " | ".join(f"first eval ≥ {r:g}: steps (wall)" for r in returns)
+    lines = [f"| run | steps so far | top eval (step) | {head} |", "|---|---:|---:|" + "---:|" * len(returns)]
+    for run_dir in run_dirs:
+        steps_so_far = int(read_series(run_dir, "eval_return_mean").steps[-1])
+        top, top_step = top_eval(run_dir)
+        cells = []
+        for r in returns:
+            hit = first_reached(run_dir, r)
+            cells.append("never" if hit is None else f"{hit[0] / 1e6:.2f}M ({hit[1] / 60:.0f} min)")
+        lines.append(f"| {run_dir} | {steps_so_far:,} | {top:.0f} ({top_step / 1e6:.2f}M) | {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 def read_plan(path: Path) -> list[tuple[str, int]]:
@@ -135,7 +171,20 @@ def main() -> None:
     s.add_argument("--episodes", type=int, default=10)
     t = sub.add_parser("table", help="the Markdown table of every summary under OUT")
     t.add_argument("--out", type=Path, default=Path("runs/bench-suite"))
+    b = sub.add_parser("reach", help="steps and wall clock at which runs first reached given returns")
+    b.add_argument("run_dirs", type=Path, nargs="+")
+    b.add_argument("--returns", type=float, nargs="+", required=True)
     args = p.parse_args()
+
+    if args.command == "reach":
+        from trustrl.errors import TrustrlError
+
+        try:
+            print(reach_table(args.run_dirs, args.returns))
+        except TrustrlError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        return
 
     if args.command == "summarize":
         print(json.dumps(summarize(args.run_dir, args.episodes)))
