@@ -11,8 +11,8 @@ def test_every_preset_loads_and_validates():
     family = {f"{env}-{algo}" for env in ("cartpole", "pendulum") for algo in config.ALGO_CONFIGS}
     mujoco = {f"{env}-trpo" for env in ("walker2d", "hopper", "halfcheetah", "ant", "swimmer", "humanoid",
                                         "invertedpendulum", "inverteddoublependulum", "reacher", "pusher")}
-    assert {"walker2d-trpo-notebook", "walker2d-ppo", "cartpole-trpo-vine", "pendulum-trpo-vine", *family,
-            *mujoco} <= set(names)
+    assert {"walker2d-trpo-notebook", "walker2d-ppo", "walker2d-trpo-wide", "humanoid-trpo-wide", "cartpole-trpo-vine",
+            "pendulum-trpo-vine", *family, *mujoco} <= set(names)
     for name in names:
         cfg = config.load(name)
         assert cfg.name == name
@@ -38,6 +38,19 @@ def test_mujoco_preset_is_the_config_its_benchmark_measured(env):
     preset = config.load(f"{env}-trpo")
     assert dataclasses.replace(config.load(str(measured)), name=preset.name) == preset
     assert preset.policy.log_std_init == -0.5 and preset.algo.max_kl_schedule == "linear"
+
+
+def test_humanoid_wide_preset_is_the_budget_study_config_over_its_budget():
+    """The budget study ran the preset's settings over 10M steps; the preset stops at 4M, radius shrunk to 0."""
+    import dataclasses
+    from pathlib import Path
+
+    study = config.load(str(Path(__file__).parents[1] / "benchmarks" / "configs" / "humanoid-wide-10m.toml"))
+    preset = config.load("humanoid-trpo-wide")
+    assert study.run.total_steps == 10_000_000 and preset.run.total_steps == 4_000_000
+    assert dataclasses.replace(study, name=preset.name, run=dataclasses.replace(study.run, total_steps=4_000_000)) == preset
+    assert preset.algo.max_kl_schedule == "linear" and preset.algo.max_kl_final == 0.0
+    assert config.find_preset("Humanoid-v5", "trpo") == "humanoid-trpo"
 
 
 def test_an_env_id_finds_its_single_path_preset_never_the_vine_one():
