@@ -76,17 +76,20 @@ def top_eval(run_dir: Path) -> tuple[float, int]:
     return float(curve.values[i]), int(curve.steps[i])
 
 
-def first_reached(run_dir: Path, threshold: float) -> tuple[int, float] | None:
-    """The step and training wall-clock seconds of the run's first evaluation at or above ``threshold``.
-
-    None: never. The seconds are the training loop's own (evaluations included, a resumed run's
-    invocations laid end to end), as ``trustrl plot --x seconds`` draws them.
-    """
+def eval_curve(run_dir: Path) -> tuple:
+    """The run's evaluations during training: their steps, the training loop's wall-clock seconds at them
+    (evaluations included, a resumed run's invocations laid end to end, as ``trustrl plot --x seconds``
+    draws them) and their returns, one array each."""
     from trustrl.plots import read_series
 
     by_step = read_series(run_dir, "eval_return_mean")
-    by_time = read_series(run_dir, "eval_return_mean", x="seconds")
-    for step, seconds, value in zip(by_step.steps, by_time.steps, by_step.values):
+    return by_step.steps, read_series(run_dir, "eval_return_mean", x="seconds").steps, by_step.values
+
+
+def first_reached(curve: tuple, threshold: float) -> tuple[int, float] | None:
+    """The step and seconds of the first evaluation of ``curve`` (:func:`eval_curve`) at or above ``threshold``
+    (None: never)."""
+    for step, seconds, value in zip(*curve):
         if value >= threshold:
             return int(step), float(seconds)
     return None
@@ -94,18 +97,16 @@ def first_reached(run_dir: Path, threshold: float) -> tuple[int, float] | None:
 
 def reach_table(run_dirs: list[Path], returns: list[float]) -> str:
     """One row a run: its steps so far and, per return, the steps and wall clock to first reach it."""
-    from trustrl.plots import read_series
-
     head = " | ".join(f"first eval ≥ {r:g}: steps (wall)" for r in returns)
     lines = [f"| run | steps so far | top eval (step) | {head} |", "|---|---:|---:|" + "---:|" * len(returns)]
     for run_dir in run_dirs:
-        steps_so_far = int(read_series(run_dir, "eval_return_mean").steps[-1])
+        curve = eval_curve(run_dir)
         top, top_step = top_eval(run_dir)
         cells = []
         for r in returns:
-            hit = first_reached(run_dir, r)
+            hit = first_reached(curve, r)
             cells.append("never" if hit is None else f"{hit[0] / 1e6:.2f}M ({hit[1] / 60:.0f} min)")
-        lines.append(f"| {run_dir} | {steps_so_far:,} | {top:.0f} ({top_step / 1e6:.2f}M) | {' | '.join(cells)} |")
+        lines.append(f"| {run_dir} | {int(curve[0][-1]):,} | {top:.0f} ({top_step / 1e6:.2f}M) | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from suite import evaluate_run, first_reached
+from suite import eval_curve, evaluate_run, first_reached
 
 # env -> scheme -> (config spec, overrides). MuJoCo vine: a trunk of 512 steps (Hopper 8 copies x 64,
 # Walker2d 2 x 256), 128 of its states, 2 actions each, 10-step branches bootstrapped with the critic.
@@ -87,7 +87,7 @@ def run_seed(env: str, scheme: str, seed: int, out: Path, episodes: int) -> dict
 
 def steps_to(run_dir: Path, threshold: float) -> int | None:
     """The step of the run's first evaluation at or above ``threshold`` (None: never)."""
-    hit = first_reached(run_dir, threshold)
+    hit = first_reached(eval_curve(run_dir), threshold)
     return None if hit is None else hit[0]
 
 
