@@ -65,15 +65,20 @@ def summarize(run_dir: Path, episodes: int) -> dict:
     return out
 
 
-def top_eval(run_dir: Path) -> tuple[float, int]:
-    """The highest ``eval_return_mean`` in the run's metrics, and its step."""
+def highest(steps, values) -> tuple[float, int]:
+    """The highest of an evaluation curve's returns, and its step."""
     import numpy as np
 
+    i = int(np.nanargmax(values))
+    return float(values[i]), int(steps[i])
+
+
+def top_eval(run_dir: Path) -> tuple[float, int]:
+    """The highest ``eval_return_mean`` in the run's metrics, and its step."""
     from trustrl.plots import read_series
 
     curve = read_series(run_dir, "eval_return_mean")
-    i = int(np.nanargmax(curve.values))
-    return float(curve.values[i]), int(curve.steps[i])
+    return highest(curve.steps, curve.values)
 
 
 def eval_curve(run_dir: Path) -> tuple:
@@ -101,7 +106,7 @@ def reach_table(run_dirs: list[Path], returns: list[float]) -> str:
     lines = [f"| run | steps so far | top eval (step) | {head} |", "|---|---:|---:|" + "---:|" * len(returns)]
     for run_dir in run_dirs:
         curve = eval_curve(run_dir)
-        top, top_step = top_eval(run_dir)
+        top, top_step = highest(curve[0], curve[2])
         cells = []
         for r in returns:
             hit = first_reached(curve, r)
