@@ -109,6 +109,7 @@ def test_overrides_apply_and_convert_types():
     [
         ("walker2d-trpo", ["run.seed=7"]),
         ("cartpole-a2c", ["algo.max_grad_norm=none", "env.max_episode_steps=100"]),
+        ("walker2d-trpo-wide", ["env.norm_obs_steps=1000000"]),
         ("pendulum-ppo", ["algo.target_kl=0.01", "algo.max_grad_norm=none"]),
     ],
 )
@@ -135,6 +136,8 @@ def test_toml_round_trip(tmp_path, preset, overrides):
         ("critic.fit=newton", "critic.fit must be one of adam, lbfgs"),
         ("critic.l2=-1", "critic.l2 must be >= 0"),
         ("critic.lbfgs_iters=0", "critic.lbfgs_iters must be > 0"),
+        ("env.norm_obs_steps=0", "env.norm_obs_steps must be > 0"),
+        ("env.norm_obs_steps=1.5", "env.norm_obs_steps must be an integer"),
     ],
 )
 def test_bad_values_give_one_clear_error(override, message):

@@ -32,6 +32,10 @@ def _files(run: Path) -> dict[str, str]:
         # the Fisher rows' own random stream carries over too
         ("walker2d-trpo", ["env.n_envs=2", "run.n_steps=128", "algo.fvp_samples=64", "algo.max_kl_schedule=constant",
                            "critic.epochs=2", "run.eval_every=768", "run.eval_episodes=1"], 256),
+        # the observation statistics stop learning after the split: the resumed part knows when
+        ("walker2d-trpo", ["env.n_envs=2", "run.n_steps=128", "env.norm_obs_steps=1280",
+                           "algo.max_kl_schedule=constant", "critic.epochs=2",
+                           "run.eval_every=768", "run.eval_episodes=1"], 256),
     ],
 )
 def test_k_updates_then_resume_for_k_more_is_the_run_in_one_go(tmp_path, preset, overrides, batch):

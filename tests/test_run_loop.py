@@ -214,6 +214,19 @@ def test_linear_max_kl_schedule_bounds_every_update_by_its_radius(tmp_path):
     assert max(late) <= 0.02 * 4 / n and sum(late) < sum(constant_late) / 4
 
 
+def test_norm_obs_steps_fixes_the_observation_statistics_and_changes_nothing_before(tmp_path):
+    """Batches of 1024 steps: the statistics learn from the two that start before step 1500. The third is
+    normalised with them in both runs, so the runs part only at the fourth."""
+    base = ["run.total_steps=4096", "env.n_envs=4", "run.n_steps=256", "run.eval_every=0"]
+    train(config.load("pendulum-trpo", base), tmp_path / "learning", progress=False)
+    train(config.load("pendulum-trpo", [*base, "env.norm_obs_steps=1500"]), tmp_path / "fixed", progress=False)
+    assert load(tmp_path / "learning").obs_norm.rms.count == pytest.approx(4096 + 1e-4)
+    assert load(tmp_path / "fixed").obs_norm.rms.count == pytest.approx(2048 + 1e-4)
+    learning, fixed = _rows(tmp_path / "learning" / "metrics.csv"), _rows(tmp_path / "fixed" / "metrics.csv")
+    assert [r["update"] for r in fixed] == ["1", "2", "3", "4"]
+    assert learning[:3] == fixed[:3] and learning[3] != fixed[3]
+
+
 @pytest.mark.parametrize("total, n_steps, n_envs", [(3000, 256, 4), (100, 256, 4), (2048, 256, 4), (2047, 64, 2)])
 def test_a_budget_that_is_not_whole_batches_is_said_in_one_line_and_whole_batches_run(tmp_path, capsys, total,
                                                                                       n_steps, n_envs):

@@ -11,13 +11,14 @@ from trustrl.normalization import ObsNormalizer, RewardScaler, RunningMeanStd
 from trustrl.samplers.vector import VectorSampler, copy_rng
 
 
-def _sampler(env_id, n_envs, n_steps=32, seed=5, norm_reward=False):
+def _sampler(env_id, n_envs, n_steps=32, seed=5, norm_reward=False, norm_obs_steps=None):
     cfg = config.EnvConfig(id=env_id, n_envs=n_envs, norm_reward=norm_reward)
     envs = make_vec_env(cfg)
     torch.manual_seed(0)
     policy = make_policy(envs.single_observation_space, envs.single_action_space, config.PolicyConfig())
     norm = ObsNormalizer(envs.single_observation_space.shape, clip=1e9)
-    return VectorSampler(envs, norm, RewardScaler(n_envs, 0.99, norm_reward, clip=1e9), n_steps, seed), policy
+    scaler = RewardScaler(n_envs, 0.99, norm_reward, clip=1e9)
+    return VectorSampler(envs, norm, scaler, n_steps, seed, norm_obs_steps=norm_obs_steps), policy
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -37,6 +38,30 @@ def test_a_batch_is_normalised_with_the_statistics_at_its_start_and_updates_them
     np.testing.assert_allclose(sampler.obs_norm.rms.mean, reference.mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sampler.obs_norm.rms.var, reference.var, rtol=1e-4)
     assert sampler.obs_norm.rms.count == pytest.approx(1e-4 + 2 * 32 * 3)
+    sampler.close()
+
+
+def test_the_observation_statistics_learn_only_from_batches_that_start_within_norm_obs_steps():
+    sampler, policy = _sampler("Pendulum-v1", 3, norm_obs_steps=100)  # batches of 96 steps: at 0 and 96, not 192
+    learned = RunningMeanStd((3,))
+    for _ in range(2):
+        before = sampler.obs_norm.copy()
+        batch = sampler.collect(policy)
+        raw = batch.obs.numpy().astype(np.float64) * np.sqrt(before.rms.var + before.eps) + before.rms.mean
+        learned.update(raw.reshape(-1, 3))
+    np.testing.assert_allclose(sampler.obs_norm.rms.mean, learned.mean, rtol=1e-5, atol=1e-6)
+    assert sampler.obs_norm.rms.count == pytest.approx(1e-4 + 2 * 96)
+    fixed = sampler.obs_norm.copy()
+    for _ in range(2):
+        batch = sampler.collect(policy)
+        assert batch.obs.abs().max() > 0
+        np.testing.assert_array_equal(sampler.obs_norm.rms.mean, fixed.rms.mean)
+        np.testing.assert_array_equal(sampler.obs_norm.rms.var, fixed.rms.var)
+        assert sampler.obs_norm.rms.count == fixed.rms.count
+    assert sampler.total_steps == 4 * 96
+    # the batches after the last update are normalised with the statistics it left
+    raw = sampler.raw_obs
+    np.testing.assert_allclose(batch.last_obs.numpy(), fixed.normalize(raw), rtol=1e-6)
     sampler.close()
 
 

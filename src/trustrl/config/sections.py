@@ -33,6 +33,11 @@ class EnvConfig:
     norm_obs: bool = True
     """Normalise observations with one running mean/variance shared by all copies (image observations are
     never normalised: their pixels are scaled to [0, 1] instead)."""
+    norm_obs_steps: int | None = None
+    """The observation statistics learn from the batches that start within the first this-many env steps,
+    then stay as they are; None: they learn the whole run. The trust region bounds the policy's change on
+    normalised observations only, so statistics that move change what the policy does, unbounded: late in a
+    long run, with the radius near 0, that drift alone can undo the gait."""
     norm_reward: bool = False
     """Scale rewards by the running std of the discounted return (not its mean)."""
     clip_obs: float = 10.0
@@ -60,6 +65,8 @@ class EnvConfig:
         positive("env.clip_reward", self.clip_reward)
         if self.max_episode_steps is not None:
             positive("env.max_episode_steps", self.max_episode_steps, 10**9)
+        if self.norm_obs_steps is not None:
+            positive("env.norm_obs_steps", self.norm_obs_steps, 10**12)
 
 
 @dataclass

@@ -46,6 +46,7 @@ def online(cfg: Config, policy_factory, log) -> Parts:
             cfg.run.n_steps,
             cfg.run.seed,
             cfg.run.device,
+            cfg.env.norm_obs_steps,
         )
         if cfg.run.sampling == "vine":
             check_can_branch(pool)

@@ -53,6 +53,7 @@ class VectorSampler:
         n_steps: int,
         seed: int,
         device: str = "cpu",
+        norm_obs_steps: int | None = None,
     ):
         self.pool: WorkerPool = pool if isinstance(pool, WorkerPool) else LocalPool(pool)
         self.obs_norm = obs_norm
@@ -60,6 +61,7 @@ class VectorSampler:
         self.n_steps = n_steps
         self.seed = seed
         self.device = device
+        self.norm_obs_steps = norm_obs_steps  # the statistics learn from batches starting before this step
         self.n_envs = self.pool.n_envs
         self.observation_space, self.action_space = self.pool.observation_space, self.pool.action_space
         self.act_shape = action_layout(self.action_space)[0]
@@ -174,7 +176,8 @@ class VectorSampler:
         final = acting_norm.normalize(final_obs) if len(final_obs) else np.empty((0, obs_dim), np.float32)
         # The per-batch update, once, in copy order within each step. Nothing acts on rewards, so they
         # are scaled with the statistics that include this batch (the first batch too has a scale).
-        self.obs_norm.update(raw.reshape(T * N, obs_dim))
+        if self.norm_obs_steps is None or self.total_steps < self.norm_obs_steps:
+            self.obs_norm.update(raw.reshape(T * N, obs_dim))
         if scaling:
             self.reward_scaler.update(ret_buf.reshape(-1))
         scaled = self.reward_scaler.scale(rewards)
