@@ -12,7 +12,8 @@ def test_every_preset_loads_and_validates():
     mujoco = {f"{env}-trpo" for env in ("walker2d", "hopper", "halfcheetah", "ant", "swimmer", "humanoid",
                                         "invertedpendulum", "inverteddoublependulum", "reacher", "pusher")}
     assert {"walker2d-trpo-notebook", "walker2d-ppo", "walker2d-trpo-wide", "hopper-trpo-wide", "halfcheetah-trpo-wide",
-            "humanoid-trpo-wide", "cartpole-trpo-vine", "pendulum-trpo-vine", *family, *mujoco} <= set(names)
+            "ant-trpo-wide", "humanoid-trpo-wide", "cartpole-trpo-vine", "pendulum-trpo-vine", *family,
+            *mujoco} <= set(names)
     for name in names:
         cfg = config.load(name)
         assert cfg.name == name
@@ -53,20 +54,22 @@ def test_humanoid_wide_preset_is_the_budget_study_config_over_its_budget():
     assert config.find_preset("Humanoid-v5", "trpo") == "humanoid-trpo"
 
 
-@pytest.mark.parametrize(("env", "env_id", "chosen"), [("hopper", "Hopper-v5", ["algo.gamma=0.995"]),
-                                                       ("halfcheetah", "HalfCheetah-v5", [])])
-def test_wide_preset_is_the_walker2d_wide_settings_with_what_its_runs_chose(env, env_id, chosen):
-    """The runs took benchmarks/configs/<env>-wide.toml (walker2d-trpo-wide's settings on the env), Hopper's
-    with `--set algo.gamma=...`; the preset is that config with the choice, and the env id still finds the plain one."""
+@pytest.mark.parametrize(("env", "env_id", "chosen", "std"), [("hopper", "Hopper-v5", ["algo.gamma=0.995"], -0.5),
+                                                              ("halfcheetah", "HalfCheetah-v5", [], -0.5),
+                                                              ("ant", "Ant-v5", [], -1.0)])
+def test_wide_preset_is_the_walker2d_wide_settings_with_what_its_runs_chose(env, env_id, chosen, std):
+    """The runs took benchmarks/configs/<env>-wide.toml (walker2d-trpo-wide's settings on the env, Ant's with
+    its own starting std), Hopper's with `--set algo.gamma=...`; the preset is that config with the choice, and
+    the env id still finds the plain one."""
     import dataclasses
     from pathlib import Path
 
     measured = str(Path(__file__).parents[1] / "benchmarks" / "configs" / f"{env}-wide.toml")
     preset = config.load(f"{env}-trpo-wide")
     assert dataclasses.replace(config.load(measured, chosen), name=preset.name) == preset
-    walker = config.load("walker2d-trpo-wide", ["env.norm_obs_steps=none"])  # as it was when they ran
+    walker = config.load("walker2d-trpo-wide", ["env.norm_obs_steps=none", f"policy.log_std_init={std}"])
     same_but_env = dataclasses.replace(walker, name=f"{env}-wide", env=dataclasses.replace(walker.env, id=env_id))
-    assert config.load(measured) == same_but_env
+    assert config.load(measured) == same_but_env  # walker2d-trpo-wide as it was when they ran
     assert config.find_preset(env_id, "trpo") == f"{env}-trpo"
 
 
