@@ -18,12 +18,11 @@ import dataclasses
 from pathlib import Path
 
 
-def swapped_returns(run: Path, tags: list[str], episodes: int) -> dict[tuple[str, str], tuple[float, float]]:
-    """(weights tag, statistics tag) -> (mean return, mean episode length) over ``episodes`` episodes."""
-    from trustrl.api import load
+def swapped_returns(agents: dict, episodes: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(weights tag, statistics tag) -> (mean return, mean episode length) over ``episodes`` episodes, for
+    ``agents`` {tag: Agent} of one run."""
     from trustrl.episodes import evaluate_agent
 
-    agents = {tag: load(run, tag) for tag in tags}
     out = {}
     for weights, agent in agents.items():
         for statistics, other in agents.items():
@@ -35,8 +34,9 @@ def swapped_returns(run: Path, tags: list[str], episodes: int) -> dict[tuple[str
 def table(run: Path, tags: list[str], episodes: int) -> str:
     from trustrl.api import load
 
-    steps = {tag: load(run, tag).checkpoint.step for tag in tags}
-    results = swapped_returns(run, tags, episodes)
+    agents = {tag: load(run, tag) for tag in tags}
+    steps = {tag: agent.checkpoint.step for tag, agent in agents.items()}
+    results = swapped_returns(agents, episodes)
     head = [f"statistics of {tag} (step {steps[tag]})" for tag in tags]
     lines = [f"| weights of | {' | '.join(head)} |", "|---|" + "---:|" * len(tags)]
     for weights in tags:
